@@ -1,0 +1,72 @@
+"""A 1-D input, 1-D output MLP as pure functions of a parameter dict.
+
+Parameter names follow the notebook. For hidden sizes ``(h1, ..., hL)``:
+
+- ``W1`` (h1,), ``b1`` (h1,): the input layer (the input is a scalar, so W1 is a vector);
+- ``Wk`` (h_{k-1}, h_k), ``bk`` (h_k,) for k = 2..L: hidden layer k;
+- ``w{L+1}`` (h_L,), ``b{L+1}`` (): the linear output layer.
+
+Two hidden layers give exactly the notebook's ``W1, b1, W2, b2, w3, b3``, drawn in that order.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import autograd.numpy as anp
+
+ACTIVATIONS = {
+    "relu": lambda z: anp.maximum(z, 0.0),
+    "tanh": anp.tanh,
+}
+
+
+def param_names(hidden: tuple[int, ...]) -> list[str]:
+    """Names of the parameters in draw order, e.g. ``[W1, b1, W2, b2, w3, b3]`` for two layers."""
+    names = []
+    for k in range(1, len(hidden) + 1):
+        names += [f"W{k}", f"b{k}"]
+    out = len(hidden) + 1
+    return names + [f"w{out}", f"b{out}"]
+
+
+def param_shapes(hidden: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
+    """Shape of every parameter, keyed by name, in draw order."""
+    shapes = {"W1": (hidden[0],), "b1": (hidden[0],)}
+    for k in range(2, len(hidden) + 1):
+        shapes[f"W{k}"] = (hidden[k - 2], hidden[k - 1])
+        shapes[f"b{k}"] = (hidden[k - 1],)
+    out = len(hidden) + 1
+    shapes[f"w{out}"] = (hidden[-1],)
+    shapes[f"b{out}"] = ()
+    return shapes
+
+
+@dataclass(frozen=True)
+class MLP:
+    """A ReLU/tanh MLP from a scalar input to a scalar output."""
+
+    hidden: tuple[int, ...] = (50, 50)
+    activation: str = "relu"
+
+    def __post_init__(self):
+        object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}")
+
+    @property
+    def names(self) -> list[str]:
+        return param_names(self.hidden)
+
+    def init(self, rng, std: float) -> dict:
+        """Draw every parameter from N(0, std^2) in draw order (the notebook's ``random_init``)."""
+        return {name: rng.normal(0.0, std, size=shape or None)
+                for name, shape in param_shapes(self.hidden).items()}
+
+    def predict(self, params: dict, x):
+        """Outputs, shape (N,), for inputs x of shape (N,)."""
+        act = ACTIVATIONS[self.activation]
+        n = len(self.hidden)
+        h = act(anp.outer(x, params["W1"]) + params["b1"])
+        for k in range(2, n + 1):
+            h = act(anp.dot(h, params[f"W{k}"]) + params[f"b{k}"])
+        return anp.dot(h, params[f"w{n + 1}"]) + params[f"b{n + 1}"]
