@@ -1,0 +1,365 @@
+"""Fast MAML meta-gradient for :class:`maml_sweep.model.MLP`: the whole batched inner loop and
+query loss as ONE autograd primitive with a hand-written VJP.
+
+Layout. All parameters live in one flat vector ``theta`` of size P, in ``model.names`` order.
+That order makes layer k's weight and bias one contiguous block ``[W_k; b_k]`` of shape
+``(d_{k-1} + 1, d_k)`` (``d_0 = d_{L+1} = 1``), which multiplies activations augmented with a
+column of ones, so every layer (bias included) is one matmul forward and one matmul for its
+gradient. A meta-batch of T tasks carries a leading task axis: inputs (T, N), per-task
+parameters (T, P), activations (T, N, d_k + 1).
+
+Algorithm (per task, inner loss l, query loss Q, theta_{j+1} = theta_j - lr * grad l(theta_j)):
+
+- forward: K inner steps, keeping each step's activations, activation derivatives and
+  back-propagated errors, then Q and its gradient a_K at theta_K;
+- backward: a_j = a_{j+1} - H_j (lr * a_{j+1}) with H_j the Hessian of l at theta_j, by an exact
+  Hessian-vector product (forward-over-reverse through the cached step; tanh's second
+  derivative included, ReLU's is zero as in autograd). First-order: a_j = a_{j+1}.
+- d/d lr = -sum_j a_{j+1} * grad l(theta_j) comes for free, so ``lr`` is differentiable too
+  (a scalar, or a (P,) vector of per-parameter learning rates, Meta-SGD style).
+
+The numbers equal :func:`maml_sweep.maml.meta_value_and_grad` to rounding, including autograd's
+ReLU subgradient convention (0.5 at exact ties).
+"""
+from __future__ import annotations
+
+import threading
+from typing import Sequence
+
+import autograd.numpy as anp
+import numpy as np
+from autograd.extend import defvjp, primitive
+from autograd.tracer import isbox
+
+from .maml import InnerLoop
+from .model import MLP, param_shapes
+from .tasks import Task
+
+__all__ = ["supports", "fast_meta_value_and_grad", "fast_meta_objective", "meta_loss"]
+
+
+# ----------------------------------------------------------------------------- layout
+
+
+class _Layout:
+    """Where each parameter and each layer block sits in the flat vector of an MLP."""
+
+    def __init__(self, model: MLP):
+        shapes = param_shapes(model.hidden)
+        self.names = list(shapes)
+        self.shapes = shapes
+        self.dims = (1,) + model.hidden + (1,)
+        self.relu = model.activation == "relu"
+        self.slices, off = {}, 0
+        for name, shape in shapes.items():
+            n = int(np.prod(shape, dtype=int))
+            self.slices[name] = slice(off, off + n)
+            off += n
+        self.size = off
+        self.block_shapes, self.block_slices, off = [], [], 0
+        for k in range(1, len(self.dims)):
+            shape = (self.dims[k - 1] + 1, self.dims[k])
+            self.block_shapes.append(shape)
+            self.block_slices.append(slice(off, off + shape[0] * shape[1]))
+            off += shape[0] * shape[1]
+        assert off == self.size
+
+    def blocks(self, flat: np.ndarray) -> list[np.ndarray]:
+        """Views of ``flat`` (..., P) as layer blocks (..., d_{k-1} + 1, d_k), k = 1..L+1."""
+        lead = flat.shape[:-1]
+        out = []
+        for sl, shape in zip(self.block_slices, self.block_shapes):
+            view = flat[..., sl].view()
+            view.shape = lead + shape  # raises instead of silently copying
+            out.append(view)
+        return out
+
+    def pack(self, params: dict) -> np.ndarray:
+        """Flat vector (P,) of a parameter dict."""
+        return np.concatenate([np.ravel(params[k]) for k in self.names]).astype(float, copy=False)
+
+    def unpack(self, flat: np.ndarray) -> dict:
+        """Parameter dict of views into a flat vector (P,); scalars as 0-d arrays (like autograd)."""
+        return {name: flat[self.slices[name]].reshape(self.shapes[name]) for name in self.names}
+
+
+_LAYOUTS: dict = {}
+
+
+def _layout(model: MLP) -> _Layout:
+    key = (model.hidden, model.activation)
+    if key not in _LAYOUTS:
+        _LAYOUTS[key] = _Layout(model)
+    return _LAYOUTS[key]
+
+
+def supports(model) -> bool:
+    """True if the fast path handles ``model`` (an :class:`MLP` with relu or tanh)."""
+    return isinstance(model, MLP) and model.activation in ("relu", "tanh") and len(model.hidden) >= 1
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def _stack(tasks: Sequence[Task]):
+    """(x, y, xq, yq) stacked over tasks: (T, N), (T, N), (T, M), (T, M), float64."""
+    if len(tasks) == 0:
+        raise ValueError("empty meta-batch")
+    xs, ys, xqs, yqs = [], [], [], []
+    for t in tasks:
+        xq, yq = t.query
+        xs.append(t.x), ys.append(t.y), xqs.append(xq), yqs.append(yq)
+    try:
+        x, y = (np.asarray(np.stack(v), dtype=float) for v in (xs, ys))
+        if all(q is s for q, s in zip(xqs, xs)) and all(q is s for q, s in zip(yqs, ys)):
+            return x, y, x, y  # query set = support set: identity lets the caller reuse work
+        xq, yq = (np.asarray(np.stack(v), dtype=float) for v in (xqs, yqs))
+    except ValueError as err:
+        raise ValueError("fast path: tasks in one meta-batch need equal support sizes and "
+                         "equal query sizes") from err
+    return x, y, xq, yq
+
+
+def _augment(x: np.ndarray) -> np.ndarray:
+    """Inputs (T, N) -> (T, N, 2) with a column of ones (the bias input)."""
+    out = np.ones(x.shape + (2,))
+    out[..., 0] = x
+    return out
+
+
+class _Cache:
+    """One forward/backward pass of the inner loss: activations A[k] (T, N, d_k + 1) with a ones
+    column (A[0] is the augmented input), activation derivatives S[k] (T, N, d_k) (bool for
+    ReLU), back-propagated errors D[k] = dl/dz_k (T, N, d_k); k indexes layers 1..L+1."""
+
+    __slots__ = ("A", "S", "D")
+
+    def __init__(self, xa: np.ndarray, dims: tuple):
+        lead = xa.shape[:-1]
+        L = len(dims) - 2
+        self.A = [xa] + [np.ones(lead + (dims[k] + 1,)) for k in range(1, L + 1)]
+        self.S = [None] * (L + 1)
+        self.D = [None] + [np.empty(lead + (dims[k],)) for k in range(1, L + 2)]
+
+
+# ----------------------------------------------------------------------------- one step
+
+
+def _relu_mask(z: np.ndarray) -> np.ndarray:
+    """ReLU derivative at z: bool z > 0, or float with 0.5 at exact ties (autograd's choice)."""
+    mask = np.greater(z, 0.0)
+    if z.all():
+        return mask
+    mask = mask.astype(float)
+    mask[z == 0.0] = 0.5
+    return mask
+
+
+def _forward(lay: _Layout, B: list, c: _Cache) -> np.ndarray:
+    """Forward pass with blocks B (shared (d+1, d') or per task (T, d+1, d')); fills c.A, c.S.
+    Returns the predictions (T, N, 1)."""
+    A, S = c.A, c.S
+    L = len(B) - 1
+    for k in range(1, L + 1):
+        z = A[k][..., :-1]
+        np.matmul(A[k - 1], B[k - 1], out=z)
+        if lay.relu:
+            S[k] = _relu_mask(z)
+            np.maximum(z, 0.0, out=z)
+        else:
+            np.tanh(z, out=z)
+            s = S[k] if S[k] is not None else np.empty(z.shape)
+            np.square(z, out=s)
+            np.subtract(1.0, s, out=s)
+            S[k] = s
+    return np.matmul(A[L], B[L])
+
+
+def _backward(B: list, c: _Cache, G: list) -> None:
+    """Back-propagate c.D[L+1] = dl/df (T, N, 1): fills c.D[1..L] and the gradient blocks G."""
+    A, S, D = c.A, c.S, c.D
+    L = len(B) - 1
+    for k in range(L + 1, 0, -1):
+        np.matmul(A[k - 1].swapaxes(-1, -2), D[k], out=G[k - 1])
+        if k > 1:
+            Wt = B[k - 1][..., :-1, :].swapaxes(-1, -2)
+            if k == L + 1:
+                np.multiply(D[k], Wt, out=D[k - 1])
+            else:
+                np.matmul(D[k], Wt, out=D[k - 1])
+            np.multiply(D[k - 1], S[k - 1], out=D[k - 1])
+
+
+def _loss_grad(lay, B, c, y, scale, G):
+    """Loss ``scale * mean((f - y)^2)`` per task (T,) and its gradient into blocks G."""
+    f = _forward(lay, B, c)[..., 0]
+    r = np.subtract(f, y, out=f)
+    value = scale * np.einsum("tn,tn->t", r, r) / r.shape[-1]
+    np.multiply(r, 2.0 * scale / r.shape[-1], out=c.D[-1][..., 0])
+    _backward(B, c, G)
+    return value
+
+
+def _loss(lay, B, c, y, scale):
+    """Loss per task (T,) without gradient."""
+    r = _forward(lay, B, c)[..., 0] - y
+    return scale * np.einsum("tn,tn->t", r, r) / r.shape[-1]
+
+
+def _hvp(lay, B, c, V, H, scale):
+    """Hessian-vector product of the inner loss at the cached step: blocks H = Hess(l) V.
+
+    Forward-over-reverse: tangents of the forward pass (Rz, Rh) in direction V (per-task blocks
+    (T, d+1, d')), then of the backward pass. Uses c's activations and errors as they are."""
+    A, S, D = c.A, c.S, c.D
+    L = len(B) - 1
+    relu = lay.relu
+    RH = [None] * (L + 1)
+    RZ = [None] * (L + 1)
+    rz = np.matmul(A[0], V[0])
+    for k in range(1, L + 1):
+        if relu:
+            np.multiply(rz, S[k], out=rz)
+            RH[k] = rz
+        else:
+            RZ[k] = rz
+            RH[k] = rz * S[k]
+        rz = np.matmul(RH[k], B[k][..., :-1, :])
+        rz += np.matmul(A[k], V[k])
+    rdz = np.multiply(rz, 2.0 * scale / rz.shape[-2], out=rz)  # R(dl/df), (T, N, 1)
+    for k in range(L + 1, 0, -1):
+        np.matmul(A[k - 1].swapaxes(-1, -2), rdz, out=H[k - 1])
+        if k == 1:
+            break
+        H[k - 1][..., :-1, :] += np.matmul(RH[k - 1].swapaxes(-1, -2), D[k])
+        Wt = B[k - 1][..., :-1, :].swapaxes(-1, -2)
+        Vt = V[k - 1][..., :-1, :].swapaxes(-1, -2)
+        if k == L + 1:
+            rdh = rdz * Wt
+            rdh += D[k] * Vt
+        else:
+            rdh = np.matmul(rdz, Wt)
+            rdh += np.matmul(D[k], Vt)
+        np.multiply(rdh, S[k - 1], out=rdh)
+        if not relu:  # tanh'' = -2 h tanh': add -2 h * dl/dz * Rz
+            t = np.multiply(A[k - 1][..., :-1], D[k - 1])
+            t *= RZ[k - 1]
+            t *= 2.0
+            rdh -= t
+        rdz = rdh
+
+
+# ----------------------------------------------------------------------------- whole loop
+
+
+def _value(lay, theta, lr, data, inner) -> np.ndarray:
+    """Meta-objective per task (T,) at flat params theta (P,), no gradient."""
+    x, y, xq, yq = data
+    T = x.shape[0]
+    c = _Cache(_augment(x), lay.dims)
+    params = theta
+    G = np.empty((T, lay.size))
+    GB = lay.blocks(G)
+    for _ in range(inner.steps):
+        _loss_grad(lay, lay.blocks(params), c, y, inner.loss_scale, GB)
+        params = params - lr * G
+    cq = c if xq is x else _Cache(_augment(xq), lay.dims)
+    return _loss(lay, lay.blocks(params), cq, yq, inner.loss_scale)
+
+
+def _value_and_grads(lay, theta, lr, data, inner):
+    """(mean meta-objective, d/d theta (P,), d/d lr (shape of lr)) for flat theta (P,)."""
+    x, y, xq, yq = data
+    T, K, scale = x.shape[0], inner.steps, inner.loss_scale
+    second = not inner.first_order
+    xa = _augment(x)
+    thetas, blocks, caches, grads = [theta], [lay.blocks(theta)], [], []
+    c = None
+    for j in range(K):
+        if c is None or second:
+            c = _Cache(xa, lay.dims)
+        G = np.empty((T, lay.size))
+        _loss_grad(lay, blocks[j], c, y, scale, lay.blocks(G))
+        caches.append(c)
+        grads.append(G)
+        thetas.append(thetas[j] - lr * G)
+        blocks.append(lay.blocks(thetas[-1]))
+    cq = _Cache(xa if xq is x else _augment(xq), lay.dims)
+    a = np.empty((T, lay.size))
+    values = _loss_grad(lay, blocks[K], cq, yq, scale, lay.blocks(a))
+    glr = np.zeros(T if np.ndim(lr) == 0 else (T, lay.size))
+    hv = np.empty((T, lay.size)) if second and K else None
+    for j in range(K - 1, -1, -1):
+        if np.ndim(lr) == 0:
+            glr -= np.einsum("tp,tp->t", a, grads[j])
+        else:
+            glr -= a * grads[j]
+        if second:
+            _hvp(lay, blocks[j], caches[j], lay.blocks(lr * a), lay.blocks(hv), scale)
+            a -= hv
+    return float(values.mean()), a.mean(axis=0), glr.mean(axis=0)
+
+
+# ----------------------------------------------------------------------------- autograd
+
+
+_STASH = threading.local()
+
+
+@primitive
+def _meta_loss_flat(theta, lr, data, inner):
+    """Mean meta-objective at flat params theta (P,) with inner lr (scalar or (P,)).
+
+    Computes the gradients too and stashes them for the VJP, which autograd builds right after
+    this call."""
+    lay, arrays = data
+    value, g_theta, g_lr = _value_and_grads(lay, np.asarray(theta, float), lr, arrays, inner)
+    value = float(value)
+    _STASH.last = (value, g_theta, g_lr)
+    return value
+
+
+def _stashed(ans, theta, lr, data, inner):
+    last = getattr(_STASH, "last", None)
+    if last is None or last[0] is not ans:  # not built right after its forward: recompute
+        lay, arrays = data
+        last = (ans,) + _value_and_grads(lay, np.asarray(theta, float), lr, arrays, inner)[1:]
+    return last
+
+
+defvjp(_meta_loss_flat,
+       lambda ans, theta, lr, data, inner: (lambda g, s=_stashed(ans, theta, lr, data, inner): g * s[1]),
+       lambda ans, theta, lr, data, inner: (lambda g, s=_stashed(ans, theta, lr, data, inner):
+                                            g * s[2] if np.ndim(lr) else g * float(s[2])))
+
+
+def meta_loss(model: MLP, params: dict, tasks: Sequence[Task], inner: InnerLoop, lr=None):
+    """Mean meta-objective as an autograd-differentiable function of ``params`` (dict) and of
+    ``lr`` (default ``inner.lr``; a scalar, or a dict like params of per-parameter learning
+    rates broadcastable to each parameter's shape). Not twice differentiable."""
+    lay = _layout(model)
+    theta = anp.concatenate([anp.ravel(params[k]) for k in lay.names])
+    lr = inner.lr if lr is None else lr
+    if isinstance(lr, dict):
+        lr = anp.concatenate([anp.ravel(lr[k] * np.ones(lay.shapes[k])) for k in lay.names])
+    data = (lay, _stack(tasks))
+    if not (isbox(theta) or isbox(lr)):
+        return float(_value(lay, theta, lr, data[1], inner).mean())
+    return _meta_loss_flat(theta, lr, data, inner)
+
+
+# ----------------------------------------------------------------------------- public API
+
+
+def fast_meta_value_and_grad(model: MLP, params: dict, tasks: Sequence[Task], inner: InnerLoop):
+    """(mean meta-objective, gradient dict like params): the numbers of
+    ``maml.meta_value_and_grad(model.predict, params, tasks, inner)``, in one batched pass."""
+    lay = _layout(model)
+    value, g, _ = _value_and_grads(lay, lay.pack(params), inner.lr, _stack(tasks), inner)
+    return value, lay.unpack(g)
+
+
+def fast_meta_objective(model: MLP, params: dict, tasks: Sequence[Task], inner: InnerLoop) -> float:
+    """Mean meta-objective over ``tasks`` (evaluation; no gradient)."""
+    lay = _layout(model)
+    return float(_value(lay, lay.pack(params), inner.lr, _stack(tasks), inner).mean())
