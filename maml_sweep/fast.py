@@ -128,31 +128,63 @@ def _augment(x: np.ndarray) -> np.ndarray:
 
 
 class _Cache:
-    """One forward/backward pass of the inner loss: activations A[k] (T, N, d_k + 1) with a ones
-    column (A[0] is the augmented input), activation derivatives S[k] (T, N, d_k) (bool for
-    ReLU), back-propagated errors D[k] = dl/dz_k (T, N, d_k); k indexes layers 1..L+1."""
+    """One forward/backward pass of the inner loss on T tasks of N points: activations A[k]
+    (T, N, d_k + 1) with a ones column (A[0] is the augmented input), activation derivatives
+    S[k] (T, N, d_k) (bool for ReLU), back-propagated errors D[k] = dl/dz_k (T, N, d_k);
+    k indexes layers 1..L+1."""
 
     __slots__ = ("A", "S", "D")
 
-    def __init__(self, xa: np.ndarray, dims: tuple):
-        lead = xa.shape[:-1]
-        L = len(dims) - 2
+    def __init__(self, xa: np.ndarray, lay: _Layout):
+        lead, dims, L = xa.shape[:-1], lay.dims, len(lay.dims) - 2
         self.A = [xa] + [np.ones(lead + (dims[k] + 1,)) for k in range(1, L + 1)]
-        self.S = [None] * (L + 1)
+        dtype = bool if lay.relu else float
+        self.S = [None] + [np.empty(lead + (dims[k],), dtype) for k in range(1, L + 1)]
         self.D = [None] + [np.empty(lead + (dims[k],)) for k in range(1, L + 2)]
 
 
+class _Workspace:
+    """All buffers of one problem size, reused across calls: fresh large arrays would cost a
+    page fault per 4 KiB on every call. T tasks, N support and M query points, K inner steps."""
+
+    def __init__(self, lay: _Layout, T: int, N: int, M: int, K: int, second: bool, same_query: bool):
+        P, dims, L = lay.size, lay.dims, len(lay.dims) - 2
+        self.xa = np.ones((T, N, 2))
+        self.xqa = self.xa if same_query else np.ones((T, M, 2))
+        self.caches = [_Cache(self.xa, lay) for _ in range(K if second else min(K, 1))]
+        self.qcache = _Cache(self.xqa, lay)
+        self.thetas, self.grads = np.empty((K, T, P)), np.empty((K, T, P))
+        self.theta_blocks = [lay.blocks(t) for t in self.thetas]
+        self.grad_blocks = [lay.blocks(g) for g in self.grads]
+        self.a, self.v, self.hv, self.tmp = (np.empty((T, P)) for _ in range(4))
+        self.a_blocks, self.v_blocks, self.hv_blocks = (lay.blocks(b) for b in (self.a, self.v, self.hv))
+        # Hessian-vector product scratch: tangents Z, Y (T, N, d_k), k = 1..L+1; errors E, RH
+        # (T, N, d_k), k = 1..L; weight-shaped Mw (T, d_{k-1}, d_k), index k - 1.
+        self.Z = [None] + [np.empty((T, N, dims[k])) for k in range(1, L + 2)]
+        self.Y = [None] + [np.empty((T, N, dims[k])) for k in range(1, L + 2)]
+        self.E = [None] + [np.empty((T, N, dims[k])) for k in range(1, L + 1)]
+        self.RH = [None] + [np.empty((T, N, dims[k])) for k in range(1, L + 1)]
+        self.Mw = [np.empty((T, dims[k - 1], dims[k])) for k in range(1, L + 2)]
+
+
+_WORKSPACES = threading.local()
+
+
+def _workspace(lay, T, N, M, K, second, same_query) -> _Workspace:
+    """The calling thread's workspace for this problem size (a few sizes are kept)."""
+    cache = getattr(_WORKSPACES, "d", None)
+    if cache is None:
+        cache = _WORKSPACES.d = {}
+    key = (id(lay), T, N, M, K, second, same_query)
+    ws = cache.get(key)
+    if ws is None:
+        if len(cache) >= 8:
+            cache.clear()
+        ws = cache[key] = _Workspace(lay, T, N, M, K, second, same_query)
+    return ws
+
+
 # ----------------------------------------------------------------------------- one step
-
-
-def _relu_mask(z: np.ndarray) -> np.ndarray:
-    """ReLU derivative at z: bool z > 0, or float with 0.5 at exact ties (autograd's choice)."""
-    mask = np.greater(z, 0.0)
-    if z.all():
-        return mask
-    mask = mask.astype(float)
-    mask[z == 0.0] = 0.5
-    return mask
 
 
 def _forward(lay: _Layout, B: list, c: _Cache) -> np.ndarray:
@@ -164,14 +196,15 @@ def _forward(lay: _Layout, B: list, c: _Cache) -> np.ndarray:
         z = A[k][..., :-1]
         np.matmul(A[k - 1], B[k - 1], out=z)
         if lay.relu:
-            S[k] = _relu_mask(z)
+            S[k] = np.greater(z, 0.0, out=S[k] if S[k].dtype == bool else None)
+            if not z.all():  # exact ties: autograd's maximum gives derivative 0.5
+                S[k] = S[k].astype(float)
+                S[k][z == 0.0] = 0.5
             np.maximum(z, 0.0, out=z)
         else:
             np.tanh(z, out=z)
-            s = S[k] if S[k] is not None else np.empty(z.shape)
-            np.square(z, out=s)
-            np.subtract(1.0, s, out=s)
-            S[k] = s
+            np.square(z, out=S[k])
+            np.subtract(1.0, S[k], out=S[k])
     return np.matmul(A[L], B[L])
 
 
@@ -206,98 +239,96 @@ def _loss(lay, B, c, y, scale):
     return scale * np.einsum("tn,tn->t", r, r) / r.shape[-1]
 
 
-def _hvp(lay, B, c, V, H, scale):
+def _hvp(lay, B, c, V, H, scale, ws):
     """Hessian-vector product of the inner loss at the cached step: blocks H = Hess(l) V.
 
     Forward-over-reverse: tangents of the forward pass (Rz, Rh) in direction V (per-task blocks
-    (T, d+1, d')), then of the backward pass. Uses c's activations and errors as they are."""
+    (T, d+1, d')), then of the backward pass, reusing c's activations and errors."""
     A, S, D = c.A, c.S, c.D
+    Z, Y, E = ws.Z, ws.Y, ws.E
     L = len(B) - 1
     relu = lay.relu
     RH = [None] * (L + 1)
-    RZ = [None] * (L + 1)
-    rz = np.matmul(A[0], V[0])
-    for k in range(1, L + 1):
-        if relu:
-            np.multiply(rz, S[k], out=rz)
-            RH[k] = rz
-        else:
-            RZ[k] = rz
-            RH[k] = rz * S[k]
-        rz = np.matmul(RH[k], B[k][..., :-1, :])
-        rz += np.matmul(A[k], V[k])
-    rdz = np.multiply(rz, 2.0 * scale / rz.shape[-2], out=rz)  # R(dl/df), (T, N, 1)
+    np.matmul(A[0], V[0], out=Z[1])
+    for k in range(1, L + 1):  # Z[k] = Rz_k, RH[k] = Rh_k
+        RH[k] = np.multiply(Z[k], S[k], out=Z[k] if relu else ws.RH[k])
+        np.matmul(RH[k], B[k][..., :-1, :], out=Z[k + 1])
+        np.matmul(A[k], V[k], out=Y[k + 1])
+        Z[k + 1] += Y[k + 1]
+    rdz = Z[L + 1]
+    rdz *= 2.0 * scale / rdz.shape[-2]  # R(dl/df), (T, N, 1)
     for k in range(L + 1, 0, -1):
         np.matmul(A[k - 1].swapaxes(-1, -2), rdz, out=H[k - 1])
         if k == 1:
             break
-        H[k - 1][..., :-1, :] += np.matmul(RH[k - 1].swapaxes(-1, -2), D[k])
+        H[k - 1][..., :-1, :] += np.matmul(RH[k - 1].swapaxes(-1, -2), D[k], out=ws.Mw[k - 1])
         Wt = B[k - 1][..., :-1, :].swapaxes(-1, -2)
         Vt = V[k - 1][..., :-1, :].swapaxes(-1, -2)
-        if k == L + 1:
-            rdh = rdz * Wt
-            rdh += D[k] * Vt
-        else:
-            rdh = np.matmul(rdz, Wt)
-            rdh += np.matmul(D[k], Vt)
+        rdh, y = E[k - 1], Y[k - 1]
+        prod = np.multiply if k == L + 1 else np.matmul
+        prod(rdz, Wt, out=rdh)
+        prod(D[k], Vt, out=y)
+        rdh += y
         np.multiply(rdh, S[k - 1], out=rdh)
         if not relu:  # tanh'' = -2 h tanh': add -2 h * dl/dz * Rz
-            t = np.multiply(A[k - 1][..., :-1], D[k - 1])
-            t *= RZ[k - 1]
-            t *= 2.0
-            rdh -= t
+            np.multiply(A[k - 1][..., :-1], D[k - 1], out=y)
+            y *= Z[k - 1]
+            y *= 2.0
+            rdh -= y
         rdz = rdh
 
 
 # ----------------------------------------------------------------------------- whole loop
 
 
+def _inner_loop(lay, ws, theta, lr, y, inner) -> list:
+    """Run the inner loop from flat theta (P,); returns the blocks of theta_0..theta_K."""
+    second = not inner.first_order
+    B, prev = [lay.blocks(theta)], theta
+    for j in range(inner.steps):
+        c = ws.caches[j if second else 0]
+        _loss_grad(lay, B[j], c, y, inner.loss_scale, ws.grad_blocks[j])
+        np.multiply(ws.grads[j], lr, out=ws.tmp)
+        prev = np.subtract(prev, ws.tmp, out=ws.thetas[j])
+        B.append(ws.theta_blocks[j])
+    return B
+
+
+def _prepare(lay, data, inner, second):
+    x, y, xq, yq = data
+    T, N = x.shape
+    ws = _workspace(lay, T, N, xq.shape[1], inner.steps, second, xq is x)
+    ws.xa[..., 0] = x
+    ws.xqa[..., 0] = xq
+    return ws
+
+
 def _value(lay, theta, lr, data, inner) -> np.ndarray:
     """Meta-objective per task (T,) at flat params theta (P,), no gradient."""
-    x, y, xq, yq = data
-    T = x.shape[0]
-    c = _Cache(_augment(x), lay.dims)
-    params = theta
-    G = np.empty((T, lay.size))
-    GB = lay.blocks(G)
-    for _ in range(inner.steps):
-        _loss_grad(lay, lay.blocks(params), c, y, inner.loss_scale, GB)
-        params = params - lr * G
-    cq = c if xq is x else _Cache(_augment(xq), lay.dims)
-    return _loss(lay, lay.blocks(params), cq, yq, inner.loss_scale)
+    ws = _prepare(lay, data, inner, False)
+    B = _inner_loop(lay, ws, theta, lr, data[1], inner)
+    return _loss(lay, B[-1], ws.qcache, data[3], inner.loss_scale)
 
 
 def _value_and_grads(lay, theta, lr, data, inner):
     """(mean meta-objective, d/d theta (P,), d/d lr (shape of lr)) for flat theta (P,)."""
-    x, y, xq, yq = data
-    T, K, scale = x.shape[0], inner.steps, inner.loss_scale
     second = not inner.first_order
-    xa = _augment(x)
-    thetas, blocks, caches, grads = [theta], [lay.blocks(theta)], [], []
-    c = None
-    for j in range(K):
-        if c is None or second:
-            c = _Cache(xa, lay.dims)
-        G = np.empty((T, lay.size))
-        _loss_grad(lay, blocks[j], c, y, scale, lay.blocks(G))
-        caches.append(c)
-        grads.append(G)
-        thetas.append(thetas[j] - lr * G)
-        blocks.append(lay.blocks(thetas[-1]))
-    cq = _Cache(xa if xq is x else _augment(xq), lay.dims)
-    a = np.empty((T, lay.size))
-    values = _loss_grad(lay, blocks[K], cq, yq, scale, lay.blocks(a))
-    glr = np.zeros(T if np.ndim(lr) == 0 else (T, lay.size))
-    hv = np.empty((T, lay.size)) if second and K else None
+    ws = _prepare(lay, data, inner, second)
+    B = _inner_loop(lay, ws, theta, lr, data[1], inner)
+    K, T = inner.steps, data[0].shape[0]
+    values = _loss_grad(lay, B[K], ws.qcache, data[3], inner.loss_scale, ws.a_blocks)
+    a, vector_lr = ws.a, np.ndim(lr) > 0
+    glr = np.zeros(lay.size) if vector_lr else 0.0
     for j in range(K - 1, -1, -1):
-        if np.ndim(lr) == 0:
-            glr -= np.einsum("tp,tp->t", a, grads[j])
+        if vector_lr:
+            glr -= np.einsum("tp,tp->p", a, ws.grads[j]) / T
         else:
-            glr -= a * grads[j]
+            glr -= np.vdot(a, ws.grads[j]) / T
         if second:
-            _hvp(lay, blocks[j], caches[j], lay.blocks(lr * a), lay.blocks(hv), scale)
-            a -= hv
-    return float(values.mean()), a.mean(axis=0), glr.mean(axis=0)
+            np.multiply(a, lr, out=ws.v)
+            _hvp(lay, B[j], ws.caches[j], ws.v_blocks, ws.hv_blocks, inner.loss_scale, ws)
+            a -= ws.hv
+    return float(values.mean()), a.mean(axis=0), glr
 
 
 # ----------------------------------------------------------------------------- autograd
