@@ -129,30 +129,20 @@ def _augment(x: np.ndarray) -> np.ndarray:
 
 class _Cache:
     """One forward/backward pass of the inner loss on T tasks of N points, k = layer 1..L+1:
+    activations A[k] (T, N, d_k + 1) with a ones column (A[0]: the augmented input), their
+    derivatives S[k] (T, N, d_k), errors D[k] = dl/dz_k (T, N, d_k), and contiguous copies
+    WT[k] (T, d_k, d_{k-1}) of W_k^T for 2 <= k <= L (a transposed gemm operand is ~1.7x slower)."""
 
-    - A[k] (T, N, d_k + 1): activations with a ones column (A[0]: the augmented input);
-    - S[k] (T, N, d_k): activation derivatives (bool for ReLU);
-    - DD[k] (T, N, 2 d_k) = [R[k] | D[k]]: D[k] = dl/dz_k, R[k] its tangent (written by the
-      Hessian-vector product), side by side so one matmul back-propagates both;
-    - WV[k] (T, 2 d_k, d_{k-1}) = [W_k^T; V_k^T]: contiguous transposed weights (a transposed
-      operand is ~1.7x slower in the BLAS gemm) and the HVP direction's, k >= 2.
-    """
-
-    __slots__ = ("A", "AT", "S", "DD", "D", "R", "WV", "WT", "VT")
+    __slots__ = ("A", "AT", "H", "S", "D", "WT")
 
     def __init__(self, xa: np.ndarray, lay: _Layout):
         lead, dims, L = xa.shape[:-1], lay.dims, len(lay.dims) - 2
         self.A = [xa] + [np.ones(lead + (dims[k] + 1,)) for k in range(1, L + 1)]
         self.AT = [a.swapaxes(-1, -2) for a in self.A]
-        dtype = bool if lay.relu else float
-        self.S = [None] + [np.empty(lead + (dims[k],), dtype) for k in range(1, L + 1)]
-        self.DD = [None] + [np.empty(lead + (2 * dims[k],)) for k in range(1, L + 2)]
-        self.R = [None] + [dd[..., :dd.shape[-1] // 2] for dd in self.DD[1:]]
-        self.D = [None] + [dd[..., dd.shape[-1] // 2:] for dd in self.DD[1:]]
-        T = lead[0]
-        self.WV = [None, None] + [np.empty((T, 2 * dims[k], dims[k - 1])) for k in range(2, L + 2)]
-        self.WT = [None, None] + [wv[:, :wv.shape[1] // 2] for wv in self.WV[2:]]
-        self.VT = [None, None] + [wv[:, wv.shape[1] // 2:] for wv in self.WV[2:]]
+        self.H = [a[..., :-1] for a in self.A]
+        self.S = [None] + [np.empty(lead + (dims[k],)) for k in range(1, L + 1)]
+        self.D = [None] + [np.empty(lead + (dims[k],)) for k in range(1, L + 2)]
+        self.WT = [None, None] + [np.empty((lead[0], dims[k], dims[k - 1])) for k in range(2, L + 1)]
 
 
 class _Workspace:
@@ -170,13 +160,16 @@ class _Workspace:
         self.grad_blocks = [lay.blocks(g) for g in self.grads]
         self.a, self.v, self.hv, self.tmp = (np.empty((T, P)) for _ in range(4))
         self.a_blocks, self.v_blocks, self.hv_blocks = (lay.blocks(b) for b in (self.a, self.v, self.hv))
-        # Hessian-vector product scratch: forward tangents Z, Y (T, N, d_k), k = 1..L+1; errors E
-        # and tanh's Rh (T, N, d_k), k = 1..L; weight-shaped Mw (T, d_{k-1}, d_k), index k - 1.
+        # Scratch: pre-activations Z, tangents Y (T, N, d_k), k = 1..L+1; errors E, R (T, N, d_k),
+        # tanh's Rh, k = 1..L (R: to L+1); weight-shaped Mw (T, d_{k-1}, d_k), index k - 1; VT like WT.
         self.Z = [None] + [np.empty((T, N, dims[k])) for k in range(1, L + 2)]
+        self.Zq = self.Z if M == N else [None] + [np.empty((T, M, dims[k])) for k in range(1, L + 2)]
         self.Y = [None] + [np.empty((T, N, dims[k])) for k in range(1, L + 2)]
         self.E = [None] + [np.empty((T, N, dims[k])) for k in range(1, L + 1)]
+        self.R = [None] + [np.empty((T, N, dims[k])) for k in range(1, L + 2)]
         self.RH = [None] + [np.empty((T, N, dims[k])) for k in range(1, L + 1)]
         self.Mw = [np.empty((T, dims[k - 1], dims[k])) for k in range(1, L + 2)]
+        self.VT = [None, None] + [np.empty((T, dims[k], dims[k - 1])) for k in range(2, L + 1)]
 
 
 _WORKSPACES = threading.local()
@@ -199,45 +192,44 @@ def _workspace(lay, T, N, M, K, second, same_query) -> _Workspace:
 # ----------------------------------------------------------------------------- one step
 
 
-def _forward(lay: _Layout, B: list, c: _Cache) -> np.ndarray:
-    """Forward pass with blocks B (shared (d+1, d') or per task (T, d+1, d')); fills c.A, c.S.
-    Returns the predictions (T, N, 1)."""
-    A, S = c.A, c.S
+def _forward(lay: _Layout, B: list, c: _Cache, Z: list) -> np.ndarray:
+    """Forward pass with blocks B (shared (d+1, d') or per task (T, d+1, d')); fills c.A, c.S
+    using pre-activation scratch Z[k] (T, N, d_k). Returns the predictions (T, N, 1)."""
+    A, S, Hs = c.A, c.S, c.H
     L = len(B) - 1
     for k in range(1, L + 1):
-        z = A[k][..., :-1]
-        np.matmul(A[k - 1], B[k - 1], out=z)
+        z = np.matmul(A[k - 1], B[k - 1], out=Z[k])
         if lay.relu:
-            S[k] = np.greater(z, 0.0, out=S[k] if S[k].dtype == bool else None)
-            if not z.all():  # exact ties: autograd's maximum gives derivative 0.5
-                S[k] = S[k].astype(float)
+            np.greater(z, 0.0, out=S[k])
+            if not z.all():  # exact ties: autograd's maximum gives derivative 0.5 there
                 S[k][z == 0.0] = 0.5
-            np.maximum(z, 0.0, out=z)
+            np.maximum(z, 0.0, out=Hs[k])
         else:
-            np.tanh(z, out=z)
-            np.square(z, out=S[k])
+            h = np.tanh(z, out=Hs[k])
+            np.square(h, out=S[k])
             np.subtract(1.0, S[k], out=S[k])
     return np.matmul(A[L], B[L])
 
 
 def _backward(B: list, c: _Cache, G: list) -> None:
     """Back-propagate c.D[L+1] = dl/df (T, N, 1): fills c.D[1..L], c.WT and the gradient blocks G."""
-    A, S, D = c.A, c.S, c.D
+    AT, S, D = c.AT, c.S, c.D
     L = len(B) - 1
     for k in range(L + 1, 0, -1):
-        np.matmul(c.AT[k - 1], D[k], out=G[k - 1])
-        if k > 1:
+        np.matmul(AT[k - 1], D[k], out=G[k - 1])
+        if k == 1:
+            break
+        if k == L + 1:
+            np.multiply(D[k], B[k - 1][..., :-1, :].swapaxes(-1, -2), out=D[k - 1])
+        else:
             np.copyto(c.WT[k], B[k - 1][..., :-1, :].swapaxes(-1, -2))
-            if k == L + 1:
-                np.multiply(D[k], c.WT[k], out=D[k - 1])
-            else:
-                np.matmul(D[k], c.WT[k], out=D[k - 1])
-            np.multiply(D[k - 1], S[k - 1], out=D[k - 1])
+            np.matmul(D[k], c.WT[k], out=D[k - 1])
+        np.multiply(D[k - 1], S[k - 1], out=D[k - 1])
 
 
-def _loss_grad(lay, B, c, y, scale, G):
+def _loss_grad(lay, B, c, Z, y, scale, G):
     """Loss ``scale * mean((f - y)^2)`` per task (T,) and its gradient into blocks G."""
-    f = _forward(lay, B, c)[..., 0]
+    f = _forward(lay, B, c, Z)[..., 0]
     r = np.subtract(f, y, out=f)
     value = scale * np.einsum("tn,tn->t", r, r) / r.shape[-1]
     np.multiply(r, 2.0 * scale / r.shape[-1], out=c.D[-1][..., 0])
@@ -245,9 +237,9 @@ def _loss_grad(lay, B, c, y, scale, G):
     return value
 
 
-def _loss(lay, B, c, y, scale):
+def _loss(lay, B, c, Z, y, scale):
     """Loss per task (T,) without gradient."""
-    r = _forward(lay, B, c)[..., 0] - y
+    r = _forward(lay, B, c, Z)[..., 0] - y
     return scale * np.einsum("tn,tn->t", r, r) / r.shape[-1]
 
 
@@ -256,8 +248,8 @@ def _hvp(lay, B, c, V, H, scale, ws):
 
     Forward-over-reverse: tangents of the forward pass (Rz, Rh) in direction V (per-task blocks
     (T, d+1, d')), then of the backward pass, reusing c's activations and errors."""
-    A, S, D, R = c.A, c.S, c.D, c.R
-    Z, Y = ws.Z, ws.Y
+    A, AT, S, D = c.A, c.AT, c.S, c.D
+    Z, Y, E, R = ws.Z, ws.Y, ws.E, ws.R
     L = len(B) - 1
     relu = lay.relu
     RH = [None] * (L + 1)
@@ -265,19 +257,24 @@ def _hvp(lay, B, c, V, H, scale, ws):
     for k in range(1, L + 1):  # Z[k] = Rz_k, RH[k] = Rh_k
         RH[k] = np.multiply(Z[k], S[k], out=Z[k] if relu else ws.RH[k])
         np.matmul(RH[k], B[k][..., :-1, :], out=Z[k + 1])
-        np.matmul(A[k], V[k], out=Y[k + 1])
-        Z[k + 1] += Y[k + 1]
+        Z[k + 1] += np.matmul(A[k], V[k], out=Y[k + 1])
     np.multiply(Z[L + 1], 2.0 * scale / Z[L + 1].shape[-2], out=R[L + 1])  # R(dl/df)
     for k in range(L + 1, 0, -1):
-        np.matmul(c.AT[k - 1], R[k], out=H[k - 1])
+        np.matmul(AT[k - 1], R[k], out=H[k - 1])
         if k == 1:
             break
         H[k - 1][..., :-1, :] += np.matmul(RH[k - 1].swapaxes(-1, -2), D[k], out=ws.Mw[k - 1])
-        np.copyto(c.VT[k], V[k - 1][..., :-1, :].swapaxes(-1, -2))
-        e = np.matmul(c.DD[k], c.WV[k], out=ws.E[k - 1])  # R(dl/dh_{k-1})
+        e, y = E[k - 1], Y[k - 1]  # e = R(dl/dh_{k-1})
+        if k == L + 1:
+            np.multiply(R[k], B[k - 1][..., :-1, :].swapaxes(-1, -2), out=e)
+            e += np.multiply(D[k], V[k - 1][..., :-1, :].swapaxes(-1, -2), out=y)
+        else:
+            np.copyto(ws.VT[k], V[k - 1][..., :-1, :].swapaxes(-1, -2))
+            np.matmul(R[k], c.WT[k], out=e)
+            e += np.matmul(D[k], ws.VT[k], out=y)
         np.multiply(e, S[k - 1], out=R[k - 1])
         if not relu:  # tanh'' = -2 h tanh': add -2 h * dl/dz * Rz
-            y = np.multiply(A[k - 1][..., :-1], D[k - 1], out=Y[k - 1])
+            np.multiply(c.H[k - 1], D[k - 1], out=y)
             y *= Z[k - 1]
             y *= 2.0
             R[k - 1] -= y
@@ -292,7 +289,7 @@ def _inner_loop(lay, ws, theta, lr, y, inner) -> list:
     B, prev = [lay.blocks(theta)], theta
     for j in range(inner.steps):
         c = ws.caches[j if second else 0]
-        _loss_grad(lay, B[j], c, y, inner.loss_scale, ws.grad_blocks[j])
+        _loss_grad(lay, B[j], c, ws.Z, y, inner.loss_scale, ws.grad_blocks[j])
         np.multiply(ws.grads[j], lr, out=ws.tmp)
         prev = np.subtract(prev, ws.tmp, out=ws.thetas[j])
         B.append(ws.theta_blocks[j])
@@ -312,7 +309,7 @@ def _value(lay, theta, lr, data, inner) -> np.ndarray:
     """Meta-objective per task (T,) at flat params theta (P,), no gradient."""
     ws = _prepare(lay, data, inner, False)
     B = _inner_loop(lay, ws, theta, lr, data[1], inner)
-    return _loss(lay, B[-1], ws.qcache, data[3], inner.loss_scale)
+    return _loss(lay, B[-1], ws.qcache, ws.Zq, data[3], inner.loss_scale)
 
 
 def _value_and_grads(lay, theta, lr, data, inner):
@@ -321,7 +318,7 @@ def _value_and_grads(lay, theta, lr, data, inner):
     ws = _prepare(lay, data, inner, second)
     B = _inner_loop(lay, ws, theta, lr, data[1], inner)
     K, T = inner.steps, data[0].shape[0]
-    values = _loss_grad(lay, B[K], ws.qcache, data[3], inner.loss_scale, ws.a_blocks)
+    values = _loss_grad(lay, B[K], ws.qcache, ws.Zq, data[3], inner.loss_scale, ws.a_blocks)
     a, vector_lr = ws.a, np.ndim(lr) > 0
     glr = np.zeros(lay.size) if vector_lr else 0.0
     for j in range(K - 1, -1, -1):
