@@ -29,7 +29,7 @@ from typing import Sequence
 import autograd.numpy as anp
 import numpy as np
 from autograd.extend import defvjp, primitive
-from autograd.tracer import isbox
+from autograd.tracer import getval, isbox
 
 from .maml import InnerLoop
 from .model import MLP, param_shapes
@@ -283,12 +283,12 @@ def _hvp(lay, B, c, V, H, scale, ws):
 # ----------------------------------------------------------------------------- whole loop
 
 
-def _inner_loop(lay, ws, theta, lr, y, inner) -> list:
-    """Run the inner loop from flat theta (P,); returns the blocks of theta_0..theta_K."""
-    second = not inner.first_order
+def _inner_loop(lay, ws, theta, lr, y, inner, keep: bool) -> list:
+    """Run the inner loop from flat theta (P,); returns the blocks of theta_0..theta_K. With
+    ``keep``, step j's activations stay in ws.caches[j] (for the Hessian-vector products)."""
     B, prev = [lay.blocks(theta)], theta
     for j in range(inner.steps):
-        c = ws.caches[j if second else 0]
+        c = ws.caches[j if keep else 0]
         _loss_grad(lay, B[j], c, ws.Z, y, inner.loss_scale, ws.grad_blocks[j])
         np.multiply(ws.grads[j], lr, out=ws.tmp)
         prev = np.subtract(prev, ws.tmp, out=ws.thetas[j])
@@ -308,7 +308,7 @@ def _prepare(lay, data, inner, second):
 def _value(lay, theta, lr, data, inner) -> np.ndarray:
     """Meta-objective per task (T,) at flat params theta (P,), no gradient."""
     ws = _prepare(lay, data, inner, False)
-    B = _inner_loop(lay, ws, theta, lr, data[1], inner)
+    B = _inner_loop(lay, ws, theta, lr, data[1], inner, False)
     return _loss(lay, B[-1], ws.qcache, ws.Zq, data[3], inner.loss_scale)
 
 
@@ -316,7 +316,7 @@ def _value_and_grads(lay, theta, lr, data, inner):
     """(mean meta-objective, d/d theta (P,), d/d lr (shape of lr)) for flat theta (P,)."""
     second = not inner.first_order
     ws = _prepare(lay, data, inner, second)
-    B = _inner_loop(lay, ws, theta, lr, data[1], inner)
+    B = _inner_loop(lay, ws, theta, lr, data[1], inner, second)
     K, T = inner.steps, data[0].shape[0]
     values = _loss_grad(lay, B[K], ws.qcache, ws.Zq, data[3], inner.loss_scale, ws.a_blocks)
     a, vector_lr = ws.a, np.ndim(lr) > 0
@@ -373,7 +373,7 @@ def meta_loss(model: MLP, params: dict, tasks: Sequence[Task], inner: InnerLoop,
     lay = _layout(model)
     theta = anp.concatenate([anp.ravel(params[k]) for k in lay.names])
     lr = inner.lr if lr is None else lr
-    if isinstance(lr, dict):
+    if isinstance(getval(lr), dict):  # also a dict being differentiated (a DictBox)
         lr = anp.concatenate([anp.ravel(lr[k] * np.ones(lay.shapes[k])) for k in lay.names])
     data = (lay, _stack(tasks))
     if not (isbox(theta) or isbox(lr)):
