@@ -305,32 +305,65 @@ def _prepare(lay, data, inner, second):
     return ws
 
 
+# Tasks are processed in chunks small enough that one inner step's buffers stay in a core's L2
+# cache; bigger batches stream every buffer from L3/memory and cost more per task.
+CHUNK_BYTES = 1 << 21
+
+
+def _chunks(lay, data) -> list:
+    """Split stacked task data into chunks of tasks (each a tuple like ``data``)."""
+    x, _, xq, _ = data
+    T, N = x.shape
+    per_task = 8 * (N + xq.shape[1]) * (2 + 3 * sum(lay.dims[1:-1]))
+    size = max(1, min(T, CHUNK_BYTES // per_task))
+    if size >= T:
+        return [data]
+    out = []
+    for i in range(0, T, size):
+        x_, y_ = data[0][i:i + size], data[1][i:i + size]
+        out.append((x_, y_, x_, y_) if xq is x else (x_, y_, data[2][i:i + size], data[3][i:i + size]))
+    return out
+
+
 def _value(lay, theta, lr, data, inner) -> np.ndarray:
     """Meta-objective per task (T,) at flat params theta (P,), no gradient."""
-    ws = _prepare(lay, data, inner, False)
-    B = _inner_loop(lay, ws, theta, lr, data[1], inner, False)
-    return _loss(lay, B[-1], ws.qcache, ws.Zq, data[3], inner.loss_scale)
+    out = []
+    for part in _chunks(lay, data):
+        ws = _prepare(lay, part, inner, False)
+        B = _inner_loop(lay, ws, theta, lr, part[1], inner, False)
+        out.append(_loss(lay, B[-1], ws.qcache, ws.Zq, part[3], inner.loss_scale))
+    return np.concatenate(out)
 
 
 def _value_and_grads(lay, theta, lr, data, inner):
     """(mean meta-objective, d/d theta (P,), d/d lr (shape of lr)) for flat theta (P,)."""
+    value, g, glr = 0.0, 0.0, 0.0
+    for part in _chunks(lay, data):
+        v_, g_, glr_ = _sums(lay, theta, lr, part, inner)
+        value, g, glr = value + v_, g + g_, glr + glr_
+    T = data[0].shape[0]
+    return float(value / T), g / T, glr / T
+
+
+def _sums(lay, theta, lr, data, inner):
+    """Sums over the tasks of ``data`` of the meta-objective, its gradient (P,) and d/d lr."""
     second = not inner.first_order
     ws = _prepare(lay, data, inner, second)
     B = _inner_loop(lay, ws, theta, lr, data[1], inner, second)
-    K, T = inner.steps, data[0].shape[0]
+    K = inner.steps
     values = _loss_grad(lay, B[K], ws.qcache, ws.Zq, data[3], inner.loss_scale, ws.a_blocks)
     a, vector_lr = ws.a, np.ndim(lr) > 0
     glr = np.zeros(lay.size) if vector_lr else 0.0
     for j in range(K - 1, -1, -1):
         if vector_lr:
-            glr -= np.einsum("tp,tp->p", a, ws.grads[j]) / T
+            glr -= np.einsum("tp,tp->p", a, ws.grads[j])
         else:
-            glr -= np.vdot(a, ws.grads[j]) / T
+            glr -= np.vdot(a, ws.grads[j])
         if second:
             np.multiply(a, lr, out=ws.v)
             _hvp(lay, B[j], ws.caches[j], ws.v_blocks, ws.hv_blocks, inner.loss_scale, ws)
             a -= ws.hv
-    return float(values.mean()), a.mean(axis=0), glr
+    return values.sum(), a.sum(axis=0), glr
 
 
 # ----------------------------------------------------------------------------- autograd
