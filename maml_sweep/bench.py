@@ -85,14 +85,14 @@ def _number(fn, budget_ms: float) -> int:
     return max(1, int(budget_ms / max(once, 1e-3)))
 
 
-def compare(fns: dict, repeats: int, budget_ms: float = 40.0) -> dict:
-    """Median ms per call of each function, timing them alternately, batch by batch."""
+def compare(fns: dict, repeats: int, budget_ms: float = 40.0, stat=statistics.median) -> dict:
+    """Median (or ``stat``) ms per call of each function, timing them alternately, batch by batch."""
     numbers = {name: _number(fn, budget_ms) for name, fn in fns.items()}
     times = {name: [] for name in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
             times[name].append(_batch(fn, numbers[name]))
-    return {name: statistics.median(ts) for name, ts in times.items()}
+    return {name: stat(ts) for name, ts in times.items()}
 
 
 def time_case(case: Case, repeats: int, budget_ms: float = 40.0) -> dict:

@@ -74,6 +74,10 @@ class _Layout:
             out.append(view)
         return out
 
+    def views(self, flat: np.ndarray) -> "_Views":
+        """Blocks of ``flat`` with their weight parts and transposes, made once per buffer."""
+        return _Views(self.blocks(flat))
+
     def pack(self, params: dict) -> np.ndarray:
         """Flat vector (P,) of a parameter dict."""
         return np.concatenate([np.ravel(params[k]) for k in self.names]).astype(float, copy=False)
@@ -81,6 +85,18 @@ class _Layout:
     def unpack(self, flat: np.ndarray) -> dict:
         """Parameter dict of views into a flat vector (P,); scalars as 0-d arrays (like autograd)."""
         return {name: flat[self.slices[name]].reshape(self.shapes[name]) for name in self.names}
+
+
+class _Views:
+    """Views of a flat parameter vector: blocks B[k-1] (..., d_{k-1} + 1, d_k) for k = 1..L+1,
+    their weight rows W[k-1] (..., d_{k-1}, d_k) and the transposes Wt[k-1]."""
+
+    __slots__ = ("B", "W", "Wt")
+
+    def __init__(self, blocks: list):
+        self.B = blocks
+        self.W = [b[..., :-1, :] for b in blocks]
+        self.Wt = [w.swapaxes(-1, -2) for w in self.W]
 
 
 _LAYOUTS: dict = {}
@@ -156,10 +172,11 @@ class _Workspace:
         self.caches = [_Cache(self.xa, lay) for _ in range(K if second else min(K, 1))]
         self.qcache = _Cache(self.xqa, lay)
         self.thetas, self.grads = np.empty((K, T, P)), np.empty((K, T, P))
-        self.theta_blocks = [lay.blocks(t) for t in self.thetas]
+        self.theta_views = [lay.views(t) for t in self.thetas]
         self.grad_blocks = [lay.blocks(g) for g in self.grads]
         self.a, self.v, self.hv, self.tmp = (np.empty((T, P)) for _ in range(4))
-        self.a_blocks, self.v_blocks, self.hv_blocks = (lay.blocks(b) for b in (self.a, self.v, self.hv))
+        self.a_blocks = lay.blocks(self.a)
+        self.v_views, self.hv_views = lay.views(self.v), lay.views(self.hv)
         # Scratch: pre-activations Z, tangents Y (T, N, d_k), k = 1..L+1; errors E, R (T, N, d_k),
         # tanh's Rh, k = 1..L (R: to L+1); weight-shaped Mw (T, d_{k-1}, d_k), index k - 1; VT like WT.
         self.Z = [None] + [np.empty((T, N, dims[k])) for k in range(1, L + 2)]
@@ -168,6 +185,7 @@ class _Workspace:
         self.E = [None] + [np.empty((T, N, dims[k])) for k in range(1, L + 1)]
         self.R = [None] + [np.empty((T, N, dims[k])) for k in range(1, L + 2)]
         self.RH = [None] + [np.empty((T, N, dims[k])) for k in range(1, L + 1)]
+        self.RHT = [None] + [(z if lay.relu else r).swapaxes(-1, -2) for z, r in zip(self.Z[1:L + 1], self.RH[1:])]
         self.Mw = [np.empty((T, dims[k - 1], dims[k])) for k in range(1, L + 2)]
         self.VT = [None, None] + [np.empty((T, dims[k], dims[k - 1])) for k in range(2, L + 1)]
 
@@ -192,10 +210,10 @@ def _workspace(lay, T, N, M, K, second, same_query) -> _Workspace:
 # ----------------------------------------------------------------------------- one step
 
 
-def _forward(lay: _Layout, B: list, c: _Cache, Z: list) -> np.ndarray:
-    """Forward pass with blocks B (shared (d+1, d') or per task (T, d+1, d')); fills c.A, c.S
-    using pre-activation scratch Z[k] (T, N, d_k). Returns the predictions (T, N, 1)."""
-    A, S, Hs = c.A, c.S, c.H
+def _forward(lay: _Layout, P: _Views, c: _Cache, Z: list) -> np.ndarray:
+    """Forward pass with params P (blocks shared (d+1, d') or per task (T, d+1, d')); fills c.A,
+    c.S using pre-activation scratch Z[k] (T, N, d_k). Returns the predictions (T, N, 1)."""
+    A, S, Hs, B = c.A, c.S, c.H, P.B
     L = len(B) - 1
     for k in range(1, L + 1):
         z = np.matmul(A[k - 1], B[k - 1], out=Z[k])
@@ -211,65 +229,65 @@ def _forward(lay: _Layout, B: list, c: _Cache, Z: list) -> np.ndarray:
     return np.matmul(A[L], B[L])
 
 
-def _backward(B: list, c: _Cache, G: list) -> None:
+def _backward(P: _Views, c: _Cache, G: list) -> None:
     """Back-propagate c.D[L+1] = dl/df (T, N, 1): fills c.D[1..L], c.WT and the gradient blocks G."""
-    AT, S, D = c.AT, c.S, c.D
-    L = len(B) - 1
+    AT, S, D, Wt = c.AT, c.S, c.D, P.Wt
+    L = len(G) - 1
     for k in range(L + 1, 0, -1):
         np.matmul(AT[k - 1], D[k], out=G[k - 1])
         if k == 1:
             break
         if k == L + 1:
-            np.multiply(D[k], B[k - 1][..., :-1, :].swapaxes(-1, -2), out=D[k - 1])
+            np.multiply(D[k], Wt[k - 1], out=D[k - 1])
         else:
-            np.copyto(c.WT[k], B[k - 1][..., :-1, :].swapaxes(-1, -2))
+            np.copyto(c.WT[k], Wt[k - 1])
             np.matmul(D[k], c.WT[k], out=D[k - 1])
         np.multiply(D[k - 1], S[k - 1], out=D[k - 1])
 
 
-def _loss_grad(lay, B, c, Z, y, scale, G):
+def _loss_grad(lay, P, c, Z, y, scale, G):
     """Loss ``scale * mean((f - y)^2)`` per task (T,) and its gradient into blocks G."""
-    f = _forward(lay, B, c, Z)[..., 0]
+    f = _forward(lay, P, c, Z)[..., 0]
     r = np.subtract(f, y, out=f)
     value = scale * np.einsum("tn,tn->t", r, r) / r.shape[-1]
     np.multiply(r, 2.0 * scale / r.shape[-1], out=c.D[-1][..., 0])
-    _backward(B, c, G)
+    _backward(P, c, G)
     return value
 
 
-def _loss(lay, B, c, Z, y, scale):
+def _loss(lay, P, c, Z, y, scale):
     """Loss per task (T,) without gradient."""
-    r = _forward(lay, B, c, Z)[..., 0] - y
+    r = _forward(lay, P, c, Z)[..., 0] - y
     return scale * np.einsum("tn,tn->t", r, r) / r.shape[-1]
 
 
-def _hvp(lay, B, c, V, H, scale, ws):
-    """Hessian-vector product of the inner loss at the cached step: blocks H = Hess(l) V.
+def _hvp(lay, P, c, V, H, scale, ws):
+    """Hessian-vector product of the inner loss at the cached step with params P: H = Hess(l) V,
+    for views V, H of per-task (T, P) vectors.
 
-    Forward-over-reverse: tangents of the forward pass (Rz, Rh) in direction V (per-task blocks
-    (T, d+1, d')), then of the backward pass, reusing c's activations and errors."""
+    Forward-over-reverse: tangents of the forward pass (Rz, Rh) in direction V, then of the
+    backward pass, reusing c's activations and errors."""
     A, AT, S, D = c.A, c.AT, c.S, c.D
     Z, Y, E, R = ws.Z, ws.Y, ws.E, ws.R
-    L = len(B) - 1
+    L = len(P.B) - 1
     relu = lay.relu
-    RH = [None] * (L + 1)
-    np.matmul(A[0], V[0], out=Z[1])
-    for k in range(1, L + 1):  # Z[k] = Rz_k, RH[k] = Rh_k
-        RH[k] = np.multiply(Z[k], S[k], out=Z[k] if relu else ws.RH[k])
-        np.matmul(RH[k], B[k][..., :-1, :], out=Z[k + 1])
-        Z[k + 1] += np.matmul(A[k], V[k], out=Y[k + 1])
+    np.matmul(A[0], V.B[0], out=Z[1])
+    for k in range(1, L + 1):  # Z[k] = Rz_k, rh = Rh_k
+        rh = np.multiply(Z[k], S[k], out=Z[k] if relu else ws.RH[k])
+        np.matmul(rh, P.W[k], out=Z[k + 1])
+        Z[k + 1] += np.matmul(A[k], V.B[k], out=Y[k + 1])
     np.multiply(Z[L + 1], 2.0 * scale / Z[L + 1].shape[-2], out=R[L + 1])  # R(dl/df)
     for k in range(L + 1, 0, -1):
-        np.matmul(AT[k - 1], R[k], out=H[k - 1])
+        np.matmul(AT[k - 1], R[k], out=H.B[k - 1])
         if k == 1:
             break
-        H[k - 1][..., :-1, :] += np.matmul(RH[k - 1].swapaxes(-1, -2), D[k], out=ws.Mw[k - 1])
+        H.W[k - 1] += np.matmul(ws.RHT[k - 1], D[k], out=ws.Mw[k - 1])
         e, y = E[k - 1], Y[k - 1]  # e = R(dl/dh_{k-1})
         if k == L + 1:
-            np.multiply(R[k], B[k - 1][..., :-1, :].swapaxes(-1, -2), out=e)
-            e += np.multiply(D[k], V[k - 1][..., :-1, :].swapaxes(-1, -2), out=y)
+            np.multiply(R[k], P.Wt[k - 1], out=e)
+            e += np.multiply(D[k], V.Wt[k - 1], out=y)
         else:
-            np.copyto(ws.VT[k], V[k - 1][..., :-1, :].swapaxes(-1, -2))
+            np.copyto(ws.VT[k], V.Wt[k - 1])
             np.matmul(R[k], c.WT[k], out=e)
             e += np.matmul(D[k], ws.VT[k], out=y)
         np.multiply(e, S[k - 1], out=R[k - 1])
@@ -284,15 +302,15 @@ def _hvp(lay, B, c, V, H, scale, ws):
 
 
 def _inner_loop(lay, ws, theta, lr, y, inner, keep: bool) -> list:
-    """Run the inner loop from flat theta (P,); returns the blocks of theta_0..theta_K. With
+    """Run the inner loop from flat theta (P,); returns the views of theta_0..theta_K. With
     ``keep``, step j's activations stay in ws.caches[j] (for the Hessian-vector products)."""
-    B, prev = [lay.blocks(theta)], theta
+    B, prev = [lay.views(theta)], theta
     for j in range(inner.steps):
         c = ws.caches[j if keep else 0]
         _loss_grad(lay, B[j], c, ws.Z, y, inner.loss_scale, ws.grad_blocks[j])
         np.multiply(ws.grads[j], lr, out=ws.tmp)
         prev = np.subtract(prev, ws.tmp, out=ws.thetas[j])
-        B.append(ws.theta_blocks[j])
+        B.append(ws.theta_views[j])
     return B
 
 
@@ -361,7 +379,7 @@ def _sums(lay, theta, lr, data, inner):
             glr -= np.vdot(a, ws.grads[j])
         if second:
             np.multiply(a, lr, out=ws.v)
-            _hvp(lay, B[j], ws.caches[j], ws.v_blocks, ws.hv_blocks, inner.loss_scale, ws)
+            _hvp(lay, B[j], ws.caches[j], ws.v_views, ws.hv_views, inner.loss_scale, ws)
             a -= ws.hv
     return values.sum(), a.sum(axis=0), glr
 
