@@ -147,9 +147,11 @@ class _Cache:
     """One forward/backward pass of the inner loss on T tasks of N points, k = layer 1..L+1:
     activations A[k] (T, N, d_k + 1) with a ones column (A[0]: the augmented input), their
     derivatives S[k] (T, N, d_k), errors D[k] = dl/dz_k (T, N, d_k), and contiguous copies
-    WT[k] (T, d_k, d_{k-1}) of W_k^T for 2 <= k <= L (a transposed gemm operand is ~1.7x slower)."""
+    WT[k] (T, d_k, d_{k-1}) of W_k^T for 2 <= k <= L (a transposed gemm operand is ~1.7x slower).
+    The output error D[L+1] (T, N, 1) sits next to its tangent RO in DR (T, N, 2), so that one
+    matmul back-propagates both."""
 
-    __slots__ = ("A", "AT", "H", "S", "D", "WT")
+    __slots__ = ("A", "AT", "H", "S", "D", "WT", "DR", "RO")
 
     def __init__(self, xa: np.ndarray, lay: _Layout):
         lead, dims, L = xa.shape[:-1], lay.dims, len(lay.dims) - 2
@@ -157,7 +159,10 @@ class _Cache:
         self.AT = [a.swapaxes(-1, -2) for a in self.A]
         self.H = [a[..., :-1] for a in self.A]
         self.S = [None] + [np.empty(lead + (dims[k],)) for k in range(1, L + 1)]
-        self.D = [None] + [np.empty(lead + (dims[k],)) for k in range(1, L + 2)]
+        self.D = [None] + [np.empty(lead + (dims[k],)) for k in range(1, L + 1)]
+        self.DR = np.empty(lead + (2,))
+        self.RO = self.DR[..., :1]
+        self.D.append(self.DR[..., 1:])
         self.WT = [None, None] + [np.empty((lead[0], dims[k], dims[k - 1])) for k in range(2, L + 1)]
 
 
@@ -183,7 +188,8 @@ class _Workspace:
         self.Zq = self.Z if M == N else [None] + [np.empty((T, M, dims[k])) for k in range(1, L + 2)]
         self.Y = [None] + [np.empty((T, N, dims[k])) for k in range(1, L + 2)]
         self.E = [None] + [np.empty((T, N, dims[k])) for k in range(1, L + 1)]
-        self.R = [None] + [np.empty((T, N, dims[k])) for k in range(1, L + 2)]
+        self.R = [None] + [np.empty((T, N, dims[k])) for k in range(1, L + 1)]
+        self.WVo = np.empty((T, 2, dims[L]))  # [w^T; v^T] of the output layer
         self.RH = [None] + [np.empty((T, N, dims[k])) for k in range(1, L + 1)]
         self.RHT = [None] + [(z if lay.relu else r).swapaxes(-1, -2) for z, r in zip(self.Z[1:L + 1], self.RH[1:])]
         self.Mw = [np.empty((T, dims[k - 1], dims[k])) for k in range(1, L + 2)]
@@ -245,11 +251,12 @@ def _backward(P: _Views, c: _Cache, G: list) -> None:
         np.multiply(D[k - 1], S[k - 1], out=D[k - 1])
 
 
-def _loss_grad(lay, P, c, Z, y, scale, G):
-    """Loss ``scale * mean((f - y)^2)`` per task (T,) and its gradient into blocks G."""
+def _loss_grad(lay, P, c, Z, y, scale, G, value=True):
+    """Loss ``scale * mean((f - y)^2)`` per task (T,) (if ``value``) and its gradient into blocks G."""
     f = _forward(lay, P, c, Z)[..., 0]
     r = np.subtract(f, y, out=f)
-    value = scale * np.einsum("tn,tn->t", r, r) / r.shape[-1]
+    if value:
+        value = scale * np.einsum("tn,tn->t", r, r) / r.shape[-1]
     np.multiply(r, 2.0 * scale / r.shape[-1], out=c.D[-1][..., 0])
     _backward(P, c, G)
     return value
@@ -276,6 +283,7 @@ def _hvp(lay, P, c, V, H, scale, ws):
         rh = np.multiply(Z[k], S[k], out=Z[k] if relu else ws.RH[k])
         np.matmul(rh, P.W[k], out=Z[k + 1])
         Z[k + 1] += np.matmul(A[k], V.B[k], out=Y[k + 1])
+    R = R[:L + 1] + [c.RO]
     np.multiply(Z[L + 1], 2.0 * scale / Z[L + 1].shape[-2], out=R[L + 1])  # R(dl/df)
     for k in range(L + 1, 0, -1):
         np.matmul(AT[k - 1], R[k], out=H.B[k - 1])
@@ -283,9 +291,10 @@ def _hvp(lay, P, c, V, H, scale, ws):
             break
         H.W[k - 1] += np.matmul(ws.RHT[k - 1], D[k], out=ws.Mw[k - 1])
         e, y = E[k - 1], Y[k - 1]  # e = R(dl/dh_{k-1})
-        if k == L + 1:
-            np.multiply(R[k], P.Wt[k - 1], out=e)
-            e += np.multiply(D[k], V.Wt[k - 1], out=y)
+        if k == L + 1:  # [R | D] @ [w^T; v^T], K = 2
+            np.copyto(ws.WVo[:, :1], P.Wt[L])
+            np.copyto(ws.WVo[:, 1:], V.Wt[L])
+            np.matmul(c.DR, ws.WVo, out=e)
         else:
             np.copyto(ws.VT[k], V.Wt[k - 1])
             np.matmul(R[k], c.WT[k], out=e)
@@ -307,7 +316,7 @@ def _inner_loop(lay, ws, theta, lr, y, inner, keep: bool) -> list:
     B, prev = [lay.views(theta)], theta
     for j in range(inner.steps):
         c = ws.caches[j if keep else 0]
-        _loss_grad(lay, B[j], c, ws.Z, y, inner.loss_scale, ws.grad_blocks[j])
+        _loss_grad(lay, B[j], c, ws.Z, y, inner.loss_scale, ws.grad_blocks[j], value=False)
         np.multiply(ws.grads[j], lr, out=ws.tmp)
         prev = np.subtract(prev, ws.tmp, out=ws.thetas[j])
         B.append(ws.theta_views[j])
