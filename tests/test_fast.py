@@ -170,3 +170,15 @@ def test_notebook_trajectory_fast():
     seen = bench.notebook_trajectory(12000, every=100)
     for step in list(range(100, 1001, 100)) + [6000, 8000, 11000, 11500, 12000]:
         assert seen[step] == "%1.3f" % bench.NOTEBOOK_EXPECTED[step], step
+
+
+@pytest.mark.parametrize("first_order", [False, True])
+def test_chunked_meta_batch(monkeypatch, first_order):
+    """Meta-batches split into chunks of tasks (here of 1 and 2) give the same numbers."""
+    model, params, tasks = make((5, 6), "relu", 5, True, seed=11)
+    inner = InnerLoop(0.1, 3, first_order)
+    for budget in (1, 2 * 8 * (7 + 5) * (2 + 3 * 11) * 2):
+        monkeypatch.setattr(fast, "CHUNK_BYTES", budget)
+        assert_matches(model, params, tasks, inner)
+        ref = batch_meta_objective(model.predict, params, tasks, inner)
+        assert fast.fast_meta_objective(model, params, tasks, inner) == pytest.approx(ref, rel=TOL)
