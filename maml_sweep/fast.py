@@ -306,7 +306,7 @@ def _hvp(lay, P, c, V, H, scale, ws):
 def _inner_loop(lay, ws, theta, lr, y, inner, keep: bool) -> list:
     """Run the inner loop from flat theta (P,); returns the views of theta_0..theta_K. With
     ``keep``, step j's activations stay in ws.caches[j] (for the Hessian-vector products)."""
-    B, prev = [lay.views(theta)], theta
+    B, prev = [lay.views(theta[None])], theta  # (1, ...): a 2-D operand is slower at T=1
     for j in range(inner.steps):
         c = ws.caches[j if keep else 0]
         _loss_grad(lay, B[j], c, ws.Z, y, inner.loss_scale, ws.grad_blocks[j], value=False)
