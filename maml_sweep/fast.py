@@ -28,7 +28,7 @@ from typing import Sequence
 
 import autograd.numpy as anp
 import numpy as np
-from autograd.extend import defvjp, primitive
+from autograd.extend import defvjp_argnum, primitive
 from autograd.tracer import getval, isbox
 
 from .maml import InnerLoop
@@ -395,45 +395,51 @@ _STASH = threading.local()
 
 
 @primitive
-def _meta_loss_flat(theta, lr, data, inner):
-    """Mean meta-objective at flat params theta (P,) with inner lr (scalar or (P,)).
+def _meta_loss_prim(lr, ctx, *arrays):
+    """Mean meta-objective at parameter arrays ``arrays`` (in ``ctx[0].names`` order) with inner
+    lr (scalar or (P,)); ``ctx`` = (layout, stacked task data, InnerLoop).
 
-    Computes the gradients too and stashes them for the VJP, which autograd builds right after
-    this call."""
-    lay, arrays = data
-    value, g_theta, g_lr = _value_and_grads(lay, np.asarray(theta, float), lr, arrays, inner)
-    value = float(value)
-    _STASH.last = (value, g_theta, g_lr)
+    Computes the gradients as well and stashes them for the VJPs, which autograd builds right
+    after this call, so a gradient costs one pass."""
+    lay, data, inner = ctx
+    value, g_theta, g_lr = _value_and_grads(lay, lay.pack(dict(zip(lay.names, arrays))), lr, data, inner)
+    _STASH.last = (value, lay.unpack(g_theta), g_lr)
     return value
 
 
-def _stashed(ans, theta, lr, data, inner):
+def _stashed(ans, lr, ctx, arrays):
     last = getattr(_STASH, "last", None)
     if last is None or last[0] is not ans:  # not built right after its forward: recompute
-        lay, arrays = data
-        last = (ans,) + _value_and_grads(lay, np.asarray(theta, float), lr, arrays, inner)[1:]
+        lay, data, inner = ctx
+        _, g_theta, g_lr = _value_and_grads(lay, lay.pack(dict(zip(lay.names, arrays))), lr, data, inner)
+        last = (ans, lay.unpack(g_theta), g_lr)
     return last
 
 
-defvjp(_meta_loss_flat,
-       lambda ans, theta, lr, data, inner: (lambda g, s=_stashed(ans, theta, lr, data, inner): g * s[1]),
-       lambda ans, theta, lr, data, inner: (lambda g, s=_stashed(ans, theta, lr, data, inner):
-                                            g * s[2] if np.ndim(lr) else g * float(s[2])))
+def _meta_loss_vjp(argnum, ans, args, kwargs):
+    lr, ctx, arrays = args[0], args[1], args[2:]
+    _, grads, g_lr = _stashed(ans, lr, ctx, arrays)
+    if argnum == 0:
+        return lambda g: g * g_lr
+    return lambda g, gi=grads[ctx[0].names[argnum - 2]]: g * gi
+
+
+defvjp_argnum(_meta_loss_prim, _meta_loss_vjp)
 
 
 def meta_loss(model: MLP, params: dict, tasks: Sequence[Task], inner: InnerLoop, lr=None):
     """Mean meta-objective as an autograd-differentiable function of ``params`` (dict) and of
     ``lr`` (default ``inner.lr``; a scalar, or a dict like params of per-parameter learning
-    rates broadcastable to each parameter's shape). Not twice differentiable."""
+    rates broadcastable to each parameter's shape). Once differentiable (the VJP is numpy)."""
     lay = _layout(model)
-    theta = anp.concatenate([anp.ravel(params[k]) for k in lay.names])
     lr = inner.lr if lr is None else lr
     if isinstance(getval(lr), dict):  # also a dict being differentiated (a DictBox)
         lr = anp.concatenate([anp.ravel(lr[k] * np.ones(lay.shapes[k])) for k in lay.names])
-    data = (lay, _stack(tasks))
-    if not (isbox(theta) or isbox(lr)):
-        return float(_value(lay, theta, lr, data[1], inner).mean())
-    return _meta_loss_flat(theta, lr, data, inner)
+    arrays = [params[k] for k in lay.names]
+    ctx = (lay, _stack(tasks), inner)
+    if not (isbox(lr) or any(isbox(a) for a in arrays)):
+        return float(_value(lay, lay.pack(params), lr, ctx[1], inner).mean())
+    return _meta_loss_prim(lr, ctx, *arrays)
 
 
 # ----------------------------------------------------------------------------- public API
