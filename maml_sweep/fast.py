@@ -135,6 +135,9 @@ def _stack(tasks: Sequence[Task]):
     for t in tasks:
         xq, yq = t.query
         xs.append(t.x), ys.append(t.y), xqs.append(xq), yqs.append(yq)
+    if len(tasks) == 1:  # views, no copies
+        x, y, xq, yq = (np.asarray(v[0], dtype=float)[None] for v in (xs, ys, xqs, yqs))
+        return (x, y, x, y) if xqs[0] is xs[0] and yqs[0] is ys[0] else (x, y, xq, yq)
     try:
         x, y = (np.asarray(np.stack(v), dtype=float) for v in (xs, ys))
         if all(q is s for q, s in zip(xqs, xs)) and all(q is s for q, s in zip(yqs, ys)):
