@@ -11,6 +11,7 @@ reference and the fast path alternate batch by batch so both see the same machin
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import statistics
 import time
@@ -58,8 +59,14 @@ def machine() -> str:
         pass
     blas = [f"{i.get('internal_api')} {i.get('version')} ({i.get('threading_layer', '?')} threading, "
             f"arch {i.get('architecture', '?')})" for i in threadpool_info() if i.get("user_api") == "blas"]
-    return (f"CPU: {cpu}\nnumpy {np.__version__}, BLAS: {'; '.join(blas) or 'unknown'}; "
-            f"BLAS threads pinned to 1")
+    l2 = ""
+    try:
+        with open("/sys/devices/system/cpu/cpu0/cache/index2/size") as fh:
+            l2 = f", L2 {fh.read().strip()} per core"
+    except OSError:
+        pass
+    return (f"CPU: {cpu} ({os.cpu_count()} logical cores{l2})\n"
+            f"numpy {np.__version__}, BLAS: {'; '.join(blas) or 'unknown'}; BLAS threads pinned to 1")
 
 
 def _setup(case: Case, seed: int = 0):
@@ -145,7 +152,8 @@ def run(quick: bool = False, repeats: int = 7, out=print) -> list[dict]:
     """Print the benchmark table; return its rows (meta-gradient rows, then the outer step)."""
     budget = 15.0 if quick else 40.0
     out(machine())
-    out("Notebook setting: 1-50-50-1 ReLU MLP, 100 points per task, inner lr 0.1, float64.")
+    out("Notebook setting: 1-50-50-1 ReLU MLP, 100 points per task, inner lr 0.1, float64;")
+    out(f"ms per meta-gradient, median of {repeats} batches; K inner steps, T tasks per meta-batch.")
     out(f"{'setting':<16} {'reference ms':>13} {'fast ms':>9} {'speed-up':>9}")
     rows = []
     for case in cases(quick):
@@ -154,13 +162,13 @@ def run(quick: bool = False, repeats: int = 7, out=print) -> list[dict]:
         out(f"{case.label:<16} {row['ref']:>13.3f} {row['fast']:>9.3f} {row['ratio']:>8.1f}x")
     step = time_outer_step(Case(5, 1, False), repeats, budget)
     rows.append(step)
-    out(f"{'outer step, notebook (meta-gradient + SGD update)':<50}: reference {step['ref']:.3f} ms, "
+    out(f"outer step (meta-gradient + SGD update), K=5 T=1 2nd: reference {step['ref']:.3f} ms, "
         f"fast {step['fast']:.3f} ms, {step['ratio']:.1f}x")
     for fo in (False, True):
         pt = time_per_task(Case(5, 1, fo), repeats, budget_ms=budget)
         rows.append(pt)
-        out(f"per-task cost, fast, K=5 {'1st' if fo else '2nd'} order: T=1 {pt['T1']:.3f} ms, "
-            f"T={pt['big']} {pt['Tbig']:.3f} ms per task, ratio {pt['ratio']:.2f}")
+        out(f"per-task cost (fast), K=5 {'1st' if fo else '2nd'} order: T=1 {pt['T1']:.3f} ms, "
+            f"T={pt['big']} {pt['Tbig']:.3f} ms/task, ratio {pt['ratio']:.2f}")
     return rows
 
 
