@@ -50,7 +50,9 @@ def assert_matches(model, params, tasks, inner):
 
 
 @pytest.mark.parametrize("hidden,activation,n_tasks,first_order,split", [
-    (h, a, t, fo, s) for h, a, t, fo, s in itertools.product(
+    pytest.param(h, a, t, fo, s, id=f"{'x'.join(map(str, h))}-{a}-T{t}-{'1st' if fo else '2nd'}"
+                 f"{'-split' if s else ''}")
+    for h, a, t, fo, s in itertools.product(
         [(4,), (5, 6), (3, 4, 5)], ["relu", "tanh"], [1, 4], [False, True], [False, True])])
 def test_matches_reference(hidden, activation, n_tasks, first_order, split):
     model, params, tasks = make(hidden, activation, n_tasks, split, seed=hash((hidden, activation)) % 1000)
