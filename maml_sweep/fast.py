@@ -34,6 +34,7 @@ through in L2-sized chunks of tasks (see ``CHUNK_BYTES``).
 from __future__ import annotations
 
 import threading
+from functools import partial
 from typing import Sequence
 
 import autograd.numpy as anp
@@ -184,6 +185,14 @@ class _Workspace:
         self.qcache = _Cache(self.xqa, lay)
         self.thetas, self.grads = np.empty((K, T, P)), np.empty((K, T, P))
         self.theta_views = [lay.views(t) for t in self.thetas]
+        self.theta0 = np.empty((1, P))  # (1, ...): a 2-D matmul operand is slower at T=1
+        self.theta0_views = lay.views(self.theta0)
+        self.y = np.empty((T, N))
+        self.yq = self.y if same_query else np.empty((T, M))
+        self.F, self.Fq = np.empty((T, N, 1)), np.empty((T, M, 1))  # predictions, then residuals
+        self.lrs = {0: np.empty(()), 1: np.empty(P)}  # scalar / per-parameter inner lr
+        self.glr = {0: np.empty(1), 1: np.empty(P)}
+        self.tapes = {}
         self.grad_blocks = [lay.blocks(g) for g in self.grads]
         self.a, self.v, self.hv, self.tmp = (np.empty((T, P)) for _ in range(4))
         self.a_blocks = lay.blocks(self.a)
@@ -220,122 +229,185 @@ def _workspace(lay, T, N, M, K, second, same_query) -> _Workspace:
 
 
 # ----------------------------------------------------------------------------- one step
+#
+# The computation is recorded once per workspace as a tape: a list of numpy calls on the
+# workspace's buffers (outputs passed positionally). Running it costs one Python loop iteration
+# per numpy call, instead of re-deriving views, indices and branches on every call.
 
 
-def _forward(lay: _Layout, P: _Views, c: _Cache, Z: list) -> np.ndarray:
-    """Forward pass with params P (blocks shared (d+1, d') or per task (T, d+1, d')); fills c.A,
-    c.S using pre-activation scratch Z[k] (T, N, d_k). Returns the predictions (T, N, 1)."""
+class _Tape(list):
+    """A fixed sequence of numpy calls ``fn(*args)``; record with ``tape(fn, *args)``."""
+
+    def __call__(self, fn, *args):
+        self.append((fn, args))
+
+    def run(self) -> None:
+        for fn, args in self:
+            fn(*args)
+
+
+def _relu_ties(z: np.ndarray, s: np.ndarray) -> None:
+    """Exact ties z == 0: autograd's maximum gives derivative 0.5 there (s is 1.0 * (z > 0))."""
+    if not z.all():
+        s[z == 0.0] = 0.5
+
+
+def _rec_forward(t: _Tape, lay: _Layout, P: _Views, c: _Cache, Z: list, F: np.ndarray) -> None:
+    """Forward pass with params P (blocks (1 or T, d+1, d')): fills c.A, c.S via pre-activation
+    scratch Z[k] (T, N, d_k); predictions into F (T, N, 1)."""
     A, S, Hs, B = c.A, c.S, c.H, P.B
     L = len(B) - 1
     for k in range(1, L + 1):
-        z = np.matmul(A[k - 1], B[k - 1], out=Z[k])
+        t(np.matmul, A[k - 1], B[k - 1], Z[k])
         if lay.relu:
-            np.greater(z, 0.0, out=S[k])
-            if not z.all():  # exact ties: autograd's maximum gives derivative 0.5 there
-                S[k][z == 0.0] = 0.5
-            np.maximum(z, 0.0, out=Hs[k])
+            t(np.greater, Z[k], 0.0, S[k])
+            t(_relu_ties, Z[k], S[k])
+            t(partial(np.maximum, out=Hs[k]), Z[k], 0.0)  # positional out is deprecated here
         else:
-            h = np.tanh(z, out=Hs[k])
-            np.square(h, out=S[k])
-            np.subtract(1.0, S[k], out=S[k])
-    return np.matmul(A[L], B[L])
+            t(np.tanh, Z[k], Hs[k])
+            t(np.square, Hs[k], S[k])
+            t(np.subtract, 1.0, S[k], S[k])
+    t(np.matmul, A[L], B[L], F)
 
 
-def _backward(P: _Views, c: _Cache, G: list) -> None:
+def _rec_backward(t: _Tape, P: _Views, c: _Cache, G: list) -> None:
     """Back-propagate c.D[L+1] = dl/df (T, N, 1): fills c.D[1..L], c.WT and the gradient blocks G."""
     AT, S, D, Wt = c.AT, c.S, c.D, P.Wt
     L = len(G) - 1
     for k in range(L + 1, 0, -1):
-        np.matmul(AT[k - 1], D[k], out=G[k - 1])
+        t(np.matmul, AT[k - 1], D[k], G[k - 1])
         if k == 1:
             break
         if k == L + 1:
-            np.multiply(D[k], Wt[k - 1], out=D[k - 1])
+            t(np.multiply, D[k], Wt[k - 1], D[k - 1])
         else:
-            np.copyto(c.WT[k], Wt[k - 1])
-            np.matmul(D[k], c.WT[k], out=D[k - 1])
-        np.multiply(D[k - 1], S[k - 1], out=D[k - 1])
+            t(np.copyto, c.WT[k], Wt[k - 1])
+            t(np.matmul, D[k], c.WT[k], D[k - 1])
+        t(np.multiply, D[k - 1], S[k - 1], D[k - 1])
 
 
-def _loss_grad(lay, P, c, Z, y, scale, G, value=True):
-    """Loss ``scale * mean((f - y)^2)`` per task (T,) (if ``value``) and its gradient into blocks G."""
-    f = _forward(lay, P, c, Z)[..., 0]
-    r = np.subtract(f, y, out=f)
-    if value:
-        value = scale * np.einsum("tn,tn->t", r, r) / r.shape[-1]
-    np.multiply(r, 2.0 * scale / r.shape[-1], out=c.D[-1][..., 0])
-    _backward(P, c, G)
-    return value
+def _rec_loss_grad(t, lay, P, c, Z, F, y, scale, G) -> None:
+    """Gradient of ``scale * mean((f - y)^2)`` into blocks G; leaves the residuals f - y in F."""
+    _rec_forward(t, lay, P, c, Z, F)
+    f = F[..., 0]
+    t(np.subtract, f, y, f)
+    t(np.multiply, f, 2.0 * scale / f.shape[-1], c.D[-1][..., 0])
+    _rec_backward(t, P, c, G)
 
 
-def _loss(lay, P, c, Z, y, scale):
-    """Loss per task (T,) without gradient."""
-    r = _forward(lay, P, c, Z)[..., 0] - y
-    return scale * np.einsum("tn,tn->t", r, r) / r.shape[-1]
-
-
-def _hvp(lay, P, c, V, H, scale, ws):
+def _rec_hvp(t, lay, P, c, V, H, scale, ws) -> None:
     """Hessian-vector product of the inner loss at the cached step with params P: H = Hess(l) V,
     for views V, H of per-task (T, P) vectors.
 
     Forward-over-reverse: tangents of the forward pass (Rz, Rh) in direction V, then of the
     backward pass, reusing c's activations and errors."""
     A, AT, S, D = c.A, c.AT, c.S, c.D
-    Z, Y, E, R = ws.Z, ws.Y, ws.E, ws.R
+    Z, Y, E = ws.Z, ws.Y, ws.E
+    R = ws.R + [c.RO]  # R[k] = R(dl/dz_k), k = 1..L+1
     L = len(P.B) - 1
     relu = lay.relu
-    np.matmul(A[0], V.B[0], out=Z[1])
+    t(np.matmul, A[0], V.B[0], Z[1])
     for k in range(1, L + 1):  # Z[k] = Rz_k, rh = Rh_k
-        rh = np.multiply(Z[k], S[k], out=Z[k] if relu else ws.RH[k])
-        np.matmul(rh, P.W[k], out=Z[k + 1])
-        Z[k + 1] += np.matmul(A[k], V.B[k], out=Y[k + 1])
-    R = R[:L + 1] + [c.RO]
-    np.multiply(Z[L + 1], 2.0 * scale / Z[L + 1].shape[-2], out=R[L + 1])  # R(dl/df)
+        rh = Z[k] if relu else ws.RH[k]
+        t(np.multiply, Z[k], S[k], rh)
+        t(np.matmul, rh, P.W[k], Z[k + 1])
+        t(np.matmul, A[k], V.B[k], Y[k + 1])
+        t(np.add, Z[k + 1], Y[k + 1], Z[k + 1])
+    t(np.multiply, Z[L + 1], 2.0 * scale / Z[L + 1].shape[-2], R[L + 1])  # R(dl/df)
     for k in range(L + 1, 0, -1):
-        np.matmul(AT[k - 1], R[k], out=H.B[k - 1])
+        t(np.matmul, AT[k - 1], R[k], H.B[k - 1])
         if k == 1:
             break
-        H.W[k - 1] += np.matmul(ws.RHT[k - 1], D[k], out=ws.Mw[k - 1])
+        t(np.matmul, ws.RHT[k - 1], D[k], ws.Mw[k - 1])
+        t(np.add, H.W[k - 1], ws.Mw[k - 1], H.W[k - 1])
         e, y = E[k - 1], Y[k - 1]  # e = R(dl/dh_{k-1})
         if k == L + 1:  # [R | D] @ [w^T; v^T], K = 2
-            np.copyto(ws.WVo[:, :1], P.Wt[L])
-            np.copyto(ws.WVo[:, 1:], V.Wt[L])
-            np.matmul(c.DR, ws.WVo, out=e)
+            t(np.copyto, ws.WVo[:, :1], P.Wt[L])
+            t(np.copyto, ws.WVo[:, 1:], V.Wt[L])
+            t(np.matmul, c.DR, ws.WVo, e)
         else:
-            np.copyto(ws.VT[k], V.Wt[k - 1])
-            np.matmul(R[k], c.WT[k], out=e)
-            e += np.matmul(D[k], ws.VT[k], out=y)
-        np.multiply(e, S[k - 1], out=R[k - 1])
+            t(np.copyto, ws.VT[k], V.Wt[k - 1])
+            t(np.matmul, R[k], c.WT[k], e)
+            t(np.matmul, D[k], ws.VT[k], y)
+            t(np.add, e, y, e)
+        t(np.multiply, e, S[k - 1], R[k - 1])
         if not relu:  # tanh'' = -2 h tanh': add -2 h * dl/dz * Rz
-            np.multiply(c.H[k - 1], D[k - 1], out=y)
-            y *= Z[k - 1]
-            y *= 2.0
-            R[k - 1] -= y
+            t(np.multiply, c.H[k - 1], D[k - 1], y)
+            t(np.multiply, y, Z[k - 1], y)
+            t(np.multiply, y, 2.0, y)
+            t(np.subtract, R[k - 1], y, R[k - 1])
 
 
 # ----------------------------------------------------------------------------- whole loop
 
 
-def _inner_loop(lay, ws, theta, lr, y, inner, keep: bool) -> list:
-    """Run the inner loop from flat theta (P,); returns the views of theta_0..theta_K. With
-    ``keep``, step j's activations stay in ws.caches[j] (for the Hessian-vector products)."""
-    B, prev = [lay.views(theta[None])], theta  # (1, ...): a 2-D operand is slower at T=1
-    for j in range(inner.steps):
-        c = ws.caches[j if keep else 0]
-        _loss_grad(lay, B[j], c, ws.Z, y, inner.loss_scale, ws.grad_blocks[j], value=False)
-        np.multiply(ws.grads[j], lr, out=ws.tmp)
-        prev = np.subtract(prev, ws.tmp, out=ws.thetas[j])
+def _rec_inner_loop(t, lay, ws, lr, K, scale, keep: bool) -> list:
+    """Record the inner loop from ws.theta0; returns the views of theta_0..theta_K. With ``keep``,
+    step j's activations stay in ws.caches[j] (for the Hessian-vector products)."""
+    B, prev = [ws.theta0_views], ws.theta0
+    for j in range(K):
+        _rec_loss_grad(t, lay, B[j], ws.caches[j if keep else 0], ws.Z, ws.F, ws.y, scale,
+                       ws.grad_blocks[j])
+        t(np.multiply, ws.grads[j], lr, ws.tmp)
+        t(np.subtract, prev, ws.tmp, ws.thetas[j])
+        prev = ws.thetas[j]
         B.append(ws.theta_views[j])
     return B
 
 
-def _prepare(lay, data, inner, second):
+def _lr_grad_scalar(a, g, out):
+    out[0] -= np.vdot(a, g)
+
+
+def _lr_grad_vector(a, g, out):
+    out -= np.einsum("tp,tp->p", a, g)
+
+
+def _value_tape(lay, ws, K, scale, vector_lr: bool) -> _Tape:
+    """Tape for the meta-objective: residuals at the adapted params in ws.Fq."""
+    t = _Tape()
+    B = _rec_inner_loop(t, lay, ws, ws.lrs[vector_lr], K, scale, False)
+    _rec_forward(t, lay, B[K], ws.qcache, ws.Zq, ws.Fq)
+    t(np.subtract, ws.Fq[..., 0], ws.yq, ws.Fq[..., 0])
+    return t
+
+
+def _grad_tape(lay, ws, K, scale, second: bool, vector_lr: bool) -> _Tape:
+    """Tape for the meta-objective (residuals in ws.Fq), the per-task meta-gradients (ws.a)
+    and minus the summed d/d lr (ws.glr[vector_lr])."""
+    t = _Tape()
+    lr, glr = ws.lrs[vector_lr], ws.glr[vector_lr]
+    B = _rec_inner_loop(t, lay, ws, lr, K, scale, second)
+    _rec_loss_grad(t, lay, B[K], ws.qcache, ws.Zq, ws.Fq, ws.yq, scale, ws.a_blocks)
+    t(np.copyto, glr, 0.0)
+    for j in range(K - 1, -1, -1):
+        t(_lr_grad_vector if vector_lr else _lr_grad_scalar, ws.a, ws.grads[j], glr)
+        if second:
+            t(np.multiply, ws.a, lr, ws.v)
+            _rec_hvp(t, lay, B[j], ws.caches[j], ws.v_views, ws.hv_views, scale, ws)
+            t(np.subtract, ws.a, ws.hv, ws.a)
+    return t
+
+
+def _prepare(lay, theta, lr, data, inner, second):
+    """The workspace for this chunk, loaded with its data, theta (P,) and lr."""
     x, y, xq, yq = data
     T, N = x.shape
     ws = _workspace(lay, T, N, xq.shape[1], inner.steps, second, xq is x)
     ws.xa[..., 0] = x
-    ws.xqa[..., 0] = xq
+    ws.y[...] = y
+    if xq is not x:
+        ws.xqa[..., 0] = xq
+        ws.yq[...] = yq
+    ws.theta0[0] = theta
+    ws.lrs[np.ndim(lr) > 0][...] = lr
     return ws
+
+
+def _query_losses(ws, scale) -> np.ndarray:
+    """Query loss per task (T,) from the residuals the tape left in ws.Fq."""
+    r = ws.Fq[..., 0]
+    return scale * np.einsum("tn,tn->t", r, r) / r.shape[-1]
 
 
 # Tasks go through in chunks whose buffers for one inner step take about CHUNK_BYTES, so they
@@ -364,41 +436,31 @@ def _value(lay, theta, lr, data, inner) -> np.ndarray:
     """Meta-objective per task (T,) at flat params theta (P,), no gradient."""
     out = []
     for part in _chunks(lay, data, False):
-        ws = _prepare(lay, part, inner, False)
-        B = _inner_loop(lay, ws, theta, lr, part[1], inner, False)
-        out.append(_loss(lay, B[-1], ws.qcache, ws.Zq, part[3], inner.loss_scale))
+        ws = _prepare(lay, theta, lr, part, inner, False)
+        key = ("value", inner.loss_scale, np.ndim(lr) > 0)
+        if key not in ws.tapes:
+            ws.tapes[key] = _value_tape(lay, ws, inner.steps, inner.loss_scale, key[2])
+        ws.tapes[key].run()
+        out.append(_query_losses(ws, inner.loss_scale))
     return np.concatenate(out)
 
 
 def _value_and_grads(lay, theta, lr, data, inner):
     """(mean meta-objective, d/d theta (P,), d/d lr (shape of lr)) for flat theta (P,)."""
+    second, vector_lr = not inner.first_order, np.ndim(lr) > 0
     value, g, glr = 0.0, 0.0, 0.0
-    for part in _chunks(lay, data, not inner.first_order):
-        v_, g_, glr_ = _sums(lay, theta, lr, part, inner)
-        value, g, glr = value + v_, g + g_, glr + glr_
+    for part in _chunks(lay, data, second):
+        ws = _prepare(lay, theta, lr, part, inner, second)
+        key = ("grad", inner.loss_scale, vector_lr)
+        if key not in ws.tapes:
+            ws.tapes[key] = _grad_tape(lay, ws, inner.steps, inner.loss_scale, second, vector_lr)
+        ws.tapes[key].run()
+        value = value + _query_losses(ws, inner.loss_scale).sum()
+        g = g + ws.a.sum(axis=0)
+        glr = glr + (ws.glr[1] if vector_lr else ws.glr[0][0])
     T = data[0].shape[0]
-    return float(value / T), g / T, glr / T
-
-
-def _sums(lay, theta, lr, data, inner):
-    """Sums over the tasks of ``data`` of the meta-objective, its gradient (P,) and d/d lr."""
-    second = not inner.first_order
-    ws = _prepare(lay, data, inner, second)
-    B = _inner_loop(lay, ws, theta, lr, data[1], inner, second)
-    K = inner.steps
-    values = _loss_grad(lay, B[K], ws.qcache, ws.Zq, data[3], inner.loss_scale, ws.a_blocks)
-    a, vector_lr = ws.a, np.ndim(lr) > 0
-    glr = np.zeros(lay.size) if vector_lr else 0.0
-    for j in range(K - 1, -1, -1):
-        if vector_lr:
-            glr -= np.einsum("tp,tp->p", a, ws.grads[j])
-        else:
-            glr -= np.vdot(a, ws.grads[j])
-        if second:
-            np.multiply(a, lr, out=ws.v)
-            _hvp(lay, B[j], ws.caches[j], ws.v_views, ws.hv_views, inner.loss_scale, ws)
-            a -= ws.hv
-    return values.sum(), a.sum(axis=0), glr
+    glr = glr / T
+    return float(value / T), g / T, glr if vector_lr else float(glr)
 
 
 # ----------------------------------------------------------------------------- autograd
