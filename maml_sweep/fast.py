@@ -91,7 +91,10 @@ class _Layout:
 
     def pack(self, params: dict) -> np.ndarray:
         """Flat vector (P,) of a parameter dict."""
-        return np.concatenate([np.ravel(params[k]) for k in self.names]).astype(float, copy=False)
+        out = np.empty(self.size)
+        for name in self.names:
+            out[self.slices[name]] = np.reshape(params[name], -1)
+        return out
 
     def unpack(self, flat: np.ndarray) -> dict:
         """Parameter dict of views into a flat vector (P,); scalars as 0-d arrays (like autograd)."""
@@ -246,9 +249,12 @@ class _Tape(list):
             fn(*args)
 
 
+_all = np.logical_and.reduce  # z.all() without its Python wrapper
+
+
 def _relu_ties(z: np.ndarray, s: np.ndarray) -> None:
     """Exact ties z == 0: autograd's maximum gives derivative 0.5 there (s is 1.0 * (z > 0))."""
-    if not z.all():
+    if not _all(z, axis=None):
         s[z == 0.0] = 0.5
 
 
