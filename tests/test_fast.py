@@ -180,7 +180,7 @@ def test_chunked_meta_batch(monkeypatch, first_order):
     """Meta-batches split into chunks of tasks (here of 1 and 2) give the same numbers."""
     model, params, tasks = make((5, 6), "relu", 5, True, seed=11)
     inner = InnerLoop(0.1, 3, first_order)
-    for budget in (1, 2 * 8 * (7 + 5) * (2 + 3 * 11) * 2):
+    for budget in (1, 2 * 8 * (7 + 5) * (2 + 3 * 11)):  # chunks of 1 and of 2 tasks
         monkeypatch.setattr(fast, "CHUNK_BYTES", budget)
         assert_matches(model, params, tasks, inner)
         ref = batch_meta_objective(model.predict, params, tasks, inner)
