@@ -158,10 +158,11 @@ class _Cache:
     activations A[k] (T, N, d_k + 1) with a ones column (A[0]: the augmented input), their
     derivatives S[k] (T, N, d_k), errors D[k] = dl/dz_k (T, N, d_k), and contiguous copies
     WT[k] (T, d_k, d_{k-1}) of W_k^T for 2 <= k <= L (a transposed gemm operand is ~1.7x slower).
-    The output error D[L+1] (T, N, 1) sits next to its tangent RO in DR (T, N, 2), so that one
-    matmul back-propagates both."""
+    The output error D[L+1] (T, N, 1) sits between its tangent RO and a zero column in
+    DR (T, N, 3), so that a K=2 matmul back-propagates both, or it alone (outer products as K=1
+    matmuls or broadcasting are ~3x slower)."""
 
-    __slots__ = ("A", "AT", "H", "S", "D", "WT", "DR", "RO")
+    __slots__ = ("A", "AT", "H", "S", "D", "WT", "DR", "RO", "DZ")
 
     def __init__(self, xa: np.ndarray, lay: _Layout):
         lead, dims, L = xa.shape[:-1], lay.dims, len(lay.dims) - 2
@@ -170,9 +171,10 @@ class _Cache:
         self.H = [a[..., :-1] for a in self.A]
         self.S = [None] + [np.empty(lead + (dims[k],)) for k in range(1, L + 1)]
         self.D = [None] + [np.empty(lead + (dims[k],)) for k in range(1, L + 1)]
-        self.DR = np.empty(lead + (2,))
-        self.RO = self.DR[..., :1]
-        self.D.append(self.DR[..., 1:])
+        self.DR = np.zeros(lead + (3,))
+        self.RO, self.DZ = self.DR[..., :1], self.DR[..., 1:]  # [RO | D], [D | 0]: (T, N, 2) views
+        self.D.append(self.DR[..., 1:2])
+        self.DR = self.DR[..., :2]
         self.WT = [None, None] + [np.empty((lead[0], dims[k], dims[k - 1])) for k in range(2, L + 1)]
 
 
@@ -208,6 +210,7 @@ class _Workspace:
         self.E = [None] + [np.empty((T, N, dims[k])) for k in range(1, L + 1)]
         self.R = [None] + [np.empty((T, N, dims[k])) for k in range(1, L + 1)]
         self.WVo = np.empty((T, 2, dims[L]))  # [w^T; v^T] of the output layer
+        self.Wo = np.zeros((T, 2, dims[L]))  # [w^T; 0]
         self.RH = [None] + [np.empty((T, N, dims[k])) for k in range(1, L + 1)]
         self.RHT = [None] + [(z if lay.relu else r).swapaxes(-1, -2) for z, r in zip(self.Z[1:L + 1], self.RH[1:])]
         self.Mw = [np.empty((T, dims[k - 1], dims[k])) for k in range(1, L + 2)]
@@ -276,29 +279,31 @@ def _rec_forward(t: _Tape, lay: _Layout, P: _Views, c: _Cache, Z: list, F: np.nd
     t(np.matmul, A[L], B[L], F)
 
 
-def _rec_backward(t: _Tape, P: _Views, c: _Cache, G: list) -> None:
-    """Back-propagate c.D[L+1] = dl/df (T, N, 1): fills c.D[1..L], c.WT and the gradient blocks G."""
+def _rec_backward(t: _Tape, P: _Views, c: _Cache, G: list, Wo: np.ndarray) -> None:
+    """Back-propagate c.D[L+1] = dl/df (T, N, 1): fills c.D[1..L], c.WT and the gradient blocks G
+    (Wo: (T, 2, d_L) scratch with a zero second row)."""
     AT, S, D, Wt = c.AT, c.S, c.D, P.Wt
     L = len(G) - 1
     for k in range(L + 1, 0, -1):
         t(np.matmul, AT[k - 1], D[k], G[k - 1])
         if k == 1:
             break
-        if k == L + 1:
-            t(np.multiply, D[k], Wt[k - 1], D[k - 1])
+        if k == L + 1:  # the outer product D w^T as [D | 0] @ [w^T; 0]
+            t(np.copyto, Wo[:, :1], Wt[k - 1])
+            t(np.matmul, c.DZ, Wo, D[k - 1])
         else:
             t(np.copyto, c.WT[k], Wt[k - 1])
             t(np.matmul, D[k], c.WT[k], D[k - 1])
         t(np.multiply, D[k - 1], S[k - 1], D[k - 1])
 
 
-def _rec_loss_grad(t, lay, P, c, Z, F, y, scale, G) -> None:
+def _rec_loss_grad(t, lay, P, c, Z, F, y, scale, G, Wo) -> None:
     """Gradient of ``scale * mean((f - y)^2)`` into blocks G; leaves the residuals f - y in F."""
     _rec_forward(t, lay, P, c, Z, F)
     f = F[..., 0]
     t(np.subtract, f, y, f)
     t(np.multiply, f, 2.0 * scale / f.shape[-1], c.D[-1][..., 0])
-    _rec_backward(t, P, c, G)
+    _rec_backward(t, P, c, G, Wo)
 
 
 def _rec_hvp(t, lay, P, c, V, H, scale, ws) -> None:
@@ -353,7 +358,7 @@ def _rec_inner_loop(t, lay, ws, lr, K, scale, keep: bool) -> list:
     B, prev = [ws.theta0_views], ws.theta0
     for j in range(K):
         _rec_loss_grad(t, lay, B[j], ws.caches[j if keep else 0], ws.Z, ws.F, ws.y, scale,
-                       ws.grad_blocks[j])
+                       ws.grad_blocks[j], ws.Wo)
         t(np.multiply, ws.grads[j], lr, ws.tmp)
         t(np.subtract, prev, ws.tmp, ws.thetas[j])
         prev = ws.thetas[j]
@@ -384,7 +389,7 @@ def _grad_tape(lay, ws, K, scale, second: bool, vector_lr: bool) -> _Tape:
     t = _Tape()
     lr, glr = ws.lrs[vector_lr], ws.glr[vector_lr]
     B = _rec_inner_loop(t, lay, ws, lr, K, scale, second)
-    _rec_loss_grad(t, lay, B[K], ws.qcache, ws.Zq, ws.Fq, ws.yq, scale, ws.a_blocks)
+    _rec_loss_grad(t, lay, B[K], ws.qcache, ws.Zq, ws.Fq, ws.yq, scale, ws.a_blocks, ws.Wo)
     t(np.copyto, glr, 0.0)
     for j in range(K - 1, -1, -1):
         t(_lr_grad_vector if vector_lr else _lr_grad_scalar, ws.a, ws.grads[j], glr)
