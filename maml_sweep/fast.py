@@ -383,16 +383,17 @@ def _value_tape(lay, ws, K, scale, vector_lr: bool) -> _Tape:
     return t
 
 
-def _grad_tape(lay, ws, K, scale, second: bool, vector_lr: bool) -> _Tape:
+def _grad_tape(lay, ws, K, scale, second: bool, vector_lr: bool, lr_grad: bool) -> _Tape:
     """Tape for the meta-objective (residuals in ws.Fq), the per-task meta-gradients (ws.a)
-    and minus the summed d/d lr (ws.glr[vector_lr])."""
+    and, with ``lr_grad``, the summed d/d lr (ws.glr[vector_lr])."""
     t = _Tape()
     lr, glr = ws.lrs[vector_lr], ws.glr[vector_lr]
     B = _rec_inner_loop(t, lay, ws, lr, K, scale, second)
     _rec_loss_grad(t, lay, B[K], ws.qcache, ws.Zq, ws.Fq, ws.yq, scale, ws.a_blocks, ws.Wo)
     t(np.copyto, glr, 0.0)
     for j in range(K - 1, -1, -1):
-        t(_lr_grad_vector if vector_lr else _lr_grad_scalar, ws.a, ws.grads[j], glr)
+        if lr_grad:
+            t(_lr_grad_vector if vector_lr else _lr_grad_scalar, ws.a, ws.grads[j], glr)
         if second:
             t(np.multiply, ws.a, lr, ws.v)
             _rec_hvp(t, lay, B[j], ws.caches[j], ws.v_views, ws.hv_views, scale, ws)
@@ -456,15 +457,16 @@ def _value(lay, theta, lr, data, inner) -> np.ndarray:
     return np.concatenate(out)
 
 
-def _value_and_grads(lay, theta, lr, data, inner):
-    """(mean meta-objective, d/d theta (P,), d/d lr (shape of lr)) for flat theta (P,)."""
+def _value_and_grads(lay, theta, lr, data, inner, lr_grad: bool = True):
+    """(mean meta-objective, d/d theta (P,), d/d lr (shape of lr; 0 without ``lr_grad``)) for
+    flat theta (P,)."""
     second, vector_lr = not inner.first_order, np.ndim(lr) > 0
     value, g, glr = 0.0, 0.0, 0.0
     for part in _chunks(lay, data):
         ws = _prepare(lay, theta, lr, part, inner, second)
-        key = ("grad", inner.loss_scale, vector_lr)
+        key = ("grad", inner.loss_scale, vector_lr, lr_grad)
         if key not in ws.tapes:
-            ws.tapes[key] = _grad_tape(lay, ws, inner.steps, inner.loss_scale, second, vector_lr)
+            ws.tapes[key] = _grad_tape(lay, ws, inner.steps, inner.loss_scale, second, vector_lr, lr_grad)
         ws.tapes[key].run()
         value = value + _query_losses(ws, inner.loss_scale).sum()
         g = g + ws.a.sum(axis=0)
@@ -535,7 +537,7 @@ def fast_meta_value_and_grad(model: MLP, params: dict, tasks: Sequence[Task], in
     """(mean meta-objective, gradient dict like params): the numbers of
     ``maml.meta_value_and_grad(model.predict, params, tasks, inner)``, in one batched pass."""
     lay = _layout(model)
-    value, g, _ = _value_and_grads(lay, lay.pack(params), inner.lr, _stack(tasks), inner)
+    value, g, _ = _value_and_grads(lay, lay.pack(params), inner.lr, _stack(tasks), inner, lr_grad=False)
     return value, lay.unpack(g)
 
 
