@@ -212,7 +212,8 @@ class _Workspace:
         self.WVo = np.empty((T, 2, dims[L]))  # [w^T; v^T] of the output layer
         self.Wo = np.zeros((T, 2, dims[L]))  # [w^T; 0]
         self.RH = [None] + [np.empty((T, N, dims[k])) for k in range(1, L + 1)]
-        self.RHT = [None] + [(z if lay.relu else r).swapaxes(-1, -2) for z, r in zip(self.Z[1:L + 1], self.RH[1:])]
+        rh = self.Z[1:L + 1] if lay.relu else self.RH[1:]  # where the HVP puts Rh_k
+        self.RHT = [None] + [r.swapaxes(-1, -2) for r in rh]
         self.Mw = [np.empty((T, dims[k - 1], dims[k])) for k in range(1, L + 2)]
         self.VT = [None, None] + [np.empty((T, dims[k], dims[k - 1])) for k in range(2, L + 1)]
 
@@ -466,7 +467,8 @@ def _value_and_grads(lay, theta, lr, data, inner, lr_grad: bool = True):
         ws = _prepare(lay, theta, lr, part, inner, second)
         key = ("grad", inner.loss_scale, vector_lr, lr_grad)
         if key not in ws.tapes:
-            ws.tapes[key] = _grad_tape(lay, ws, inner.steps, inner.loss_scale, second, vector_lr, lr_grad)
+            ws.tapes[key] = _grad_tape(lay, ws, inner.steps, inner.loss_scale, second, vector_lr,
+                                       lr_grad)
         ws.tapes[key].run()
         value = value + _query_losses(ws, inner.loss_scale).sum()
         g = g + ws.a.sum(axis=0)
