@@ -19,11 +19,10 @@ from __future__ import annotations
 import dataclasses
 from typing import Sequence
 
-import autograd.numpy as anp
 import numpy as np
 from autograd import value_and_grad
 
-from . import maml
+from . import batched, fast, maml
 from .maml import InnerLoop
 from .model import MLP
 from .tasks import Task
@@ -34,15 +33,26 @@ def model_params(model: MLP, meta: dict) -> dict:
     return {k: meta[k] for k in model.names}
 
 
-def pooled_loss(model: MLP, params: dict, tasks: Sequence[Task], scale: float):
-    """Mean over tasks of ``scale`` * MSE on all of a task's points (support and query), unadapted."""
-    total = 0.0
-    for task in tasks:
-        x, y = task.x, task.y
-        if task.x_query is not None:
-            x, y = anp.concatenate([x, task.x_query]), anp.concatenate([y, task.y_query])
-        total = total + maml.inner_loss(model.predict, params, x, y, scale)
-    return total / len(tasks)
+def pooled(tasks: Sequence[Task]) -> list[Task]:
+    """Each task with its support and query points as one support set (and no inner loop, the
+    meta-objective of these is the loss on all of a task's points)."""
+    return [task if task.x_query is None else
+            Task(np.concatenate([task.x, task.x_query]), np.concatenate([task.y, task.y_query]))
+            for task in tasks]
+
+
+def meta_value_and_grad(model: MLP, params: dict, tasks: Sequence[Task], inner: InnerLoop):
+    """The meta-gradient: the fast batched path where it applies, else the autograd reference."""
+    if fast.supports(model) and inner.only is None:
+        return fast.fast_meta_value_and_grad(model, params, tasks, inner)
+    return maml.meta_value_and_grad(model.predict, params, tasks, inner)
+
+
+def meta_objective(model: MLP, params: dict, tasks: Sequence[Task], inner: InnerLoop, lrs=None):
+    """Mean meta-objective (differentiable by autograd): fast path where it applies."""
+    if fast.supports(model) and inner.only is None:
+        return fast.meta_loss(model, params, tasks, inner, lr=lrs)
+    return maml.batch_meta_objective(model.predict, params, tasks, inner, lrs)
 
 
 class MAML:
@@ -63,11 +73,19 @@ class MAML:
 
     def direction(self, model: MLP, meta: dict, tasks: Sequence[Task], inner: InnerLoop):
         """(training loss, outer-update direction as a dict like ``meta``) for a meta-batch."""
-        return maml.meta_value_and_grad(model.predict, meta, tasks, self.inner(model, inner))
+        return meta_value_and_grad(model, meta, tasks, self.inner(model, inner))
+
+    def objective(self, model: MLP, meta: dict, tasks: Sequence[Task], inner: InnerLoop) -> float:
+        """Mean query loss after this algorithm's inner loop (the validation meta-objective)."""
+        return float(meta_objective(model, model_params(model, meta), tasks, self.inner(model, inner)))
 
     def adapt(self, model: MLP, meta: dict, task: Task, inner: InnerLoop) -> list[dict]:
         """Model parameters along the inner loop on ``task``: [initial, ..., adapted]."""
         return maml.adapt(model.predict, model_params(model, meta), task, self.inner(model, inner))
+
+    def adaptation_mse(self, model: MLP, meta: dict, tasks: Sequence[Task], inner: InnerLoop) -> np.ndarray:
+        """Plain MSE on each task's query set after k = 0..inner.steps steps, shape (T, steps + 1)."""
+        return batched.adaptation_mse(model, meta, tasks, self.inner(model, inner))
 
 
 class ANIL(MAML):
@@ -89,13 +107,17 @@ class MetaSGD(MAML):
         return {**params, **rates}
 
     def direction(self, model: MLP, meta: dict, tasks: Sequence[Task], inner: InnerLoop):
-        def objective(m):
-            return maml.batch_meta_objective(model.predict, model_params(model, m), tasks, inner,
-                                             self.rates(model, m))
-        return value_and_grad(objective)(meta)
+        return value_and_grad(
+            lambda m: meta_objective(model, model_params(model, m), tasks, inner, self.rates(model, m)))(meta)
+
+    def objective(self, model: MLP, meta: dict, tasks: Sequence[Task], inner: InnerLoop) -> float:
+        return float(meta_objective(model, model_params(model, meta), tasks, inner, self.rates(model, meta)))
 
     def adapt(self, model: MLP, meta: dict, task: Task, inner: InnerLoop) -> list[dict]:
         return maml.adapt(model.predict, model_params(model, meta), task, inner, self.rates(model, meta))
+
+    def adaptation_mse(self, model: MLP, meta: dict, tasks: Sequence[Task], inner: InnerLoop) -> np.ndarray:
+        return batched.adaptation_mse(model, meta, tasks, inner, self.rates(model, meta))
 
 
 class Reptile(MAML):
@@ -104,15 +126,10 @@ class Reptile(MAML):
 
     def direction(self, model: MLP, meta: dict, tasks: Sequence[Task], inner: InnerLoop):
         inner = self.inner(model, inner)
-        step = {k: np.zeros_like(v, dtype=float) for k, v in meta.items()}
-        loss = 0.0
-        for task in tasks:
-            adapted = maml.adapt(model.predict, meta, task, inner)[-1]
-            for k in meta:
-                step[k] += (meta[k] - adapted[k]) / len(tasks)
-            xq, yq = task.query
-            loss += maml.inner_loss(model.predict, adapted, xq, yq, inner.loss_scale) / len(tasks)
-        return loss, step
+        adapted = batched.adapt_many(model, meta, tasks, inner)
+        xq, yq = batched.stack(tasks)[2:]
+        loss = inner.loss_scale * np.mean((batched.forward(model, adapted, xq) - yq) ** 2)
+        return float(loss), {k: meta[k] - adapted[k].mean(axis=0) for k in meta}
 
 
 class Pretrain(MAML):
@@ -121,7 +138,7 @@ class Pretrain(MAML):
     label = "pretrain"
 
     def direction(self, model: MLP, meta: dict, tasks: Sequence[Task], inner: InnerLoop):
-        return value_and_grad(lambda m: pooled_loss(model, m, tasks, inner.loss_scale))(meta)
+        return meta_value_and_grad(model, meta, pooled(tasks), dataclasses.replace(inner, steps=0))
 
 
 class Scratch(MAML):
@@ -130,7 +147,7 @@ class Scratch(MAML):
     label = "scratch"
 
     def direction(self, model: MLP, meta: dict, tasks: Sequence[Task], inner: InnerLoop):
-        loss = pooled_loss(model, meta, tasks, inner.loss_scale)
+        loss = meta_objective(model, meta, pooled(tasks), dataclasses.replace(inner, steps=0))
         return loss, {k: np.zeros_like(v, dtype=float) for k, v in meta.items()}
 
 

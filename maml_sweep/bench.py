@@ -73,7 +73,7 @@ def _setup(case: Case, seed: int = 0):
     rng = np.random.RandomState(seed)
     model = MLP(case.hidden)
     params = model.init(rng, 0.1)
-    tasks = [StepTasks(num_points=case.points).sample(rng) for _ in range(case.tasks)]
+    tasks = [StepTasks(support_size=case.points).sample(rng) for _ in range(case.tasks)]
     return model, params, tasks, InnerLoop(0.1, case.steps, case.first_order)
 
 

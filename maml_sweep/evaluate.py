@@ -34,18 +34,6 @@ def test_bank(tasks, task_cfg, eval_cfg) -> list[Task]:
     return [family.sample(rng) for _ in range(eval_cfg.num_tasks)]
 
 
-def adaptation_mse(adapt, predict, bank: list[Task]) -> np.ndarray:
-    """MSE on each task's query set along its adaptation trajectory, shape (n_tasks, steps + 1).
-
-    ``adapt(task)`` returns the trajectory [params, ..., adapted] of model parameters.
-    """
-    rows = []
-    for task in bank:
-        xq, yq = task.query
-        rows.append([np.mean((yq - predict(p, xq)) ** 2) for p in adapt(task)])
-    return np.asarray(rows)
-
-
 def summarise(init: str, mse: np.ndarray) -> list[dict]:
     """Rows of adaptation.csv for one init: mean and 95% CI half-width over tasks, per k."""
     n = mse.shape[0]

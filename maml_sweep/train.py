@@ -23,7 +23,7 @@ from . import evaluate, rundir, streams
 from .algorithms import ALGORITHMS, MAML
 from .config import ConfigError, check_values
 from .figures import panel_steps, plot_validation_fits
-from .maml import InnerLoop, inner_loss
+from .maml import InnerLoop
 from .model import MLP
 from .optim import OPTIMIZERS
 from .tasks import make_tasks
@@ -163,11 +163,7 @@ class Trainer:
 
     def validate(self, state: dict) -> float:
         """Mean meta-objective over the validation tasks: query loss after the inner loop."""
-        total = 0.0
-        for task in state["val_tasks"]:
-            adapted = self.algorithm.adapt(self.model, state["params"], task, self.inner)[-1]
-            total += inner_loss(self.model.predict, adapted, *task.query, self.inner.loss_scale)
-        return float(total / len(state["val_tasks"]))
+        return self.algorithm.objective(self.model, state["params"], state["val_tasks"], self.inner)
 
     def evaluate(self, params: dict) -> dict:
         """Adaptation curves on the test bank for the trained init and the scratch baseline, into
@@ -175,13 +171,12 @@ class Trainer:
         ev = self.cfg.eval
         bank = evaluate.test_bank(self.tasks, self.cfg.task, ev)
         inner = evaluate.eval_inner(self.inner, ev)
-        adapt = lambda algorithm, p: lambda task: algorithm.adapt(self.model, p, task, inner)
-        mse = evaluate.adaptation_mse(adapt(self.algorithm, params), self.model.predict, bank)
+        mse = self.algorithm.adaptation_mse(self.model, params, bank, inner)
         rows = evaluate.summarise(self.algorithm.label, mse)
         if self.algorithm.label != "scratch":
             rng = streams.keyed_stream(self.cfg.model, ev.seed, "scratch")
             scratch = self.model.init(rng, self.cfg.model.init_std)
-            rows += evaluate.summarise("scratch", evaluate.adaptation_mse(adapt(MAML(), scratch), self.model.predict, bank))
+            rows += evaluate.summarise("scratch", MAML().adaptation_mse(self.model, scratch, bank, inner))
         evaluate.write_adaptation_csv(self.out_dir / rundir.ADAPTATION, rows)
         curve = mse.mean(axis=0)
         ks = sorted({min(1, ev.max_steps), min(self.inner.steps, ev.max_steps), ev.max_steps})

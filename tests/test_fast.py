@@ -28,9 +28,9 @@ def make(hidden, activation, n_tasks, split, seed, points=7, query=5, std=0.5):
     params = model.init(rng, std)
     tasks = []
     for _ in range(n_tasks):
-        t = StepTasks(num_points=points).sample(rng)
+        t = StepTasks(support_size=points).sample(rng)
         if split:
-            q = StepTasks(num_points=query).sample(rng)
+            q = StepTasks(support_size=query).sample(rng)
             t = Task(t.x, t.y, q.x, q.y)
         tasks.append(t)
     return model, params, tasks
