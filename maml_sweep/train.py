@@ -90,6 +90,7 @@ class Trainer:
         self.cfg, self.out_dir, self.chash = cfg, out_dir, chash
         self.model, self.tasks, self.algorithm, self.optimizer, self.inner = build(cfg)
         self.outer_steps = cfg.train.outer_steps
+        self.meta_batch_size, self.eval_every = cfg.train.meta_batch_size, cfg.train.eval_every
         self.snapshot_steps = set(panel_steps(self.outer_steps))
 
     def fresh_state(self) -> dict:
@@ -136,7 +137,7 @@ class Trainer:
         """Outer steps from state["step"] + 1 on; ``state`` is consistent after every step."""
         start_step, start_train_s = state["step"], state["train_s"]
         for step in range(state["step"] + 1, self.outer_steps + 1):
-            batch = [self.tasks.sample(rng) for _ in range(self.cfg.train.meta_batch_size)]
+            batch = [self.tasks.sample(rng) for _ in range(self.meta_batch_size)]
             train_loss, grads = self.algorithm.direction(self.model, state["params"], batch, self.inner)
             outcome["train_loss"] = float(train_loss)
             if not _finite(train_loss, grads):
@@ -146,7 +147,7 @@ class Trainer:
             state.update(step=step, params=params, opt_state=opt_state)
             if step in self.snapshot_steps:
                 state["snapshots"].append((step, params))
-            if step % self.cfg.train.eval_every == 0 or step == self.outer_steps:
+            if step % self.eval_every == 0 or step == self.outer_steps:
                 val = self.validate(state)
                 state["train_s"] = start_train_s + time.perf_counter() - t0
                 state["rng_state"] = streams.get_state(rng)
@@ -224,7 +225,8 @@ class Trainer:
 
 
 def _finite(loss, grads: dict) -> bool:
-    return math.isfinite(loss) and loss < EXPLODED and all(np.all(np.isfinite(g)) for g in grads.values())
+    """Loss finite and below EXPLODED, and no NaN or inf in any gradient (a sum would show one)."""
+    return math.isfinite(loss) and loss < EXPLODED and math.isfinite(sum(float(np.sum(g)) for g in grads.values()))
 
 
 def _duration(seconds: float) -> str:
