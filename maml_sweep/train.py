@@ -1,9 +1,10 @@
-"""``run(cfg, out_dir)``: train one MAML experiment into a run directory. No Hydra import here.
+"""``run(cfg, out_dir)``: train one meta-learning experiment into a run directory. No Hydra here.
 
-The loop replays the notebook's single legacy random stream (``RandomState(seed)``: init params,
-then the validation task, then ``meta_batch_size`` training tasks per outer step), so the default
-config reproduces the notebook's printed trajectory. State is checkpointed at every evaluation;
-a rerun in the same directory skips a finished run and resumes an unfinished one, exactly.
+By default the loop replays the notebook's single legacy random stream (``RandomState(seed)``: init
+params, then the validation task, then ``meta_batch_size`` training tasks per outer step), so the
+default config reproduces the notebook's printed trajectory. State is checkpointed at every
+evaluation; a rerun in the same directory skips a finished run and resumes an unfinished one,
+exactly. A completed run ends with the test-bank evaluation (adaptation.csv) and the figure.
 """
 from __future__ import annotations
 
@@ -121,6 +122,9 @@ class Trainer:
         try:
             with stop, np.errstate(over="ignore", invalid="ignore", divide="ignore"):
                 self.loop(state, rng, metrics, outcome, stop, t0)
+        except KeyboardInterrupt:  # a second signal: stop now; the last checkpoint stays the resume point
+            outcome.update(status="interrupted", error="stopped at once by a second signal", forced=True)
+            raise
         except Exception as exc:
             outcome.update(status="failed", error=f"{type(exc).__name__}: {exc}")
             raise
@@ -194,7 +198,7 @@ class Trainer:
     def finish(self, state: dict, outcome: dict, steps_run: int, loop_s: float) -> dict:
         """Save what the outcome calls for and the summary; returns the summary."""
         status = outcome["status"]
-        if status in ("completed", "interrupted"):
+        if status in ("completed", "interrupted") and not outcome.get("forced"):
             rundir.save_checkpoint(self.out_dir, state)
         extra = {}
         if status == "completed":
