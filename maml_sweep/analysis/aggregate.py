@@ -7,6 +7,7 @@ aggregated over the configuration's *completed* runs; diverged and failed runs a
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -114,3 +115,55 @@ def config_mask(runs: pd.DataFrame, by: list[str], config) -> pd.Series:
         v = config[k]
         mask &= runs[k].isna() if pd.isna(v) else (runs[k] == v)
     return mask
+
+
+def curve_bands(curves: pd.DataFrame, runs: pd.DataFrame, by: list[str], metric: str = "val_meta_objective",
+                statuses=(COMPLETED, "running", "interrupted"), n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """Per configuration and step: n, mean and a 95% percentile-bootstrap CI of the mean over seeds.
+
+    The same estimate as seaborn's ``errorbar=("ci", 95)``, vectorised over steps (seaborn
+    bootstraps each point in a Python loop: about a minute for a 1,000-run sweep), with a fixed
+    ``seed`` so a figure is the same each time. Only runs with a status in ``statuses`` count
+    (diverged and failed runs would drag the mean); non-finite values are left out.
+    Returns tidy rows: the ``by`` columns, ``step``, ``n``, ``mean``, ``ci95_low``, ``ci95_high``.
+    """
+    cols = list(by) + ["step", "n", "mean", "ci95_low", "ci95_high"]
+    keep = runs[runs["status"].astype(str).isin(statuses)]
+    sub = curves[(curves["metric"] == metric) & curves["run"].isin(keep["run"])]
+    if sub.empty:
+        return pd.DataFrame(columns=cols)
+    wide = sub.pivot_table(index="run", columns="step", values="value", aggfunc="last", observed=True)
+    wide = wide.where(np.isfinite(wide))
+    steps = wide.columns.to_numpy()
+    info = keep.set_index("run").loc[wide.index.astype(str), list(by)].reset_index()
+    groups = info.groupby(list(by), dropna=False, sort=True).indices if by else {(): np.arange(len(info))}
+    values = wide.to_numpy(dtype=float)
+    out = []
+    for key, idx in groups.items():
+        v = values[idx]                                        # (runs, steps)
+        n = np.sum(np.isfinite(v), axis=0)
+        ok = n > 0
+        if not ok.any():
+            continue
+        v, n = v[:, ok], n[ok]
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns of a resample
+            mean = np.nanmean(v, axis=0)
+            if len(idx) > 1:
+                rng = np.random.default_rng(seed)
+                draw = rng.integers(0, len(idx), size=(n_boot, len(idx)))
+                boots = np.nanmean(v[draw], axis=1)            # (n_boot, steps)
+                low, high = np.nanpercentile(boots, [2.5, 97.5], axis=0)
+            else:
+                low = high = mean
+        key = key if isinstance(key, tuple) else (key,)
+        frame = pd.DataFrame({"step": steps[ok], "n": n, "mean": mean, "ci95_low": low, "ci95_high": high})
+        for k, val in zip(by, key):
+            frame.insert(len(frame.columns) - 5, k, val)
+        out.append(frame)
+    if not out:
+        return pd.DataFrame(columns=cols)
+    res = pd.concat(out, ignore_index=True)[cols]
+    for k in by:
+        res[k] = res[k].astype(runs[k].dtype)
+    return res
