@@ -1,0 +1,35 @@
+"""The notebook's figure: adaptation trajectories on the validation task, drawn without a display."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from .maml import InnerLoop, adapt
+from .rundir import atomic_path
+from .tasks import Task
+
+
+def panel_steps(outer_steps: int, panels: int = 12) -> list[int]:
+    """Outer steps at which to snapshot params for the grid: every outer_steps/panels steps."""
+    return sorted({max(1, round(k * outer_steps / panels)) for k in range(1, panels + 1)})
+
+
+def plot_validation_fits(predict, snapshots: list[tuple[int, dict]], task: Task, inner: InnerLoop,
+                         xlim: tuple[float, float], path: Path) -> None:
+    """Save a 3x4 grid: per snapshot (step, params), the task's data as blue crosses and the
+    prediction after each inner step as a red line fading in (the notebook's ``visualize``)."""
+    fig = Figure(figsize=(16, 9), layout="constrained")
+    axes = fig.subplots(3, 4).flat
+    px = np.linspace(xlim[0], xlim[1], 1000)
+    for ax, (step, params) in zip(axes, snapshots):
+        trajectory = adapt(predict, params, task, inner)
+        ax.plot(task.x, task.y, "bx", ms=3.0)
+        for i, p in enumerate(trajectory):
+            ax.plot(px, predict(p, px), "r-", alpha=(i + 1) / len(trajectory))
+        ax.set_title(f"Iteration {step}")
+    for ax in list(axes):
+        ax.set_axis_off()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=80)

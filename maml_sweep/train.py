@@ -1,0 +1,221 @@
+"""``run(cfg, out_dir)``: train one MAML experiment into a run directory. No Hydra import here.
+
+The loop replays the notebook's single legacy random stream (``RandomState(seed)``: init params,
+then the validation task, then ``meta_batch_size`` training tasks per outer step), so the default
+config reproduces the notebook's printed trajectory. State is checkpointed at every evaluation;
+a rerun in the same directory skips a finished run and resumes an unfinished one, exactly.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import signal
+import threading
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+from threadpoolctl import threadpool_limits
+
+from . import rundir
+from .config import ConfigError, check_values
+from .figures import panel_steps, plot_validation_fits
+from .maml import InnerLoop, meta_objective, meta_value_and_grad
+from .model import MLP
+from .optim import OPTIMIZERS
+from .tasks import StepTasks
+
+log = logging.getLogger(__name__)
+
+EXPLODED = 1e6  # a meta-objective above this (or non-finite) counts as diverged
+FINISHED = ("completed", "diverged")
+
+
+def build(cfg):
+    """(model, task distribution, outer optimizer, inner loop) from a config."""
+    model = MLP(tuple(cfg.model.hidden), cfg.model.activation)
+    t = cfg.task
+    tasks = StepTasks(t.xmin, t.xmax, t.ymin, t.ymax, t.noise, t.bins, t.num_points)
+    opt_kwargs = {k: v for k, v in cfg.optimizer.items() if k != "name"}
+    optimizer = OPTIMIZERS[cfg.optimizer.name](**opt_kwargs)
+    a = cfg.algorithm
+    inner = InnerLoop(lr=a.inner_lr, steps=a.inner_steps, first_order=a.first_order)
+    return model, tasks, optimizer, inner
+
+
+def run(cfg, out_dir) -> dict:
+    """Train (or resume, or skip) the experiment ``cfg`` in ``out_dir``; returns its summary dict.
+
+    Raises :class:`ConfigError` for bad values (before anything is written) and when ``out_dir``
+    holds a run of a different config.
+    """
+    errors = check_values(cfg)
+    if errors:
+        raise ConfigError("; ".join(errors))
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    plain = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
+    chash = rundir.config_hash(plain)
+
+    previous = rundir.read_summary(out_dir)
+    checkpoint = rundir.load_checkpoint(out_dir)
+    for found in (previous, checkpoint):
+        if found is not None and found.get("config_hash") != chash:
+            raise ConfigError(
+                f"{out_dir} holds a run of another config (hash {found.get('config_hash')}, this "
+                f"config {chash}); choose a new hydra.run.dir / hydra.sweep.dir instead of mixing them")
+    if previous is not None and previous["status"] in FINISHED:
+        log.info("%s already %s at step %d: skipped", out_dir, previous["status"], previous["steps"])
+        return previous
+
+    threads = cfg.train.blas_threads
+    with threadpool_limits(threads) if threads > 0 else nullcontext():
+        return Trainer(cfg, out_dir, chash).train(checkpoint)
+
+
+class Trainer:
+    """One run's training loop, its bookkeeping and its files."""
+
+    def __init__(self, cfg, out_dir: Path, chash: str):
+        self.cfg, self.out_dir, self.chash = cfg, out_dir, chash
+        self.model, self.tasks, self.optimizer, self.inner = build(cfg)
+        self.outer_steps = cfg.train.outer_steps
+        self.snapshot_steps = set(panel_steps(self.outer_steps))
+
+    def fresh_state(self) -> dict:
+        rng = np.random.RandomState(self.cfg.seed)
+        params = self.model.init(rng, self.cfg.model.init_std)
+        val_task = self.tasks.sample(rng)
+        return {"step": 0, "params": params, "opt_state": self.optimizer.init(params),
+                "rng_state": rng.get_state(), "val_task": val_task, "snapshots": [],
+                "train_s": 0.0, "config_hash": self.chash}
+
+    def train(self, checkpoint: dict | None) -> dict:
+        state = checkpoint or self.fresh_state()
+        if checkpoint:
+            log.info("resuming %s from step %d", self.out_dir, state["step"])
+        rng = np.random.RandomState()
+        rng.set_state(state["rng_state"])
+        metrics = rundir.MetricsLog(self.out_dir, keep_until_step=state["step"])
+        start_step, start_train_s = state["step"], state["train_s"]
+        outcome = {"status": "running", "error": None, "diverged_step": None, "train_loss": math.nan}
+        self.write_summary(state, outcome, steps_run=0, loop_s=0.0)
+        t0 = time.perf_counter()
+        try:
+            with StopSignals() as stop:
+                self.loop(state, rng, metrics, outcome, stop, t0)
+        except Exception as exc:
+            outcome.update(status="failed", error=f"{type(exc).__name__}: {exc}")
+            raise
+        finally:
+            metrics.close()
+            loop_s = time.perf_counter() - t0
+            state["train_s"] = start_train_s + loop_s
+            state["rng_state"] = rng.get_state()
+            summary = self.finish(state, outcome, state["step"] - start_step, loop_s)
+        return summary
+
+    def loop(self, state: dict, rng, metrics, outcome: dict, stop: "StopSignals", t0: float) -> None:
+        """Outer steps from state["step"] + 1 on; ``state`` is consistent after every step."""
+        start_step, start_train_s = state["step"], state["train_s"]
+        for step in range(state["step"] + 1, self.outer_steps + 1):
+            batch = [self.tasks.sample(rng) for _ in range(self.cfg.train.meta_batch_size)]
+            train_loss, grads = meta_value_and_grad(self.model.predict, state["params"], batch, self.inner)
+            outcome["train_loss"] = float(train_loss)
+            if not _finite(train_loss, grads):
+                outcome.update(status="diverged", diverged_step=step)
+                return
+            params, opt_state = self.optimizer.update(state["params"], grads, state["opt_state"])
+            state.update(step=step, params=params, opt_state=opt_state)
+            if step in self.snapshot_steps:
+                state["snapshots"].append((step, params))
+            if step % self.cfg.train.eval_every == 0 or step == self.outer_steps:
+                val = self.validate(state)
+                state["train_s"] = start_train_s + time.perf_counter() - t0
+                state["rng_state"] = rng.get_state()
+                metrics.append(step, val, float(train_loss), state["train_s"])
+                self.log_progress(step, val, train_loss, start_step, t0)
+                if not (math.isfinite(val) and val < EXPLODED):
+                    outcome.update(status="diverged", diverged_step=step)
+                    return
+                rundir.save_checkpoint(self.out_dir, state)
+            if stop.received:
+                outcome.update(status="interrupted", error=f"stopped by {stop.received}")
+                return
+        outcome["status"] = "completed"
+
+    def validate(self, state: dict) -> float:
+        return float(meta_objective(self.model.predict, state["params"], state["val_task"], self.inner))
+
+    def log_progress(self, step: int, val: float, train_loss: float, start_step: int, t0: float) -> None:
+        rate = (step - start_step) / max(time.perf_counter() - t0, 1e-9)
+        eta = (self.outer_steps - step) / rate if rate > 0 else math.inf
+        log.info("step %d/%d  val_meta_objective %.3f  train %.3f  %.0f steps/s  ETA %s",
+                 step, self.outer_steps, val, float(train_loss), rate, _duration(eta))
+
+    def finish(self, state: dict, outcome: dict, steps_run: int, loop_s: float) -> dict:
+        """Save what the outcome calls for and the summary; returns the summary."""
+        status = outcome["status"]
+        if status in ("completed", "interrupted"):
+            rundir.save_checkpoint(self.out_dir, state)
+        if status == "completed":
+            rundir.save_params(self.out_dir / rundir.PARAMS, state["params"])
+            t = self.cfg.task
+            plot_validation_fits(self.model.predict, state["snapshots"], state["val_task"], self.inner,
+                                 (t.xmin, t.xmax), self.out_dir / rundir.FITS)
+        summary = self.write_summary(state, outcome, steps_run, loop_s)
+        log.info("%s: %s at step %d (%s ms per outer step)", self.out_dir, status, state["step"],
+                 f"{summary['ms_per_step']:.2f}" if summary["ms_per_step"] else "-")
+        return summary
+
+    def write_summary(self, state: dict, outcome: dict, steps_run: int, loop_s: float) -> dict:
+        val = self.validate(state) if outcome["status"] == "completed" else math.nan
+        summary = {
+            "status": outcome["status"], "steps": state["step"], "outer_steps": self.outer_steps,
+            "val_meta_objective": val, "train_meta_objective": outcome["train_loss"],
+            "wall_s": state["train_s"], "ms_per_step": 1e3 * loop_s / steps_run if steps_run else None,
+            "diverged_step": outcome["diverged_step"], "error": outcome["error"], "seed": self.cfg.seed,
+            "config_hash": self.chash, "versions": rundir.package_versions(),
+        }
+        rundir.write_json(self.out_dir / rundir.SUMMARY, summary)
+        return summary
+
+
+def _finite(loss, grads: dict) -> bool:
+    return math.isfinite(loss) and loss < EXPLODED and all(np.all(np.isfinite(g)) for g in grads.values())
+
+
+def _duration(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "?"
+    m, s = divmod(int(round(seconds)), 60)
+    h, m = divmod(m, 60)
+    return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
+
+
+class StopSignals:
+    """Within ``with``: SIGINT, SIGTERM and SIGUSR2 (submitit's preemption signal) set
+    ``received`` so the loop stops after the current outer step; a second one stops at once.
+    Signal handlers can only be set in the main thread; elsewhere this does nothing."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2)
+
+    def __init__(self):
+        self.received: str | None = None
+        self._old: dict = {}
+
+    def _handle(self, signum, frame):
+        if self.received:
+            raise KeyboardInterrupt(self.received)
+        self.received = signal.Signals(signum).name
+
+    def __enter__(self) -> "StopSignals":
+        if threading.current_thread() is threading.main_thread():
+            self._old = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for s, h in self._old.items():
+            signal.signal(s, h)

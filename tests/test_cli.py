@@ -1,0 +1,123 @@
+"""The ``maml-sweep`` command end to end, in a temp dir: run directories, bad input, sweeps, resume."""
+import csv
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import yaml
+
+from conftest import TINY, run_cli
+from maml_sweep.model import param_names
+
+
+def read_metrics(run_dir):
+    with open(run_dir / "metrics.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def test_single_run_writes_the_whole_run_directory(tmp_path):
+    proc = run_cli([*TINY, "hydra.run.dir=run"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    run_dir = tmp_path / "run"
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["steps"] == 24 and summary["outer_steps"] == 24
+    assert np.isfinite(summary["val_meta_objective"]) and summary["wall_s"] > 0 and summary["ms_per_step"] > 0
+    assert summary["versions"]["numpy"] == np.__version__ and len(summary["config_hash"]) == 16
+
+    rows = read_metrics(run_dir)
+    assert list(rows[0]) == ["step", "val_meta_objective", "train_meta_objective", "elapsed_s"]
+    assert [int(r["step"]) for r in rows] == [8, 16, 24]
+    assert float(rows[-1]["val_meta_objective"]) == pytest.approx(summary["val_meta_objective"], rel=1e-9)
+    assert all(float(a["elapsed_s"]) <= float(b["elapsed_s"]) for a, b in zip(rows, rows[1:]))
+
+    with np.load(run_dir / "params.npz") as params:
+        assert params.files == param_names((8, 8))
+        assert params["W2"].shape == (8, 8) and params["b3"].shape == ()
+    assert (run_dir / "checkpoint.pkl").exists()
+    assert (run_dir / "validation_fits.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    overrides = yaml.safe_load((run_dir / ".hydra" / "overrides.yaml").read_text())
+    assert "train.outer_steps=24" in overrides
+
+
+def test_same_seed_and_config_give_the_same_numbers(tmp_path):
+    for name in ("a", "b"):
+        assert run_cli([*TINY, f"hydra.run.dir={name}"], cwd=tmp_path).returncode == 0
+    assert [r["val_meta_objective"] for r in read_metrics(tmp_path / "a")] == \
+           [r["val_meta_objective"] for r in read_metrics(tmp_path / "b")]
+
+
+@pytest.mark.parametrize("override,key", [
+    ("optimizer.lr=0", "optimizer.lr"),
+    ("algorithm.inner_steps=-1", "algorithm.inner_steps"),
+    ("task.xmin=5", "task.xmin"),
+    ("model.activation=gelu", "model.activation"),
+    ("seed=-3", "seed"),
+])
+def test_bad_value_fails_with_one_clear_line_and_no_traceback(tmp_path, override, key):
+    proc = run_cli([override, "hydra.run.dir=run"], cwd=tmp_path)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"maml-sweep: error: {key}=")
+    assert "Traceback" not in proc.stderr + proc.stdout
+    assert not (tmp_path / "run" / "metrics.csv").exists()
+
+
+@pytest.mark.parametrize("override,message", [
+    ("algorithm.inner_steps=abc", "could not be converted to Integer"),
+    ("train.nonsense=1", "Could not override 'train.nonsense'"),
+    ("task=nonsense", "Could not find 'task/nonsense'"),
+])
+def test_wrong_type_unknown_key_or_option_fails_at_compose_time(tmp_path, override, message):
+    proc = run_cli([override, "hydra.run.dir=run"], cwd=tmp_path)
+    assert proc.returncode == 1 and message in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_multirun_writes_one_directory_per_job(tmp_path):
+    proc = run_cli(["-m", "task.bins=3,6", "seed=0,1", *TINY, "hydra.sweep.dir=sweep"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    runs = sorted(p for p in (tmp_path / "sweep").iterdir() if p.is_dir() and p.name.isdigit())
+    assert len(runs) == 4
+    seen = set()
+    for run_dir in runs:
+        cfg = yaml.safe_load((run_dir / ".hydra" / "config.yaml").read_text())
+        seen.add((cfg["task"]["bins"], cfg["seed"]))
+        assert json.loads((run_dir / "summary.json").read_text())["status"] == "completed"
+    assert seen == {(3, 0), (3, 1), (6, 0), (6, 1)}
+
+
+def test_rerun_skips_a_completed_run_and_refuses_another_config(tmp_path):
+    assert run_cli([*TINY, "hydra.run.dir=run"], cwd=tmp_path).returncode == 0
+    before = (tmp_path / "run" / "summary.json").read_text()
+    assert run_cli([*TINY, "hydra.run.dir=run"], cwd=tmp_path).returncode == 0
+    assert (tmp_path / "run" / "summary.json").read_text() == before
+    proc = run_cli([*TINY, "seed=1", "hydra.run.dir=run"], cwd=tmp_path)
+    assert proc.returncode == 2 and "holds a run of another config" in proc.stderr
+    assert (tmp_path / "run" / "summary.json").read_text() == before
+
+
+def test_sigterm_checkpoints_and_the_rerun_ends_exactly_like_an_uninterrupted_run(tmp_path):
+    args = ["train.outer_steps=400", "train.eval_every=20", "model.hidden=[16,16]", "task.num_points=30"]
+    assert run_cli([*args, "hydra.run.dir=straight"], cwd=tmp_path).returncode == 0
+
+    cmd = [sys.executable, "-m", "maml_sweep", *args, "hydra.run.dir=cut"]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while not (tmp_path / "cut" / "checkpoint.pkl").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(60) == 130
+    summary = json.loads((tmp_path / "cut" / "summary.json").read_text())
+    assert summary["status"] == "interrupted" and 0 < summary["steps"] < 400
+
+    assert run_cli([*args, "hydra.run.dir=cut"], cwd=tmp_path).returncode == 0
+    assert json.loads((tmp_path / "cut" / "summary.json").read_text())["status"] == "completed"
+    strip = lambda rows: [(r["step"], r["val_meta_objective"], r["train_meta_objective"]) for r in rows]
+    assert strip(read_metrics(tmp_path / "cut")) == strip(read_metrics(tmp_path / "straight"))
+    with np.load(tmp_path / "cut" / "params.npz") as a, np.load(tmp_path / "straight" / "params.npz") as b:
+        assert all(np.array_equal(a[k], b[k]) for k in a.files)
