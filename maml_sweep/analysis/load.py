@@ -392,7 +392,7 @@ def load_runs(paths: str | os.PathLike | Iterable[str | os.PathLike],
              if len({repr(r.flat.get(k)) for r in runs}) > 1]
     group = [k for k in swept if k != "seed"]
 
-    # Config columns (every leaf), summary metric columns.
+    # Config columns (every leaf), then summary numbers (a summary key that repeats a config key, like seed, is the config's).
     config_keys: list[str] = []
     for r in runs:
         for k in r.flat:
@@ -401,7 +401,7 @@ def load_runs(paths: str | os.PathLike | Iterable[str | os.PathLike],
     summary_keys: list[str] = []
     for r in runs:
         for k, v in r.summary.items():
-            if k in _SUMMARY_SKIP or k in summary_keys or isinstance(v, (dict, list)):
+            if k in _SUMMARY_SKIP or k in summary_keys or isinstance(v, (dict, list)) or k in config_keys:
                 continue
             summary_keys.append(k)
     text_keys = [k for k in summary_keys if k in _SUMMARY_TEXT]
