@@ -193,7 +193,7 @@ def read_metrics_csv(path: Path) -> tuple[list[str], np.ndarray, str | None]:
         except ValueError:
             last = i == len(body) - 1
             issue = ("metrics.csv: truncated last line dropped" if last else
-                     f"metrics.csv: malformed line {i + 2}; kept the {len(rows)} rows before it")
+                     f"metrics.csv: malformed line {i + 2}; kept the {len(rows)} row(s) before it")
             break
     arr = np.asarray(rows, dtype=float).reshape(len(rows), ncol)
     return header, arr, issue
@@ -251,8 +251,10 @@ def read_run(run_dir: Path) -> _Run:
     issues: list[str] = []
     try:
         config = _load_yaml(run_dir / CONFIG)
-    except (OSError, yaml.YAMLError) as e:
-        raise ValueError(f"config.yaml unreadable ({type(e).__name__})") from None
+    except yaml.YAMLError:
+        raise ValueError("config.yaml unreadable (invalid YAML; half-written?)") from None
+    except OSError as e:
+        raise ValueError(f"config.yaml unreadable ({e.strerror})") from None
     if not isinstance(config, dict):
         raise ValueError("config.yaml is not a mapping (half-written?)")
     config.pop("hydra", None)

@@ -1,0 +1,43 @@
+"""Fixtures for the analysis tests: a real small sweep made by the CLI, and synthetic awkward runs.
+
+Import the fixtures into a test module (``from analysis_fixtures import real_sweep``).
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from conftest import run_cli
+from maml_sweep.analysis.synthetic import base_config, make_sweep, synthetic_curve, write_run  # noqa: F401
+
+REPO = Path(__file__).resolve().parent.parent
+# 2 x 2 configurations x 2 seeds, tiny model: about 15 s once per session.
+SWEEP_ARGS = ["-m", "task.bins=3,6", "algorithm.inner_lr=0.03,0.1", "seed=0,1", "train.outer_steps=24",
+              "train.eval_every=8", "model.hidden=[8,8]", "task.num_points=20"]
+
+
+@pytest.fixture(scope="session")
+def real_sweep(tmp_path_factory) -> Path:
+    """A multirun sweep directory written by ``python -m maml_sweep -m ...`` (8 runs)."""
+    root = tmp_path_factory.mktemp("real_sweep")
+    sweep = root / "multirun" / "2026-11-26" / "10-00-00"
+    # -cp: compose this checkout's conf/, whatever an editable install elsewhere points at.
+    proc = run_cli(["-cp", str(REPO / "conf"), *SWEEP_ARGS, f"hydra.sweep.dir={sweep}"], cwd=root)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert len(list(sweep.glob("*/summary.json"))) == 8
+    return sweep
+
+
+@pytest.fixture
+def sweep_copy(real_sweep, tmp_path) -> Path:
+    """A private copy of the real sweep, to damage."""
+    dst = tmp_path / "multirun" / "2026-11-26" / "10-00-00"
+    shutil.copytree(real_sweep, dst)
+    return dst
+
+
+def summary_of(run_dir: Path) -> dict:
+    return json.loads((Path(run_dir) / "summary.json").read_text())
