@@ -469,8 +469,6 @@ def load_runs(paths: str | os.PathLike | Iterable[str | os.PathLike],
         [(ids[i], str(r.path), msg) for i, r in enumerate(runs) for msg in r.issues],
         columns=["run", "path", "issue"])
     skipped_df = pd.DataFrame.from_records(skipped, columns=["path", "reason"])
-    if progress:
-        progress(f"loaded {len(runs_df)} runs ({_counts_text(runs_df, skipped_df)}); swept: {', '.join(swept) or 'none'}")
     return RunSet(runs_df, curves, adaptation, skipped_df, issues, list(swept), metric_cols)
 
 
@@ -488,10 +486,11 @@ def _summary_rank(key: str):
     return (2, 0, 0, key)
 
 
-def _counts_text(runs_df: pd.DataFrame, skipped: pd.DataFrame) -> str:
-    parts = [f"{n} {s}" for s, n in runs_df["status"].value_counts().items()]
-    if len(skipped):
-        parts.append(f"{len(skipped)} skipped")
+def counts_text(rs: RunSet) -> str:
+    """``8 completed, 1 diverged, 2 skipped``: what was loaded, in words."""
+    parts = [f"{n} {s}" for s, n in rs.runs["status"].value_counts().items()]
+    if len(rs.skipped):
+        parts.append(f"{len(rs.skipped)} skipped")
     return ", ".join(parts)
 
 

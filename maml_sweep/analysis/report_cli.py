@@ -55,18 +55,18 @@ def main(argv: list[str] | None = None) -> int:
         if not args.quiet:
             print(f"[{time.perf_counter() - t0:5.1f}s] {msg}", file=sys.stderr, flush=True)
 
-    from .load import LoadError, load_runs
+    from .load import LoadError, counts_text, load_runs
     from .report import write_report
     from .roles import RoleError, choose_roles
 
     try:
-        say(f"finding runs under {len(args.paths)} path(s)")
         rs = load_runs(args.paths, progress=say)
         roles = choose_roles(rs, metric=args.metric, hue=args.hue, facet=args.facet,
                              heatmap=[args.heatmap] if args.heatmap else None)
     except (LoadError, RoleError) as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 2
+    say(f"loaded {len(rs.runs)} runs ({counts_text(rs)}); swept: {', '.join(rs.swept) or 'none'}")
     say(f"metric {roles.metric} (best chosen on {roles.select}); hue {roles.hue}, columns {roles.col}, "
         f"rows {roles.row}; heatmap {roles.heat_x} x {roles.heat_y}")
     out = Path(args.out) if args.out else Path("analysis") / default_name(sorted(rs.runs["sweep"].unique()))
