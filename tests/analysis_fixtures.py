@@ -19,9 +19,19 @@ SWEEP_ARGS = ["-m", "task.bins=3,6", "algorithm.inner_lr=0.03,0.1", "seed=0,1", 
               "train.eval_every=8", "model.hidden=[8,8]", "task.num_points=20"]
 
 
+_MADE: dict[str, Path] = {}
+
+
 @pytest.fixture(scope="session")
 def real_sweep(tmp_path_factory) -> Path:
-    """A multirun sweep directory written by ``python -m maml_sweep -m ...`` (8 runs)."""
+    """A multirun sweep directory written by ``python -m maml_sweep -m ...`` (8 runs), made once
+    per session even though each test module imports this fixture (hence the module-level cache)."""
+    if "sweep" not in _MADE:
+        _MADE["sweep"] = _make_real_sweep(tmp_path_factory)
+    return _MADE["sweep"]
+
+
+def _make_real_sweep(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("real_sweep")
     sweep = root / "multirun" / "2026-11-26" / "10-00-00"
     # -cp: compose this checkout's conf/, whatever an editable install elsewhere points at.
