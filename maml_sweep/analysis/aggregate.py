@@ -12,7 +12,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from .load import COMPLETED
+from .load import COMPLETED, FAILED_STATUSES
 
 # Two-sided 95% Student-t critical values t_{0.975, df} for df = 1..30.
 _T975 = [12.706205, 4.302653, 3.182446, 2.776445, 2.570582, 2.446912, 2.364624, 2.306004,
@@ -118,17 +118,18 @@ def config_mask(runs: pd.DataFrame, by: list[str], config) -> pd.Series:
 
 
 def curve_bands(curves: pd.DataFrame, runs: pd.DataFrame, by: list[str], metric: str = "val_meta_objective",
-                statuses=(COMPLETED, "running", "interrupted"), n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+                exclude=FAILED_STATUSES, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
     """Per configuration and step: n, mean and a 95% percentile-bootstrap CI of the mean over seeds.
 
     The same estimate as seaborn's ``errorbar=("ci", 95)``, vectorised over steps (seaborn
     bootstraps each point in a Python loop: about a minute for a 1,000-run sweep), with a fixed
-    ``seed`` so a figure is the same each time. Only runs with a status in ``statuses`` count
-    (diverged and failed runs would drag the mean); non-finite values are left out.
+    ``seed`` so a figure is the same each time. Runs with a status in ``exclude`` are left out
+    (diverged and failed runs would drag the mean; running and partial runs count as far as they
+    got), and so are non-finite values.
     Returns tidy rows: the ``by`` columns, ``step``, ``n``, ``mean``, ``ci95_low``, ``ci95_high``.
     """
     cols = list(by) + ["step", "n", "mean", "ci95_low", "ci95_high"]
-    keep = runs[runs["status"].astype(str).isin(statuses)]
+    keep = runs[~runs["status"].astype(str).isin(exclude)]
     sub = curves[(curves["metric"] == metric) & curves["run"].isin(keep["run"])]
     if sub.empty:
         return pd.DataFrame(columns=cols)

@@ -229,16 +229,16 @@ def write_report(rs: RunSet, out_dir: Path, roles: Roles, *, sources: list[str],
     metrics = [m for m in rs.metrics if runs[m].notna().any()]
     agg = aggregate(runs, keys, metrics) if metrics else pd.DataFrame()
     best = None
+    doc.h(2, "Which settings work")
     if len(agg):
         try:
             best = best_config(agg, keys, roles.select)
         except ValueError as e:
-            doc.p(f"No best configuration: {e}.")
+            doc.p(f"No best configuration yet: {e}.")
     for name, frame in (("runs", runs), ("aggregate", agg), ("skipped", rs.skipped), ("issues", rs.issues)):
         write_csv(frame, out_dir / f"{name}.csv")
         written[f"{name}.csv"] = out_dir / f"{name}.csv"
 
-    doc.h(2, "Which settings work")
     if best is not None:
         select_note = "" if roles.select == roles.metric else \
             f" (you asked for `{roles.metric}`; the choice is made on validation: `{roles.select}`)"
@@ -289,7 +289,7 @@ def write_report(rs: RunSet, out_dir: Path, roles: Roles, *, sources: list[str],
     _emit(doc, fig, out_dir, "learning_curves", written, say,
           f"Validation meta-objective against outer step; hue `{roles.hue}`"
           + (f", columns `{roles.col}`" if roles.col else "") + (f", rows `{roles.row}`" if roles.row else "")
-          + f"; bands: 95% bootstrap CI over seeds (completed, running and interrupted runs){fixed_note(fixed_curve)}.",
+          + f"; bands: 95% bootstrap CI over seeds (all runs but diverged and failed ones, as far as each got){fixed_note(fixed_curve)}.",
           "No learning curves: no run has logged `metrics.csv` rows yet.")
 
     doc.h(2, "Heatmap")
