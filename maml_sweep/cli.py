@@ -1,7 +1,6 @@
 """The ``maml-sweep`` command: Hydra composes the config, ``train.run`` does the work."""
 from __future__ import annotations
 
-import logging
 import math
 import sys
 from pathlib import Path
@@ -9,36 +8,47 @@ from pathlib import Path
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
+from omegaconf import OmegaConf
 
+from . import rundir
 from .config import ConfigError, check_values, register_configs
-from .train import run
+from .train import check_run_dir, config_hash, run
 
-log = logging.getLogger("maml_sweep")
 register_configs()
 
 
 @hydra.main(config_path="pkg://maml_sweep.conf", config_name="config", version_base="1.3")
 def main(cfg) -> float:
-    """Train one run; return its final validation meta-objective (inf unless completed) for sweepers."""
+    """Train one run; return its final validation meta-objective (inf unless completed) for sweepers.
+
+    A run directory holding another config's run is refused untouched; bad values are recorded as
+    a failed run before any training. Either gives one line and exit 2 in a single run, and an
+    exception (that job fails, the others go on) in a multirun.
+    """
     hc = HydraConfig.get()
-    single = hc.mode == RunMode.RUN
-    errors = check_values(cfg)
-    if errors and single:
-        for line in errors:
+    out_dir = Path(hc.runtime.output_dir)
+    try:
+        check_run_dir(out_dir, config_hash(cfg))  # before writing anything into out_dir
+        rundir.save_hydra_record(out_dir, {
+            "config.yaml": OmegaConf.to_yaml(cfg),
+            "hydra.yaml": OmegaConf.to_yaml({"hydra": hc}),
+            "overrides.yaml": OmegaConf.to_yaml(list(hc.overrides.task)),
+        })
+        errors = check_values(cfg)
+        if errors:
+            rundir.write_json(out_dir / rundir.SUMMARY, {"status": "failed", "steps": 0, "error": "; ".join(errors)})
+            raise ConfigError("; ".join(errors))
+    except ConfigError as exc:
+        if hc.mode == RunMode.MULTIRUN:
+            raise  # this job fails; the launcher runs the others
+        for line in str(exc).split("; "):
             print(f"maml-sweep: error: {line}", file=sys.stderr)
         sys.exit(2)
-    try:
-        summary = run(cfg, Path(hc.runtime.output_dir))
-    except ConfigError as exc:
-        if not single:
-            raise
-        print(f"maml-sweep: error: {exc}", file=sys.stderr)
-        sys.exit(2)
-    if summary["status"] != "completed":
-        if single and summary["status"] == "interrupted":
-            sys.exit(130)
-        return math.inf
-    return summary["val_meta_objective"]
+    summary = run(cfg, out_dir)
+    if summary["status"] == "interrupted" and hc.mode == RunMode.RUN:
+        sys.exit(130)
+    value = summary["val_meta_objective"] if summary["status"] == "completed" else None
+    return math.inf if value is None else value
 
 
 if __name__ == "__main__":

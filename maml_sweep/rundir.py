@@ -85,6 +85,24 @@ def load_checkpoint(run_dir: Path) -> dict | None:
     return pickle.loads(path.read_bytes()) if path.exists() else None
 
 
+def recorded_config_hash(run_dir: Path) -> str | None:
+    """The config hash of the run already in ``run_dir`` (from its summary or checkpoint), if any."""
+    summary = read_summary(run_dir)
+    if summary is not None:
+        return summary.get("config_hash")
+    checkpoint = load_checkpoint(run_dir)
+    return None if checkpoint is None else checkpoint.get("config_hash")
+
+
+def save_hydra_record(run_dir: Path, texts: dict[str, str]) -> None:
+    """Write ``.hydra/<name>`` for each name -> YAML text (config.yaml, hydra.yaml, overrides.yaml)."""
+    folder = Path(run_dir) / ".hydra"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, text in texts.items():
+        with atomic_path(folder / name) as tmp:
+            tmp.write_text(text)
+
+
 class MetricsLog:
     """Appends evaluation rows to ``metrics.csv``, flushing each, so a killed run leaves a prefix."""
 

@@ -56,16 +56,10 @@ def run(cfg, out_dir) -> dict:
         raise ConfigError("; ".join(errors))
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    plain = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
-    chash = rundir.config_hash(plain)
-
+    chash = config_hash(cfg)
+    check_run_dir(out_dir, chash)
     previous = rundir.read_summary(out_dir)
     checkpoint = rundir.load_checkpoint(out_dir)
-    for found in (previous, checkpoint):
-        if found is not None and found.get("config_hash") != chash:
-            raise ConfigError(
-                f"{out_dir} holds a run of another config (hash {found.get('config_hash')}, this "
-                f"config {chash}); choose a new hydra.run.dir / hydra.sweep.dir instead of mixing them")
     if previous is not None and previous["status"] in FINISHED:
         log.info("%s already %s at step %d: skipped", out_dir, previous["status"], previous["steps"])
         return previous
@@ -73,6 +67,21 @@ def run(cfg, out_dir) -> dict:
     threads = cfg.train.blas_threads
     with threadpool_limits(threads) if threads > 0 else nullcontext():
         return Trainer(cfg, out_dir, chash).train(checkpoint)
+
+
+def config_hash(cfg) -> str:
+    """The hash that identifies a run's config (``summary.json``'s ``config_hash``)."""
+    plain = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
+    return rundir.config_hash(plain)
+
+
+def check_run_dir(out_dir: Path, chash: str) -> None:
+    """Raise :class:`ConfigError` if ``out_dir`` holds a run of a config other than ``chash``'s."""
+    found = rundir.recorded_config_hash(out_dir)
+    if found is not None and found != chash:
+        raise ConfigError(
+            f"{out_dir} holds a run of another config (hash {found}, this config {chash}); "
+            "choose a new hydra.run.dir / hydra.sweep.dir instead of mixing them")
 
 
 class Trainer:
@@ -103,8 +112,9 @@ class Trainer:
         outcome = {"status": "running", "error": None, "diverged_step": None, "train_loss": math.nan}
         self.write_summary(state, outcome, steps_run=0, loop_s=0.0)
         t0 = time.perf_counter()
+        stop = StopSignals()
         try:
-            with StopSignals() as stop:
+            with stop, np.errstate(over="ignore", invalid="ignore", divide="ignore"):
                 self.loop(state, rng, metrics, outcome, stop, t0)
         except Exception as exc:
             outcome.update(status="failed", error=f"{type(exc).__name__}: {exc}")
@@ -115,6 +125,7 @@ class Trainer:
             state["train_s"] = start_train_s + loop_s
             state["rng_state"] = rng.get_state()
             summary = self.finish(state, outcome, state["step"] - start_step, loop_s)
+        stop.forward()
         return summary
 
     def loop(self, state: dict, rng, metrics, outcome: dict, stop: "StopSignals", t0: float) -> None:
@@ -166,7 +177,8 @@ class Trainer:
             plot_validation_fits(self.model.predict, state["snapshots"], state["val_task"], self.inner,
                                  (t.xmin, t.xmax), self.out_dir / rundir.FITS)
         summary = self.write_summary(state, outcome, steps_run, loop_s)
-        log.info("%s: %s at step %d (%s ms per outer step)", self.out_dir, status, state["step"],
+        log.info("%s: %s at step %d (%s ms per outer step)", self.out_dir, status,
+                 outcome["diverged_step"] or state["step"],
                  f"{summary['ms_per_step']:.2f}" if summary["ms_per_step"] else "-")
         return summary
 
@@ -204,12 +216,20 @@ class StopSignals:
 
     def __init__(self):
         self.received: str | None = None
+        self._signum: int | None = None
         self._old: dict = {}
 
     def _handle(self, signum, frame):
         if self.received:
             raise KeyboardInterrupt(self.received)
-        self.received = signal.Signals(signum).name
+        self.received, self._signum = signal.Signals(signum).name, signum
+
+    def forward(self) -> None:
+        """Pass the received signal on to the handler that was there before (e.g. submitit's
+        preemption handler, which requeues the job; the requeued job resumes from the checkpoint)."""
+        old = self._old.get(self._signum)
+        if callable(old) and old is not signal.default_int_handler:
+            old(self._signum, None)
 
     def __enter__(self) -> "StopSignals":
         if threading.current_thread() is threading.main_thread():

@@ -1,0 +1,126 @@
+"""Multiruns: launchers, Optuna, divergence, failure, kill and resume, sweep_summary.csv."""
+import csv
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import yaml
+
+from conftest import TINY, run_cli
+
+
+def summaries(sweep_dir):
+    runs = sorted((p for p in sweep_dir.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
+    return [json.loads((p / "summary.json").read_text()) for p in runs]
+
+
+def sweep_table(sweep_dir):
+    with open(sweep_dir / "sweep_summary.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def curve(run_dir):
+    with open(run_dir / "metrics.csv") as f:
+        return [(r["step"], r["val_meta_objective"], r["train_meta_objective"]) for r in csv.DictReader(f)]
+
+
+def test_joblib_launcher_gives_the_basic_launchers_numbers(tmp_path):
+    args = ["-m", "seed=0,1", *TINY]
+    assert run_cli([*args, "hydra.sweep.dir=basic"], cwd=tmp_path).returncode == 0
+    proc = run_cli([*args, "hydra/launcher=joblib", "hydra.sweep.dir=joblib"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    for job in ("0", "1"):
+        assert curve(tmp_path / "joblib" / job) == curve(tmp_path / "basic" / job)
+    assert [r["status"] for r in sweep_table(tmp_path / "joblib")] == ["completed", "completed"]
+
+
+def test_submitit_local_launcher_runs_each_job_in_its_own_process(tmp_path):
+    proc = run_cli(["-m", "hydra/launcher=submitit_local", "seed=0,1", *TINY, "hydra.sweep.dir=sweep"],
+                   cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert [s["status"] for s in summaries(tmp_path / "sweep")] == ["completed", "completed"]
+    assert (tmp_path / "sweep" / ".submitit").is_dir()
+    assert [r["seed"] for r in sweep_table(tmp_path / "sweep")] == ["0", "1"]
+
+
+def test_optuna_preset_runs_trials_and_reports_the_best(tmp_path):
+    proc = run_cli(["-m", "sweep=optuna", "hydra.sweeper.n_trials=3", "hydra.sweeper.n_jobs=1", *TINY,
+                    "hydra.sweep.dir=sweep"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    runs = summaries(tmp_path / "sweep")
+    assert len(runs) == 3 and all(s["status"] == "completed" for s in runs)
+    best = yaml.safe_load((tmp_path / "sweep" / "optimization_results.yaml").read_text())
+    assert best["best_value"] == pytest.approx(min(s["val_meta_objective"] for s in runs))
+    assert set(best["best_params"]) == {"algorithm.inner_lr", "optimizer.lr", "algorithm.inner_steps"}
+
+
+def test_a_diverging_run_is_marked_and_the_sweep_exits_0(tmp_path):
+    proc = run_cli(["-m", "algorithm.inner_lr=0.1,50", *TINY, "hydra.sweep.dir=sweep"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    ok, bad = summaries(tmp_path / "sweep")
+    assert ok["status"] == "completed"
+    assert bad["status"] == "diverged" and bad["diverged_step"] >= 1 and bad["val_meta_objective"] is None
+    table = sweep_table(tmp_path / "sweep")
+    assert [(r["algorithm.inner_lr"], r["status"]) for r in table] == [("0.1", "completed"), ("50", "diverged")]
+
+
+def test_a_failing_run_does_not_stop_the_sweep_and_is_in_the_summary(tmp_path):
+    proc = run_cli(["-m", "optimizer.lr=-1,0.01", *TINY, "hydra.sweep.dir=sweep"], cwd=tmp_path)
+    assert proc.returncode == 1
+    failed, ok = summaries(tmp_path / "sweep")
+    assert failed["status"] == "failed" and failed["error"].startswith("optimizer.lr=-1")
+    assert ok["status"] == "completed"
+    assert [r["status"] for r in sweep_table(tmp_path / "sweep")] == ["failed", "completed"]
+
+
+def start_and_stop(cmd, tmp_path, wait_for, sig):
+    """Start ``cmd``, send ``sig`` once ``wait_for`` exists; returns the exit code."""
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not wait_for.exists() and time.time() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(sig)
+    return proc.wait(60)
+
+
+LONG = ["train.outer_steps=300", "train.eval_every=20", "model.hidden=[16,16]", "task.num_points=30"]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT, signal.SIGTERM])
+def test_a_killed_or_interrupted_run_resumes_to_identical_results(tmp_path, sig):
+    assert run_cli([*LONG, "hydra.run.dir=straight"], cwd=tmp_path).returncode == 0
+    cmd = [sys.executable, "-m", "maml_sweep", *LONG, "hydra.run.dir=cut"]
+    code = start_and_stop(cmd, tmp_path, tmp_path / "cut" / "checkpoint.pkl", sig)
+    status = json.loads((tmp_path / "cut" / "summary.json").read_text())["status"]
+    assert (code, status) == ((-9, "running") if sig == signal.SIGKILL else (130, "interrupted"))
+    assert run_cli([*LONG, "hydra.run.dir=cut"], cwd=tmp_path).returncode == 0
+    assert curve(tmp_path / "cut") == curve(tmp_path / "straight")
+    with np.load(tmp_path / "cut" / "params.npz") as a, np.load(tmp_path / "straight" / "params.npz") as b:
+        assert all(np.array_equal(a[k], b[k]) for k in a.files)
+
+
+def test_rerunning_a_killed_sweep_skips_finished_runs_and_resumes_the_rest(tmp_path):
+    args = ["-m", "seed=0,1", *LONG]
+    assert run_cli([*args, "hydra.sweep.dir=straight"], cwd=tmp_path).returncode == 0
+    cmd = [sys.executable, "-m", "maml_sweep", *args, "hydra.sweep.dir=cut"]
+    assert start_and_stop(cmd, tmp_path, tmp_path / "cut" / "1" / "checkpoint.pkl", signal.SIGKILL) == -9
+    first = (tmp_path / "cut" / "0" / "summary.json").read_text()
+    assert json.loads(first)["status"] == "completed"
+    assert run_cli([*args, "hydra.sweep.dir=cut"], cwd=tmp_path).returncode == 0
+    assert (tmp_path / "cut" / "0" / "summary.json").read_text() == first  # skipped, untouched
+    for job in ("0", "1"):
+        assert curve(tmp_path / "cut" / job) == curve(tmp_path / "straight" / job)
+    assert [r["status"] for r in sweep_table(tmp_path / "cut")] == ["completed", "completed"]
+
+
+def test_a_changed_config_in_an_existing_sweep_is_refused_and_nothing_is_overwritten(tmp_path):
+    assert run_cli(["-m", "seed=0", *TINY, "hydra.sweep.dir=sweep"], cwd=tmp_path).returncode == 0
+    run_dir = tmp_path / "sweep" / "0"
+    before = {p: p.read_bytes() for p in [run_dir / "summary.json", *(run_dir / ".hydra").iterdir()]}
+    proc = run_cli(["-m", "seed=5", *TINY, "hydra.sweep.dir=sweep"], cwd=tmp_path)
+    assert proc.returncode == 1 and "holds a run of another config" in proc.stderr
+    assert {p: p.read_bytes() for p in before} == before
