@@ -5,12 +5,14 @@ Import the fixtures into a test module (``from analysis_fixtures import real_swe
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import run_cli
 from maml_sweep.analysis.synthetic import base_config, make_sweep, synthetic_curve, write_run  # noqa: F401
 
 REPO = Path(__file__).resolve().parent.parent
@@ -34,8 +36,12 @@ def real_sweep(tmp_path_factory) -> Path:
 def _make_real_sweep(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("real_sweep")
     sweep = root / "multirun" / "2026-11-26" / "10-00-00"
-    # -cp: compose this checkout's conf/, whatever an editable install elsewhere points at.
-    proc = run_cli(["-cp", str(REPO / "conf"), *SWEEP_ARGS, f"hydra.sweep.dir={sweep}"], cwd=root)
+    # This checkout's code (PYTHONPATH) and conf/ (-cp), whatever an editable install points at.
+    env = {**os.environ, "HYDRA_FULL_ERROR": "0", "PYTHONWARNINGS": "ignore",
+           "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, "-m", "maml_sweep", "-cp", str(REPO / "conf"), *SWEEP_ARGS,
+                           f"hydra.sweep.dir={sweep}"], cwd=root, env=env, capture_output=True, text=True,
+                          timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert len(list(sweep.glob("*/summary.json"))) == 8
     return sweep

@@ -274,8 +274,9 @@ def read_run(run_dir: Path) -> _Run:
             continue
         key, value = parsed
         col = override_column(key, flat)
-        if col not in flat:
-            flat[col] = value  # an override that is not in the config: keep its text
+        if col not in flat:  # not in the job config (e.g. a preset of Hydra settings): keep its text
+            col = f"override.{key}"
+            flat[col] = value
         override_keys.append(col)
 
     summary = {}
