@@ -23,8 +23,9 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog=PROG, description=__doc__.split("\n\n")[0].strip("`"),
-                formatter_class=argparse.RawDescriptionHelpFormatter,
+    p = _Parser(prog=PROG, description="Report on maml-sweep runs: which settings work, by how much and how "
+                                       "sure we are. Writes report.md, a self-contained report.html, the "
+                                       "figures (PNG, PDF) and the tables (CSV).",
                 epilog="Keys may be given by a unique suffix: --hue bins means task.bins, "
                        "--hue algorithm means algorithm.name.")
     p.add_argument("paths", nargs="+", metavar="PATH", help="run or sweep directories, parents of sweeps, or globs")
