@@ -342,9 +342,9 @@ def _label_paths(paths: list[Path]) -> list[str]:
 
 
 def _sweep_dir(run_dir: Path) -> Path:
-    """The sweep a run belongs to: its parent for a multirun job, else the run itself."""
-    parent = run_dir.parent
-    return parent if (parent / "multirun.yaml").exists() else run_dir
+    """The sweep a run belongs to: its parent, i.e. the multirun directory for a sweep's job, and
+    ``outputs/runs/<date>`` for single runs (so single runs of one day pool their seeds)."""
+    return run_dir.parent
 
 
 def _sweep_labels(sweeps: list[Path]) -> dict[Path, str]:
