@@ -146,3 +146,17 @@ def test_two_sweeps_of_the_same_settings_get_a_sweep_key(real_sweep, tmp_path):
     make_sweep(tmp_path / "c" / "s2", {"task.bins": [9, 12]}, seeds=(0, 1))
     rs = load_runs(str(tmp_path / "c" / "s*"))
     assert rs.swept == ["task.bins", "seed"] and rs.runs["sweep"].nunique() == 2
+
+
+def test_single_runs_of_a_day_pool_their_seeds(tmp_path):
+    import numpy as np  # noqa: F811
+    from maml_sweep.analysis.synthetic import synthetic_curve
+
+    for seed in (0, 1, 2):
+        rows, val, train = synthetic_curve(0.3, 1000, 100, np.random.RandomState(seed))
+        write_run(tmp_path / "runs" / "2026-11-26" / f"10-0{seed}-00", base_config(seed), [f"seed={seed}"],
+                  metrics=rows, summary={"status": "completed", "val_meta_objective": val})
+    rs = load_runs(tmp_path / "runs")
+    assert rs.swept == ["seed"] and rs.group_keys == []
+    assert rs.runs["run"].tolist() == ["10-00-00", "10-01-00", "10-02-00"]
+    assert set(rs.runs["sweep"]) == {"runs/2026-11-26"}

@@ -118,3 +118,15 @@ def test_cost_bars_per_level(real_sweep):
         assert len(heights) == 4  # 2 bins x 2 inner_lr
         means = rs.runs.groupby(["task.bins", "algorithm.inner_lr"])[col].mean()
         assert np.allclose(sorted(heights), sorted(means))
+
+
+def test_saved_files_get_normal_permissions(tmp_path):
+    import os
+
+    fig, _ = plt.subplots()
+    mask = os.umask(0o022)
+    try:
+        png, pdf = plots.save_figure(fig, tmp_path, "f")
+    finally:
+        os.umask(mask)
+    assert png.stat().st_mode & 0o777 == 0o644 and pdf.stat().st_mode & 0o777 == 0o644

@@ -72,6 +72,13 @@ def _log_if_wide(ax_values: np.ndarray) -> bool:
     return bool(len(v) and (v > 0).all() and v.max() / v.min() > 20)
 
 
+def readable(path) -> None:
+    """Give a temp file (mkstemp makes it 0600) the permissions of a normally created file."""
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(path, 0o666 & ~mask)
+
+
 def save_figure(fig, out_dir: Path, name: str, dpi: int = 110) -> list[Path]:
     """Write ``name.png`` and ``name.pdf`` into ``out_dir`` (temp file + rename), close the figure."""
     out_dir = Path(out_dir)
@@ -83,6 +90,7 @@ def save_figure(fig, out_dir: Path, name: str, dpi: int = 110) -> list[Path]:
         os.close(fd)
         try:
             fig.savefig(tmp, format=ext, dpi=dpi, bbox_inches="tight")
+            readable(tmp)
             os.replace(tmp, path)
         finally:
             if os.path.exists(tmp):

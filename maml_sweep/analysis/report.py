@@ -31,6 +31,7 @@ def atomic_write(path: Path, data: str | bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data.encode() if isinstance(data, str) else data)
+        plots.readable(tmp)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
