@@ -12,7 +12,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from .load import COMPLETED, FAILED_STATUSES
+from .load import COMPLETED, FAILED_STATUSES, STR
 
 # Two-sided 95% Student-t critical values t_{0.975, df} for df = 1..30.
 _T975 = [12.706205, 4.302653, 3.182446, 2.776445, 2.570582, 2.446912, 2.364624, 2.306004,
@@ -78,7 +78,7 @@ def aggregate(runs: pd.DataFrame, by: list[str], metrics: list[str] | None = Non
         out = out.drop(columns="_all")
     for c in ("n_runs", "n_completed", "n_diverged", "n_failed"):
         out[c] = out[c].astype(np.int64)
-    out["metric"] = out["metric"].astype("str")
+    out["metric"] = out["metric"].astype(STR)
     return out
 
 

@@ -24,6 +24,8 @@ try:
 except AttributeError:  # PyYAML without libyaml
     _YAML_LOADER = yaml.SafeLoader
 
+# Text columns: pandas 3's string dtype ("str"); plain object columns on pandas 2.
+STR = "str" if int(pd.__version__.split(".")[0]) >= 3 else object
 CONFIG = Path(".hydra") / "config.yaml"
 OVERRIDES = Path(".hydra") / "overrides.yaml"
 # Summary keys that are not per-run numbers.
@@ -327,7 +329,7 @@ def _typed(values: list, empty_dtype: str = "float64"):
     if not present:
         return pd.array([None] * len(values), dtype="Int64") if empty_dtype == "Int64" \
             else np.full(len(values), np.nan)
-    return pd.array([None if v is None else str(v) for v in values], dtype="str")
+    return pd.array([None if v is None else str(v) for v in values], dtype=STR)
 
 
 def _label_paths(paths: list[Path]) -> list[str]:
@@ -411,10 +413,10 @@ def load_runs(paths: str | os.PathLike | Iterable[str | os.PathLike],
     number_keys = sorted((k for k in summary_keys if k not in _SUMMARY_TEXT), key=_summary_rank)
 
     columns: dict[str, object] = {
-        "run": pd.array(ids, dtype="str"),
-        "sweep": pd.array([sweep_label[s] for s in sweep_of], dtype="str"),
-        "path": pd.array([str(r.path) for r in runs], dtype="str"),
-        "status": pd.array([r.status for r in runs], dtype="str"),
+        "run": pd.array(ids, dtype=STR),
+        "sweep": pd.array([sweep_label[s] for s in sweep_of], dtype=STR),
+        "path": pd.array([str(r.path) for r in runs], dtype=STR),
+        "status": pd.array([r.status for r in runs], dtype=STR),
     }
     ordered_config = group + (["seed"] if "seed" in config_keys else []) + \
         [k for k in config_keys if k not in group and k != "seed"]
@@ -445,7 +447,7 @@ def load_runs(paths: str | os.PathLike | Iterable[str | os.PathLike],
     for k in text_keys:
         if k != "status":
             columns[k] = pd.array([None if r.summary.get(k) is None else str(r.summary.get(k)) for r in runs],
-                                  dtype="str")
+                                  dtype=STR)
     # Order: identity, swept, summary numbers, other config, text.
     order = ["run", "sweep", "path", "status"] + group + (["seed"] if "seed" in columns else []) + \
         number_keys + ["last_step", "last_val_meta_objective"] + \
@@ -533,10 +535,10 @@ def _adaptation_frame(runs: list[_Run], ids: list[str]) -> pd.DataFrame:
             frames.append(r.adaptation.assign(run=ids[i]))
     cols = ["run", "init", "k", "mse_mean", "mse_ci95", "n_tasks"]
     if not frames:
-        return pd.DataFrame({"run": pd.array([], dtype="str"), "init": pd.array([], dtype="str"),
+        return pd.DataFrame({"run": pd.array([], dtype=STR), "init": pd.array([], dtype=STR),
                              "k": np.empty(0, np.int64), "mse_mean": np.empty(0), "mse_ci95": np.empty(0),
                              "n_tasks": np.empty(0)})
     out = pd.concat(frames, ignore_index=True)[cols]
-    out["run"] = out["run"].astype("str")
-    out["init"] = out["init"].astype("str")
+    out["run"] = out["run"].astype(STR)
+    out["init"] = out["init"].astype(STR)
     return out
