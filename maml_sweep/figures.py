@@ -6,7 +6,6 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from .maml import InnerLoop, adapt
 from .rundir import atomic_path
 from .tasks import Task
 
@@ -16,15 +15,16 @@ def panel_steps(outer_steps: int, panels: int = 12) -> list[int]:
     return sorted({max(1, round(k * outer_steps / panels)) for k in range(1, panels + 1)})
 
 
-def plot_validation_fits(predict, snapshots: list[tuple[int, dict]], task: Task, inner: InnerLoop,
+def plot_validation_fits(predict, adapt, snapshots: list[tuple[int, dict]], task: Task,
                          xlim: tuple[float, float], path: Path) -> None:
-    """Save a 3x4 grid: per snapshot (step, params), the task's data as blue crosses and the
-    prediction after each inner step as a red line fading in (the notebook's ``visualize``)."""
+    """Save a 3x4 grid: per snapshot (step, meta-params), the task's data as blue crosses and the
+    prediction after each inner step (``adapt(meta, task)`` gives the trajectory) as a red line
+    fading in (the notebook's ``visualize``)."""
     fig = Figure(figsize=(16, 9), layout="constrained")
     axes = fig.subplots(3, 4).flat
     px = np.linspace(xlim[0], xlim[1], 1000)
     for ax, (step, params) in zip(axes, snapshots):
-        trajectory = adapt(predict, params, task, inner)
+        trajectory = adapt(params, task)
         ax.plot(task.x, task.y, "bx", ms=3.0)
         for i, p in enumerate(trajectory):
             ax.plot(px, predict(p, px), "r-", alpha=(i + 1) / len(trajectory))

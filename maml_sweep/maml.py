@@ -22,12 +22,14 @@ Predict = Callable[[dict, "anp.ndarray"], "anp.ndarray"]
 class InnerLoop:
     """Inner-loop settings: ``steps`` plain gradient steps of size ``lr`` on
     ``loss_scale * mean squared error`` (the notebook uses 0.5). ``first_order`` drops the
-    second-order terms from the meta-gradient (first-order MAML)."""
+    second-order terms from the meta-gradient (first-order MAML). ``only`` names the parameters
+    the inner loop adapts (None: all; ANIL adapts the output layer only)."""
 
     lr: float = 0.1
     steps: int = 5
     first_order: bool = False
     loss_scale: float = 0.5
+    only: tuple[str, ...] | None = None
 
 
 def inner_loss(predict: Predict, params, x, y, scale: float = 0.5):
@@ -35,38 +37,42 @@ def inner_loss(predict: Predict, params, x, y, scale: float = 0.5):
     return scale * anp.mean((y - predict(params, x)) ** 2)
 
 
-def sgd_step(params: dict, grads: dict, lr: float) -> dict:
-    """One gradient-descent step on a parameter dict, returning a new dict."""
-    return {k: params[k] - lr * grads[k] for k in params}
+def sgd_step(params: dict, grads: dict, lr, only=None) -> dict:
+    """One gradient step on a parameter dict, returning a new dict. ``lr`` is a number or a dict of
+    per-parameter learning rates (arrays shaped like the parameters); ``only`` limits the names."""
+    return {k: params[k] - (lr[k] if isinstance(lr, dict) else lr) * grads[k]
+            if only is None or k in only else params[k] for k in params}
 
 
-def adapt(predict: Predict, params: dict, task: Task, inner: InnerLoop) -> list[dict]:
+def adapt(predict: Predict, params: dict, task: Task, inner: InnerLoop, lrs: dict | None = None) -> list[dict]:
     """Inner loop on the task's support set; returns the trajectory [params, ..., adapted].
 
-    With ``inner.first_order`` the inner gradients are taken at untraced values, so an outer
-    autograd gradient treats them as constants.
+    ``lrs`` (per-parameter learning rates, Meta-SGD) replaces ``inner.lr`` when given. With
+    ``inner.first_order`` the inner gradients are taken at untraced values, so an outer autograd
+    gradient treats them as constants.
     """
     loss_grad = grad(lambda p: inner_loss(predict, p, task.x, task.y, inner.loss_scale))
     trajectory = [params]
     for _ in range(inner.steps):
         current = trajectory[-1]
         g = loss_grad(_untraced(current) if inner.first_order else current)
-        trajectory.append(sgd_step(current, g, inner.lr))
+        trajectory.append(sgd_step(current, g, inner.lr if lrs is None else lrs, inner.only))
     return trajectory
 
 
-def meta_objective(predict: Predict, params: dict, task: Task, inner: InnerLoop):
+def meta_objective(predict: Predict, params: dict, task: Task, inner: InnerLoop, lrs: dict | None = None):
     """Loss on the task's query set after adapting on its support set (scalar)."""
-    adapted = adapt(predict, params, task, inner)[-1]
+    adapted = adapt(predict, params, task, inner, lrs)[-1]
     xq, yq = task.query
     return inner_loss(predict, adapted, xq, yq, inner.loss_scale)
 
 
-def batch_meta_objective(predict: Predict, params: dict, tasks: Sequence[Task], inner: InnerLoop):
+def batch_meta_objective(predict: Predict, params: dict, tasks: Sequence[Task], inner: InnerLoop,
+                         lrs: dict | None = None):
     """Mean meta-objective over a meta-batch of tasks (scalar)."""
     total = 0.0
     for task in tasks:
-        total = total + meta_objective(predict, params, task, inner)
+        total = total + meta_objective(predict, params, task, inner, lrs)
     return total / len(tasks)
 
 

@@ -7,7 +7,8 @@ A run directory holds, besides Hydra's ``.hydra/``:
   steps done, wall seconds, ms per outer step, package versions, config hash;
 - ``params.npz``: final meta-parameters, one array per name (see :mod:`maml_sweep.model`);
 - ``checkpoint.pkl``: step, params, optimizer state, RNG state, figure snapshots, for resume;
-- ``validation_fits.png``: the notebook's grid of adaptation trajectories.
+- ``validation_fits.png``: the notebook's grid of adaptation trajectories;
+- ``adaptation.csv``: test-bank MSE after k adaptation steps per init (see :mod:`maml_sweep.evaluate`).
 
 Files a reader could mistake for complete are written atomically (temp file + rename).
 """
@@ -30,6 +31,7 @@ SUMMARY = "summary.json"
 PARAMS = "params.npz"
 CHECKPOINT = "checkpoint.pkl"
 FITS = "validation_fits.png"
+ADAPTATION = "adaptation.csv"
 METRIC_COLUMNS = ("step", "val_meta_objective", "train_meta_objective", "elapsed_s")
 VERSIONED_PACKAGES = ("maml-sweep", "numpy", "autograd", "hydra-core", "omegaconf")
 

@@ -19,13 +19,14 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 from threadpoolctl import threadpool_limits
 
-from . import rundir
+from . import evaluate, rundir, streams
+from .algorithms import ALGORITHMS, MAML
 from .config import ConfigError, check_values
 from .figures import panel_steps, plot_validation_fits
-from .maml import InnerLoop, meta_objective, meta_value_and_grad
+from .maml import InnerLoop
 from .model import MLP
 from .optim import OPTIMIZERS
-from .tasks import StepTasks
+from .tasks import make_tasks
 
 log = logging.getLogger(__name__)
 
@@ -34,15 +35,13 @@ FINISHED = ("completed", "diverged")
 
 
 def build(cfg):
-    """(model, task distribution, outer optimizer, inner loop) from a config."""
+    """(model, task distribution, algorithm, outer optimizer, inner loop) from a config."""
     model = MLP(tuple(cfg.model.hidden), cfg.model.activation)
-    t = cfg.task
-    tasks = StepTasks(t.xmin, t.xmax, t.ymin, t.ymax, t.noise, t.bins, t.num_points)
     opt_kwargs = {k: v for k, v in cfg.optimizer.items() if k != "name"}
     optimizer = OPTIMIZERS[cfg.optimizer.name](**opt_kwargs)
     a = cfg.algorithm
-    inner = InnerLoop(lr=a.inner_lr, steps=a.inner_steps, first_order=a.first_order)
-    return model, tasks, optimizer, inner
+    inner = InnerLoop(lr=a.inner_lr, steps=a.inner_steps, first_order=a.first_order, loss_scale=a.loss_scale)
+    return model, make_tasks(cfg.task), ALGORITHMS[a.name](), optimizer, inner
 
 
 def run(cfg, out_dir) -> dict:
@@ -89,24 +88,30 @@ class Trainer:
 
     def __init__(self, cfg, out_dir: Path, chash: str):
         self.cfg, self.out_dir, self.chash = cfg, out_dir, chash
-        self.model, self.tasks, self.optimizer, self.inner = build(cfg)
+        self.model, self.tasks, self.algorithm, self.optimizer, self.inner = build(cfg)
         self.outer_steps = cfg.train.outer_steps
+        self.meta_batch_size, self.eval_every = cfg.train.meta_batch_size, cfg.train.eval_every
         self.snapshot_steps = set(panel_steps(self.outer_steps))
 
     def fresh_state(self) -> dict:
-        rng = np.random.RandomState(self.cfg.seed)
-        params = self.model.init(rng, self.cfg.model.init_std)
-        val_task = self.tasks.sample(rng)
+        """Step 0. The notebook mode draws init, then its single validation task, then training
+        tasks from one stream; otherwise validation tasks come from their own keyed stream."""
+        init_rng, task_rng = streams.training_streams(self.cfg.seed, self.cfg.train.rng)
+        params = self.algorithm.init(self.model, self.model.init(init_rng, self.cfg.model.init_std), self.inner)
+        if self.cfg.train.rng == "notebook":
+            val_tasks = [self.tasks.sample(task_rng)]
+        else:
+            val_tasks = evaluate.validation_tasks(self.tasks, self.cfg.task, self.cfg.eval)
         return {"step": 0, "params": params, "opt_state": self.optimizer.init(params),
-                "rng_state": rng.get_state(), "val_task": val_task, "snapshots": [],
+                "rng_state": streams.get_state(task_rng), "val_tasks": val_tasks, "snapshots": [],
                 "train_s": 0.0, "config_hash": self.chash}
 
     def train(self, checkpoint: dict | None) -> dict:
         state = checkpoint or self.fresh_state()
         if checkpoint:
             log.info("resuming %s from step %d", self.out_dir, state["step"])
-        rng = np.random.RandomState()
-        rng.set_state(state["rng_state"])
+        rng = streams.training_streams(0, self.cfg.train.rng)[1]
+        streams.set_state(rng, state["rng_state"])
         metrics = rundir.MetricsLog(self.out_dir, keep_until_step=state["step"])
         start_step, start_train_s = state["step"], state["train_s"]
         outcome = {"status": "running", "error": None, "diverged_step": None, "train_loss": math.nan}
@@ -123,7 +128,7 @@ class Trainer:
             metrics.close()
             loop_s = time.perf_counter() - t0
             state["train_s"] = start_train_s + loop_s
-            state["rng_state"] = rng.get_state()
+            state["rng_state"] = streams.get_state(rng)
             summary = self.finish(state, outcome, state["step"] - start_step, loop_s)
         stop.forward()
         return summary
@@ -132,8 +137,8 @@ class Trainer:
         """Outer steps from state["step"] + 1 on; ``state`` is consistent after every step."""
         start_step, start_train_s = state["step"], state["train_s"]
         for step in range(state["step"] + 1, self.outer_steps + 1):
-            batch = [self.tasks.sample(rng) for _ in range(self.cfg.train.meta_batch_size)]
-            train_loss, grads = meta_value_and_grad(self.model.predict, state["params"], batch, self.inner)
+            batch = [self.tasks.sample(rng) for _ in range(self.meta_batch_size)]
+            train_loss, grads = self.algorithm.direction(self.model, state["params"], batch, self.inner)
             outcome["train_loss"] = float(train_loss)
             if not _finite(train_loss, grads):
                 outcome.update(status="diverged", diverged_step=step)
@@ -142,10 +147,10 @@ class Trainer:
             state.update(step=step, params=params, opt_state=opt_state)
             if step in self.snapshot_steps:
                 state["snapshots"].append((step, params))
-            if step % self.cfg.train.eval_every == 0 or step == self.outer_steps:
+            if step % self.eval_every == 0 or step == self.outer_steps:
                 val = self.validate(state)
                 state["train_s"] = start_train_s + time.perf_counter() - t0
-                state["rng_state"] = rng.get_state()
+                state["rng_state"] = streams.get_state(rng)
                 metrics.append(step, val, float(train_loss), state["train_s"])
                 self.log_progress(step, val, train_loss, start_step, t0)
                 if not (math.isfinite(val) and val < EXPLODED):
@@ -158,7 +163,27 @@ class Trainer:
         outcome["status"] = "completed"
 
     def validate(self, state: dict) -> float:
-        return float(meta_objective(self.model.predict, state["params"], state["val_task"], self.inner))
+        """Mean meta-objective over the validation tasks: query loss after the inner loop."""
+        return self.algorithm.objective(self.model, state["params"], state["val_tasks"], self.inner)
+
+    def evaluate(self, params: dict) -> dict:
+        """Adaptation curves on the test bank for the trained init and the scratch baseline, into
+        adaptation.csv; returns the headline numbers for summary.json."""
+        ev = self.cfg.eval
+        bank = evaluate.test_bank(self.tasks, self.cfg.task, ev)
+        inner = evaluate.eval_inner(self.inner, ev)
+        mse = self.algorithm.adaptation_mse(self.model, params, bank, inner)
+        rows = evaluate.summarise(self.algorithm.label, mse)
+        if self.algorithm.label != "scratch":
+            rng = streams.keyed_stream(self.cfg.model, ev.seed, "scratch")
+            scratch = self.model.init(rng, self.cfg.model.init_std)
+            rows += evaluate.summarise("scratch", MAML().adaptation_mse(self.model, scratch, bank, inner))
+        evaluate.write_adaptation_csv(self.out_dir / rundir.ADAPTATION, rows)
+        curve = mse.mean(axis=0)
+        ks = sorted({min(1, ev.max_steps), min(self.inner.steps, ev.max_steps), ev.max_steps})
+        return {**{f"test_mse_k{k}": float(curve[k]) for k in ks},
+                "test_mse_at_inner_steps": float(curve[min(self.inner.steps, ev.max_steps)]),
+                "noise_floor": float(self.tasks.noise) ** 2, "n_test_tasks": len(bank)}
 
     def log_progress(self, step: int, val: float, train_loss: float, start_step: int, t0: float) -> None:
         rate = (step - start_step) / max(time.perf_counter() - t0, 1e-9)
@@ -171,32 +196,37 @@ class Trainer:
         status = outcome["status"]
         if status in ("completed", "interrupted"):
             rundir.save_checkpoint(self.out_dir, state)
+        extra = {}
         if status == "completed":
             rundir.save_params(self.out_dir / rundir.PARAMS, state["params"])
-            t = self.cfg.task
-            plot_validation_fits(self.model.predict, state["snapshots"], state["val_task"], self.inner,
-                                 (t.xmin, t.xmax), self.out_dir / rundir.FITS)
-        summary = self.write_summary(state, outcome, steps_run, loop_s)
+            t0 = time.perf_counter()
+            extra = self.evaluate(state["params"])
+            extra["eval_s"] = time.perf_counter() - t0
+            adapt = lambda meta, task: self.algorithm.adapt(self.model, meta, task, self.inner)
+            plot_validation_fits(self.model.predict, adapt, state["snapshots"], state["val_tasks"][0],
+                                 (self.cfg.task.xmin, self.cfg.task.xmax), self.out_dir / rundir.FITS)
+        summary = self.write_summary(state, outcome, steps_run, loop_s, extra)
         log.info("%s: %s at step %d (%s ms per outer step)", self.out_dir, status,
                  outcome["diverged_step"] or state["step"],
                  f"{summary['ms_per_step']:.2f}" if summary["ms_per_step"] else "-")
         return summary
 
-    def write_summary(self, state: dict, outcome: dict, steps_run: int, loop_s: float) -> dict:
+    def write_summary(self, state: dict, outcome: dict, steps_run: int, loop_s: float, extra=None) -> dict:
         val = self.validate(state) if outcome["status"] == "completed" else math.nan
         summary = {
             "status": outcome["status"], "steps": state["step"], "outer_steps": self.outer_steps,
             "val_meta_objective": val, "train_meta_objective": outcome["train_loss"],
             "wall_s": state["train_s"], "ms_per_step": 1e3 * loop_s / steps_run if steps_run else None,
             "diverged_step": outcome["diverged_step"], "error": outcome["error"], "seed": self.cfg.seed,
-            "config_hash": self.chash, "versions": rundir.package_versions(),
+            "config_hash": self.chash, "versions": rundir.package_versions(), **(extra or {}),
         }
         rundir.write_json(self.out_dir / rundir.SUMMARY, summary)
         return summary
 
 
 def _finite(loss, grads: dict) -> bool:
-    return math.isfinite(loss) and loss < EXPLODED and all(np.all(np.isfinite(g)) for g in grads.values())
+    """Loss finite and below EXPLODED, and no NaN or inf in any gradient (a sum would show one)."""
+    return math.isfinite(loss) and loss < EXPLODED and math.isfinite(sum(float(np.sum(g)) for g in grads.values()))
 
 
 def _duration(seconds: float) -> str:

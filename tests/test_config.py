@@ -4,6 +4,7 @@ from pathlib import Path
 import pytest
 
 import maml_sweep
+from omegaconf import OmegaConf
 from maml_sweep.config import check_values
 
 CONF = Path(maml_sweep.__file__).parent.parent / "conf"
@@ -63,3 +64,12 @@ def test_bad_values_name_the_key_and_what_is_allowed(compose_cfg, override, key)
     errors = check_values(compose_cfg([override]))
     assert len(errors) == 1
     assert errors[0].startswith(f"{key}=") and "must be" in errors[0]
+
+
+@pytest.mark.parametrize("preset", options("sweep"))
+def test_every_sweep_preset_composes_with_its_search_space(compose_cfg, preset):
+    from hydra import compose
+    cfg = compose("config", overrides=[f"sweep={preset}"], return_hydra_config=True)
+    assert check_values(cfg) == [] and len(cfg.hydra.sweeper.params) >= 1
+    for key in cfg.hydra.sweeper.params:
+        assert key in ("algorithm", "seed") or OmegaConf.select(cfg, key) is not None, key

@@ -87,7 +87,7 @@ def start_and_stop(cmd, tmp_path, wait_for, sig):
     return proc.wait(60)
 
 
-LONG = ["train.outer_steps=300", "train.eval_every=20", "model.hidden=[16,16]", "task.num_points=30"]
+LONG = ["train.outer_steps=3000", "train.eval_every=100", "model.hidden=[16,16]", "task.num_points=30"]
 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT, signal.SIGTERM])

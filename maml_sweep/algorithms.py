@@ -1,0 +1,162 @@
+"""Meta-learning algorithms, by name. Each turns a meta-batch of tasks into an outer-update
+direction for its meta-parameters and knows how to adapt them to one task.
+
+Meta-parameters are a dict: the model's parameters (see :mod:`maml_sweep.model`) plus any the
+algorithm learns besides (Meta-SGD's per-parameter inner learning rates ``lr_<name>``).
+
+| name      | outer direction                                            | inner loop adapts |
+|-----------|------------------------------------------------------------|-------------------|
+| maml      | gradient through the unrolled inner loop (second order)    | all parameters    |
+| fomaml    | the same without second-order terms                        | all parameters    |
+| anil      | second-order gradient, inner loop on the output layer only | output layer      |
+| metasgd   | gradient wrt parameters and per-parameter inner rates      | all, learned rates|
+| reptile   | params - adapted params, averaged over tasks               | all parameters    |
+| pretrain  | gradient of the loss on all task points, no inner loop     | all (fine-tuning) |
+| scratch   | none: the random initialisation is kept                    | all (fine-tuning) |
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Sequence
+
+import numpy as np
+from autograd import value_and_grad
+
+from . import batched, fast, maml
+from .maml import InnerLoop
+from .model import MLP
+from .tasks import Task
+
+
+def model_params(model: MLP, meta: dict) -> dict:
+    """The model's own parameters out of a meta-parameter dict."""
+    return {k: meta[k] for k in model.names}
+
+
+def pooled(tasks: Sequence[Task]) -> list[Task]:
+    """Each task with its support and query points as one support set (and no inner loop, the
+    meta-objective of these is the loss on all of a task's points)."""
+    return [task if task.x_query is None else
+            Task(np.concatenate([task.x, task.x_query]), np.concatenate([task.y, task.y_query]))
+            for task in tasks]
+
+
+def meta_value_and_grad(model: MLP, params: dict, tasks: Sequence[Task], inner: InnerLoop):
+    """The meta-gradient: the fast batched path where it applies, else the autograd reference."""
+    if fast.supports(model) and inner.only is None:
+        return fast.fast_meta_value_and_grad(model, params, tasks, inner)
+    return maml.meta_value_and_grad(model.predict, params, tasks, inner)
+
+
+def meta_objective(model: MLP, params: dict, tasks: Sequence[Task], inner: InnerLoop, lrs=None):
+    """Mean meta-objective (differentiable by autograd): fast path where it applies."""
+    if fast.supports(model) and inner.only is None:
+        return fast.meta_loss(model, params, tasks, inner, lr=lrs)
+    return maml.batch_meta_objective(model.predict, params, tasks, inner, lrs)
+
+
+class MAML:
+    """Model-Agnostic Meta-Learning (Finn et al. 2017); ``first_order`` for FOMAML."""
+
+    label = "trained"  # the init's name in adaptation.csv
+
+    def __init__(self, first_order: bool = False):
+        self.first_order = first_order
+
+    def inner(self, model: MLP, inner: InnerLoop) -> InnerLoop:
+        """The inner loop this algorithm runs, from the configured one."""
+        return dataclasses.replace(inner, first_order=self.first_order or inner.first_order)
+
+    def init(self, model: MLP, params: dict, inner: InnerLoop) -> dict:
+        """Meta-parameters from freshly drawn model parameters."""
+        return dict(params)
+
+    def direction(self, model: MLP, meta: dict, tasks: Sequence[Task], inner: InnerLoop):
+        """(training loss, outer-update direction as a dict like ``meta``) for a meta-batch."""
+        return meta_value_and_grad(model, meta, tasks, self.inner(model, inner))
+
+    def objective(self, model: MLP, meta: dict, tasks: Sequence[Task], inner: InnerLoop) -> float:
+        """Mean query loss after this algorithm's inner loop (the validation meta-objective)."""
+        return float(meta_objective(model, model_params(model, meta), tasks, self.inner(model, inner)))
+
+    def adapt(self, model: MLP, meta: dict, task: Task, inner: InnerLoop) -> list[dict]:
+        """Model parameters along the inner loop on ``task``: [initial, ..., adapted]."""
+        return maml.adapt(model.predict, model_params(model, meta), task, self.inner(model, inner))
+
+    def adaptation_mse(self, model: MLP, meta: dict, tasks: Sequence[Task], inner: InnerLoop) -> np.ndarray:
+        """Plain MSE on each task's query set after k = 0..inner.steps steps, shape (T, steps + 1)."""
+        return batched.adaptation_mse(model, meta, tasks, self.inner(model, inner))
+
+
+class ANIL(MAML):
+    """Almost No Inner Loop (Raghu et al. 2019): the inner loop adapts the output layer only."""
+
+    def inner(self, model: MLP, inner: InnerLoop) -> InnerLoop:
+        return dataclasses.replace(inner, first_order=False, only=tuple(model.names[-2:]))
+
+
+class MetaSGD(MAML):
+    """Meta-SGD (Li et al. 2017): per-parameter inner learning rates ``lr_<name>``, learned too."""
+
+    @staticmethod
+    def rates(model: MLP, meta: dict) -> dict:
+        return {k: meta[f"lr_{k}"] for k in model.names}
+
+    def init(self, model: MLP, params: dict, inner: InnerLoop) -> dict:
+        rates = {f"lr_{k}": np.full(np.shape(v), float(inner.lr)) for k, v in params.items()}
+        return {**params, **rates}
+
+    def direction(self, model: MLP, meta: dict, tasks: Sequence[Task], inner: InnerLoop):
+        return value_and_grad(
+            lambda m: meta_objective(model, model_params(model, m), tasks, inner, self.rates(model, m)))(meta)
+
+    def objective(self, model: MLP, meta: dict, tasks: Sequence[Task], inner: InnerLoop) -> float:
+        return float(meta_objective(model, model_params(model, meta), tasks, inner, self.rates(model, meta)))
+
+    def adapt(self, model: MLP, meta: dict, task: Task, inner: InnerLoop) -> list[dict]:
+        return maml.adapt(model.predict, model_params(model, meta), task, inner, self.rates(model, meta))
+
+    def adaptation_mse(self, model: MLP, meta: dict, tasks: Sequence[Task], inner: InnerLoop) -> np.ndarray:
+        return batched.adaptation_mse(model, meta, tasks, inner, self.rates(model, meta))
+
+
+class Reptile(MAML):
+    """Reptile (Nichol et al. 2018): the direction is params - adapted params, averaged over the
+    meta-batch; with SGD of rate eps that is Reptile's interpolation towards the adapted params."""
+
+    def direction(self, model: MLP, meta: dict, tasks: Sequence[Task], inner: InnerLoop):
+        inner = self.inner(model, inner)
+        adapted = batched.adapt_many(model, meta, tasks, inner)
+        xq, yq = batched.stack(tasks)[2:]
+        loss = inner.loss_scale * np.mean((batched.forward(model, adapted, xq) - yq) ** 2)
+        return float(loss), {k: meta[k] - adapted[k].mean(axis=0) for k in meta}
+
+
+class Pretrain(MAML):
+    """Baseline: one model trained on the pooled tasks (no inner loop), fine-tuned per task."""
+
+    label = "pretrain"
+
+    def direction(self, model: MLP, meta: dict, tasks: Sequence[Task], inner: InnerLoop):
+        return meta_value_and_grad(model, meta, pooled(tasks), dataclasses.replace(inner, steps=0))
+
+
+class Scratch(MAML):
+    """Baseline: the random initialisation, never meta-trained, fine-tuned per task."""
+
+    label = "scratch"
+
+    def direction(self, model: MLP, meta: dict, tasks: Sequence[Task], inner: InnerLoop):
+        loss = meta_objective(model, meta, pooled(tasks), dataclasses.replace(inner, steps=0))
+        return loss, {k: np.zeros_like(v, dtype=float) for k, v in meta.items()}
+
+
+ALGORITHMS = {
+    "maml": lambda: MAML(first_order=False),
+    "fomaml": lambda: MAML(first_order=True),
+    "anil": ANIL,
+    "metasgd": MetaSGD,
+    "reptile": Reptile,
+    "pretrain": Pretrain,
+    "scratch": Scratch,
+}

@@ -1,0 +1,187 @@
+"""The fast meta-gradient (maml_sweep.fast) against the nested-autograd reference (maml_sweep.maml)."""
+import itertools
+
+import autograd.numpy as anp
+import numpy as np
+import pytest
+from autograd import grad
+from autograd.test_util import check_grads
+
+from maml_sweep import bench, fast
+from maml_sweep.maml import InnerLoop, batch_meta_objective, meta_value_and_grad
+from maml_sweep.model import MLP
+from maml_sweep.tasks import StepTasks, Task
+
+TOL = 1e-10
+
+
+def rel_errors(ref: dict, got: dict) -> dict:
+    """Per parameter array: ||ref - got|| / ||ref||."""
+    return {k: np.linalg.norm(np.asarray(ref[k]) - np.asarray(got[k]))
+            / max(np.linalg.norm(ref[k]), 1e-300) for k in ref}
+
+
+def make(hidden, activation, n_tasks, split, seed, points=7, query=5, std=0.5):
+    """A model, random params and a meta-batch; with ``split`` each task has its own query set."""
+    rng = np.random.RandomState(seed)
+    model = MLP(hidden, activation)
+    params = model.init(rng, std)
+    tasks = []
+    for _ in range(n_tasks):
+        t = StepTasks(support_size=points).sample(rng)
+        if split:
+            q = StepTasks(support_size=query).sample(rng)
+            t = Task(t.x, t.y, q.x, q.y)
+        tasks.append(t)
+    return model, params, tasks
+
+
+def assert_matches(model, params, tasks, inner):
+    v_ref, g_ref = meta_value_and_grad(model.predict, params, tasks, inner)
+    v, g = fast.fast_meta_value_and_grad(model, params, tasks, inner)
+    assert isinstance(v, float)
+    assert abs(v - v_ref) <= TOL * abs(v_ref)
+    assert set(g) == set(params)
+    for k in params:
+        assert np.shape(g[k]) == np.shape(params[k])
+    errors = rel_errors(g_ref, g)
+    assert max(errors.values()) <= TOL, errors
+    return max(errors.values())
+
+
+@pytest.mark.parametrize("hidden,activation,n_tasks,first_order,split", [
+    pytest.param(h, a, t, fo, s, id=f"{'x'.join(map(str, h))}-{a}-T{t}-{'1st' if fo else '2nd'}"
+                 f"{'-split' if s else ''}")
+    for h, a, t, fo, s in itertools.product(
+        [(4,), (5, 6), (3, 4, 5)], ["relu", "tanh"], [1, 4], [False, True], [False, True])])
+def test_matches_reference(hidden, activation, n_tasks, first_order, split):
+    model, params, tasks = make(hidden, activation, n_tasks, split, seed=hash((hidden, activation)) % 1000)
+    for steps in range(6):
+        scale = 0.5 if steps % 2 == 0 else 1.0
+        assert_matches(model, params, tasks, InnerLoop(0.1, steps, first_order, scale))
+
+
+@pytest.mark.parametrize("first_order", [False, True])
+@pytest.mark.parametrize("activation", ["relu", "tanh"])
+def test_matches_reference_notebook_size(activation, first_order):
+    model, params, tasks = make((50, 50), activation, 2, False, seed=3, points=100, std=0.1)
+    assert_matches(model, params, tasks, InnerLoop(0.1, 5, first_order))
+
+
+def test_value_and_objective_match_reference():
+    model, params, tasks = make((5, 6), "tanh", 3, True, seed=1)
+    inner = InnerLoop(0.05, 3)
+    ref = batch_meta_objective(model.predict, params, tasks, inner)
+    assert abs(fast.fast_meta_objective(model, params, tasks, inner) - ref) <= TOL * ref
+    assert abs(fast.fast_meta_value_and_grad(model, params, tasks, inner)[0] - ref) <= TOL * ref
+
+
+def test_relu_ties_follow_autograd():
+    """Exact zeros before a ReLU: autograd's maximum gives derivative 0.5 there."""
+    model, params, tasks = make((4, 3), "relu", 2, False, seed=2)
+    params["b1"] = np.zeros(4)
+    tasks = [Task(np.concatenate([[0.0, 0.0], t.x[2:]]), t.y) for t in tasks]
+    assert_matches(model, params, tasks, InnerLoop(0.1, 2))
+
+
+def test_steps_zero_is_query_loss():
+    model, params, tasks = make((4,), "relu", 2, True, seed=4)
+    v, _ = fast.fast_meta_value_and_grad(model, params, tasks, InnerLoop(0.1, 0))
+    expected = np.mean([0.5 * np.mean((t.y_query - model.predict(params, t.x_query)) ** 2) for t in tasks])
+    assert abs(v - expected) <= TOL * expected
+    assert abs(fast.fast_meta_objective(model, params, tasks, InnerLoop(0.1, 0)) - expected) <= TOL * expected
+
+
+def test_autograd_through_primitive_params():
+    """grad of an expression built on fast.meta_loss: the primitive's VJP composes with autograd."""
+    model, params, tasks = make((4, 3), "tanh", 2, True, seed=5)
+    inner = InnerLoop(0.1, 3)
+
+    def f(p):
+        return 3.0 * fast.meta_loss(model, p, tasks, inner) + anp.sum(p["W2"] ** 2)
+
+    g = grad(f)(params)
+    _, g_ref = meta_value_and_grad(model.predict, params, tasks, inner)
+    g_ref = {k: 3.0 * g_ref[k] for k in g_ref}
+    g_ref["W2"] = g_ref["W2"] + 2 * params["W2"]
+    assert max(rel_errors(g_ref, g).values()) <= TOL
+    assert fast.meta_loss(model, params, tasks, inner) == pytest.approx(
+        batch_meta_objective(model.predict, params, tasks, inner), rel=TOL)
+
+
+@pytest.mark.parametrize("first_order", [False, True])
+def test_autograd_inner_lr(first_order):
+    """d/d(inner lr) through the primitive equals autograd through the reference's inner loop."""
+    model, params, tasks = make((4, 3), "relu", 3, True, seed=6)
+
+    def ref(lr):
+        return batch_meta_objective(model.predict, params, tasks, InnerLoop(lr, 4, first_order))
+
+    def fst(lr):
+        return fast.meta_loss(model, params, tasks, InnerLoop(0.0, 4, first_order), lr=lr)
+
+    assert grad(fst)(0.1) == pytest.approx(grad(ref)(0.1), rel=TOL)
+
+
+def test_check_grads_params_and_per_parameter_lr():
+    """Finite differences (autograd's check_grads) for params and a per-parameter lr dict."""
+    model, params, tasks = make((3, 2), "tanh", 2, True, seed=7)
+    inner = InnerLoop(0.1, 2)
+    check_grads(lambda p: fast.meta_loss(model, p, tasks, inner), modes=["rev"], order=1)(params)
+    lrs = {k: 0.1 + 0.01 * np.arange(np.size(v)).reshape(np.shape(v)) for k, v in params.items()}
+    lrs["b1"] = 0.05  # a scalar broadcasts over its parameter
+    check_grads(lambda lr: fast.meta_loss(model, params, tasks, inner, lr=lr), modes=["rev"], order=1)(lrs)
+
+
+def test_per_parameter_lr_scalar_dict_equals_scalar():
+    model, params, tasks = make((3, 2), "relu", 2, False, seed=8)
+    inner = InnerLoop(0.1, 3)
+    same = {k: 0.1 for k in params}
+    assert fast.meta_loss(model, params, tasks, inner, lr=same) == pytest.approx(
+        fast.meta_loss(model, params, tasks, inner), rel=1e-14)
+
+
+def test_supports_and_errors():
+    assert fast.supports(MLP())
+    assert fast.supports(MLP((3, 4, 5), "tanh"))
+    assert not fast.supports(object())
+    model, params, tasks = make((3,), "relu", 2, False, seed=9)
+    short = Task(tasks[1].x[:-1], tasks[1].y[:-1])
+    with pytest.raises(ValueError):
+        fast.fast_meta_value_and_grad(model, params, [tasks[0], short], InnerLoop())
+
+
+def test_repeated_calls_do_not_share_results():
+    """Workspaces are reused across calls; returned values must not alias them."""
+    model, params, tasks = make((4,), "relu", 2, False, seed=10)
+    inner = InnerLoop(0.1, 2)
+    _, g1 = fast.fast_meta_value_and_grad(model, params, tasks, inner)
+    kept = {k: np.copy(v) for k, v in g1.items()}
+    fast.fast_meta_value_and_grad(model, model.init(np.random.RandomState(1), 1.0), tasks, inner)
+    assert all(np.array_equal(kept[k], g1[k]) for k in g1)
+
+
+def test_bench_quick_runs():
+    rows = bench.run(quick=True, repeats=1, out=lambda line: None)
+    ratios = [r["ratio"] for r in rows]
+    assert ratios and all(np.isfinite(ratios)) and all(r > 0 for r in ratios)
+
+
+@pytest.mark.slow
+def test_notebook_trajectory_fast():
+    """The notebook's training replayed with the fast path prints the notebook's numbers."""
+    seen = bench.notebook_trajectory(12000, every=100)
+    for step in list(range(100, 1001, 100)) + [6000, 8000, 11000, 11500, 12000]:
+        assert seen[step] == "%1.3f" % bench.NOTEBOOK_EXPECTED[step], step
+
+
+@pytest.mark.parametrize("first_order", [False, True])
+def test_chunked_meta_batch(monkeypatch, first_order):
+    """Meta-batches split into chunks of tasks (here of 1 and 2) give the same numbers."""
+    model, params, tasks = make((5, 6), "relu", 5, True, seed=11)
+    inner = InnerLoop(0.1, 3, first_order)
+    for budget in (1, 2 * 8 * (7 + 5) * (2 + 3 * 11)):  # chunks of 1 and of 2 tasks
+        monkeypatch.setattr(fast, "CHUNK_BYTES", budget)
+        assert_matches(model, params, tasks, inner)
+        ref = batch_meta_objective(model.predict, params, tasks, inner)
+        assert fast.fast_meta_objective(model, params, tasks, inner) == pytest.approx(ref, rel=TOL)
