@@ -35,7 +35,8 @@ def test_runs_frame_has_one_typed_row_per_run(real_sweep):
         assert row.val_meta_objective == s["val_meta_objective"] and row.ms_per_step == s["ms_per_step"]
         assert row.steps == 24 and row.last_step == 24
     assert rs.skipped.empty and rs.issues.empty
-    assert "val_meta_objective" in rs.metrics and "seed" not in rs.metrics
+    assert "val_meta_objective" in rs.metrics and "seed" not in rs.metrics and "steps" not in rs.metrics
+    assert {"test_mse_k1", "noise_floor"} <= set(rs.metrics)  # summary keys the evaluation adds
 
 
 def test_curves_are_long_form_from_metrics_csv(real_sweep):
@@ -50,8 +51,15 @@ def test_curves_are_long_form_from_metrics_csv(real_sweep):
     mine = curves[(curves["run"] == "5") & (curves["metric"] == "val_meta_objective")]
     assert mine["step"].tolist() == [int(r["step"]) for r in rows] == [8, 16, 24]
     assert np.allclose(mine["value"], [float(r["val_meta_objective"]) for r in rows], rtol=0, atol=0)
-    # No adaptation.csv in these runs: an empty frame with the documented columns.
-    assert rs.adaptation.empty and list(rs.adaptation.columns) == ["run", "init", "k", "mse_mean", "mse_ci95", "n_tasks"]
+    ad = rs.adaptation
+    assert list(ad.columns) == ["run", "init", "k", "mse_mean", "mse_ci95", "n_tasks"]
+    assert str(ad["k"].dtype) == "int64" and str(ad["mse_mean"].dtype) == "float64"
+    with open(real_sweep / "5" / "adaptation.csv") as f:
+        rows = list(csv.DictReader(f))
+    mine = ad[ad["run"] == "5"]
+    assert len(mine) == len(rows) > 0 and set(mine["init"]) == {r["init"] for r in rows}
+    assert np.allclose(mine["mse_mean"], [float(r["mse_mean"]) for r in rows])
+    assert set(ad["run"]) == {str(i) for i in range(8)}
 
 
 def test_paths_parents_globs_and_single_runs(real_sweep):

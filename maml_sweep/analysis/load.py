@@ -31,6 +31,8 @@ OVERRIDES = Path(".hydra") / "overrides.yaml"
 # Summary keys that are not per-run numbers.
 _SUMMARY_TEXT = ("status", "error", "config_hash")
 _SUMMARY_SKIP = ("versions",)
+# Summary keys that are integer counts, not metrics (as are n_*, e.g. n_test_tasks).
+_COUNTS = ("steps", "outer_steps", "diverged_step")
 # Statuses whose final metrics mean what they say.
 COMPLETED = "completed"
 FAILED_STATUSES = ("diverged", "failed")
@@ -228,6 +230,51 @@ def read_adaptation_csv(path: Path) -> tuple[pd.DataFrame | None, str | None]:
     return pd.DataFrame.from_records(records, columns=["init", "k", "mse_mean", "mse_ci95", "n_tasks"]), issue
 
 
+_REF = re.compile(r"^\$\{([A-Za-z0-9_.]+)\}$")
+
+
+def resolve(config: dict) -> dict:
+    """Resolve OmegaConf interpolations (a job's config.yaml may hold ``${.num_points}``).
+
+    Plain references, absolute (``${task.bins}``) or relative (``${.num_points}``), are resolved
+    here (fast); anything else goes through OmegaConf; what cannot be resolved stays as text.
+    """
+    def walk(node, path):
+        out = {}
+        for k, v in node.items():
+            if isinstance(v, dict):
+                out[k] = walk(v, path + [k])
+            elif isinstance(v, str) and "${" in v:
+                out[k] = lookup(v, path)
+            else:
+                out[k] = v
+        return out
+
+    def lookup(value: str, path: list[str], depth: int = 0):
+        m = _REF.match(value)
+        if not m or depth > 10:
+            raise LookupError(value)
+        ref = m.group(1)
+        dots = len(ref) - len(ref.lstrip("."))
+        keys = (path[: len(path) - dots + 1] if dots else []) + ref.lstrip(".").split(".")
+        node = config
+        for k in keys:
+            node = node[k]
+        if isinstance(node, str) and "${" in node:
+            return lookup(node, keys[:-1], depth + 1)
+        return node
+
+    try:
+        return walk(config, [])
+    except (LookupError, TypeError):
+        try:
+            from omegaconf import OmegaConf
+
+            return OmegaConf.to_container(OmegaConf.create(config), resolve=True)
+        except Exception:  # e.g. a resolver only Hydra registers: keep the text
+            return config
+
+
 def _load_yaml(path: Path):
     with open(path) as f:
         return yaml.load(f, Loader=_YAML_LOADER)
@@ -260,7 +307,7 @@ def read_run(run_dir: Path) -> _Run:
     if not isinstance(config, dict):
         raise ValueError("config.yaml is not a mapping (half-written?)")
     config.pop("hydra", None)
-    flat = {k: _cell(v) for k, v in flatten(config).items()}
+    flat = {k: _cell(v) for k, v in flatten(resolve(config)).items()}
 
     override_keys = []
     try:
@@ -423,7 +470,7 @@ def load_runs(paths: str | os.PathLike | Iterable[str | os.PathLike],
     for k in number_keys:
         vals = [r.summary.get(k) for r in runs]
         vals = [float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None for v in vals]
-        if k in ("steps", "outer_steps", "diverged_step"):
+        if k in _COUNTS or k.startswith("n_"):
             ints = [None if v is None else int(v) for v in vals]
             columns[k] = _typed(ints, "Int64")
         else:
@@ -440,7 +487,7 @@ def load_runs(paths: str | os.PathLike | Iterable[str | os.PathLike],
             last_val.append(np.nan)
     columns["last_step"] = _typed(last_step, "Int64")
     columns["last_val_meta_objective"] = np.asarray(last_val, dtype=float)
-    metric_cols = [k for k in number_keys if k not in ("steps", "outer_steps", "diverged_step")]
+    metric_cols = [k for k in number_keys if k not in _COUNTS and not k.startswith("n_")]
     metric_cols.append("last_val_meta_objective")
     for k in ordered_config:
         columns.setdefault(k, _typed([r.flat.get(k) for r in runs]))
@@ -483,6 +530,8 @@ def _summary_rank(key: str):
     m = re.fullmatch(r"test_mse_k(\d+)", key)
     if m:
         return (1, 0, int(m.group(1)), key)
+    if key.startswith("test_"):
+        return (1, 1, 0, key)
     tail = ["noise_floor", "ms_per_step", "wall_s", "steps", "outer_steps", "diverged_step"]
     if key in tail:
         return (3, tail.index(key), 0, key)

@@ -195,43 +195,43 @@ def adaptation_curves(data: pd.DataFrame, style: str | None = None, noise_floor:
 
 def best_fits(run_path: Path, n_tasks: int = 4, task_seed: int = 20261126) -> plt.Figure | None:
     """The run's meta-parameters adapted to a few fresh test tasks, the notebook's style: data as
-    blue crosses, each inner-loop step's prediction as a red line fading in. None when the run
-    has no params.npz or its task family or model is not known here."""
+    blue crosses, each inner-loop step's prediction as a red line fading in. The model, task
+    family, algorithm and inner loop are rebuilt from the run's config by the trainer's own
+    ``build``. None when the run has no params.npz or a task family, model or algorithm this
+    version does not know."""
     import yaml
+    from omegaconf import OmegaConf
 
-    from ..maml import InnerLoop, adapt
-    from ..model import MLP
-    from ..tasks import StepTasks
+    from ..train import build
+    from .load import resolve
 
     run_path = Path(run_path)
     params_file = run_path / "params.npz"
-    try:
-        cfg = yaml.safe_load((run_path / ".hydra" / "config.yaml").read_text())
-        if cfg["task"].get("name", "steps") != "steps" or not params_file.exists():
-            return None
-        model = MLP(hidden=tuple(cfg["model"]["hidden"]), activation=cfg["model"].get("activation", "relu"))
-        t = cfg["task"]
-        family = StepTasks(xmin=t["xmin"], xmax=t["xmax"], ymin=t["ymin"], ymax=t["ymax"], noise=t["noise"],
-                           bins=t["bins"], num_points=t["num_points"])
-        with np.load(params_file) as f:
-            params = {k: f[k] for k in f.files}
-        inner = InnerLoop(lr=float(cfg["algorithm"]["inner_lr"]), steps=int(cfg["algorithm"]["inner_steps"]))
-    except (KeyError, TypeError, ValueError, OSError):
+    if not params_file.exists():
         return None
-    rng = np.random.RandomState(task_seed)
+    try:
+        cfg = OmegaConf.create(resolve(yaml.safe_load((run_path / ".hydra" / "config.yaml").read_text())))
+        model, family, algorithm, _, inner = build(cfg)
+        with np.load(params_file) as f:
+            meta = {k: f[k] for k in f.files}
+        rng = np.random.RandomState(task_seed)
+        tasks = [family.sample(rng) for _ in range(n_tasks)]
+        trajectories = [algorithm.adapt(model, meta, task, inner) for task in tasks]
+    except (KeyError, AttributeError, TypeError, ValueError, OSError, yaml.YAMLError):
+        return None
     fig, axes = plt.subplots(1, n_tasks, figsize=(3.2 * n_tasks, 2.8), sharey=True)
-    xs = np.linspace(t["xmin"], t["xmax"], 300)
-    for i, ax in enumerate(np.atleast_1d(axes)):
-        task = family.sample(rng)
-        trajectory = adapt(model.predict, params, task, inner)
+    axes = np.atleast_1d(axes)
+    for i, (ax, task, trajectory) in enumerate(zip(axes, tasks, trajectories)):
+        lo, hi = getattr(family, "xmin", task.x.min()), getattr(family, "xmax", task.x.max())
+        xs = np.linspace(lo, hi, 300)
         ax.plot(task.x, task.y, "bx", markersize=4, label="data")
         for j, p in enumerate(trajectory):
             ax.plot(xs, model.predict(p, xs), "r-", alpha=(j + 1) / len(trajectory), linewidth=1.2,
                     label=f"after {len(trajectory) - 1} steps" if j == len(trajectory) - 1 else None)
         ax.set_title(f"test task {i + 1}", fontsize=9)
         ax.set_xlabel("x")
-    np.atleast_1d(axes)[0].set_ylabel("y")
-    np.atleast_1d(axes)[-1].legend(fontsize=7, loc="best")
+    axes[0].set_ylabel("y")
+    axes[-1].legend(fontsize=7, loc="best")
     fig.tight_layout()
     return fig
 
