@@ -1,0 +1,87 @@
+"""``maml-sweep-report PATH... [--out DIR] [--metric M] [--hue K] [--facet K] [--heatmap X,Y]``.
+
+Loads run directories, sweep directories, parents of several sweeps or globs, and writes
+``report.md``, a self-contained ``report.html``, the figures (PNG + PDF) and the tables (CSV)
+into ``analysis/<name>/``. Several sweeps in one command are compared side by side.
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import shlex
+import sys
+import time
+from pathlib import Path
+
+PROG = "maml-sweep-report"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, no usage dump
+        print(f"{PROG}: error: {message} (see {PROG} --help)", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog=PROG, description="Report on maml-sweep runs: which settings work, by how much and how "
+                                       "sure we are. Writes report.md, a self-contained report.html, the "
+                                       "figures (PNG, PDF) and the tables (CSV).",
+                epilog="Keys may be given by a unique suffix: --hue bins means task.bins, "
+                       "--hue algorithm means algorithm.name.")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="run or sweep directories, parents of sweeps, or globs")
+    p.add_argument("--out", metavar="DIR", help="output directory (default: analysis/<name of the sweeps>)")
+    p.add_argument("--metric", metavar="M", help="metric for tables and heatmap (default val_meta_objective); "
+                                                  "the best configuration is always chosen on validation")
+    p.add_argument("--hue", metavar="K", help="swept key coloured in the learning curves")
+    p.add_argument("--facet", metavar="K", action="append",
+                   help="swept key for facet columns; give twice (or K1,K2) for rows too")
+    p.add_argument("--heatmap", metavar="X,Y", help="two swept keys for the heatmap axes")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress messages")
+    return p
+
+
+def default_name(sweeps: list[str]) -> str:
+    """Output folder name from the sweep labels: ``2026-11-26_10-00-00``, or ``A_vs_B``."""
+    clean = [re.sub(r"[^A-Za-z0-9._-]+", "_", s).strip("_") or "runs" for s in sweeps]
+    if len(clean) <= 3:
+        return "_vs_".join(clean)
+    return f"{clean[0]}_and_{len(clean) - 1}_more"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    t0 = time.perf_counter()
+
+    def say(msg: str) -> None:
+        if not args.quiet:
+            print(f"[{time.perf_counter() - t0:5.1f}s] {msg}", file=sys.stderr, flush=True)
+
+    from .load import LoadError, counts_text, load_runs
+    from .report import write_report
+    from .roles import RoleError, choose_roles
+
+    try:
+        rs = load_runs(args.paths, progress=say)
+        roles = choose_roles(rs, metric=args.metric, hue=args.hue, facet=args.facet,
+                             heatmap=[args.heatmap] if args.heatmap else None)
+    except (LoadError, RoleError) as e:
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return 2
+    say(f"loaded {len(rs.runs)} runs ({counts_text(rs)}); swept: {', '.join(rs.swept) or 'none'}")
+    say(f"metric {roles.metric} (best chosen on {roles.select}); hue {roles.hue}, columns {roles.col}, "
+        f"rows {roles.row}; heatmap {roles.heat_x} x {roles.heat_y}")
+    out = Path(args.out) if args.out else Path("analysis") / default_name(sorted(rs.runs["sweep"].unique()))
+    command = " ".join([PROG] + [shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])])
+    try:
+        written = write_report(rs, out, roles, sources=list(args.paths), command=command, progress=say)
+    except OSError as e:
+        print(f"{PROG}: error: --out {str(out)!r}: cannot write ({e.strerror})", file=sys.stderr)
+        return 1
+    say(f"wrote {len(written)} files")
+    print(out / "report.md")
+    print(out / "report.html")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

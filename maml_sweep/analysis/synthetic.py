@@ -1,0 +1,144 @@
+"""Synthetic run and sweep directories in the run-directory contract's exact format.
+
+For tests of the loader on awkward runs (corrupt, half-written, diverged) and for the
+1,000-run speed benchmark; the numbers are made up, the files are shaped like the real ones.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+METRIC_HEADER = "step,val_meta_objective,train_meta_objective,elapsed_s"
+
+
+def base_config(seed: int = 0) -> dict:
+    """A full composed job config with the project's default values."""
+    return {
+        "seed": seed,
+        "model": {"name": "mlp", "hidden": [50, 50], "activation": "relu", "init_std": 0.1},
+        "task": {"name": "steps", "xmin": -3.0, "xmax": 3.0, "ymin": -3.0, "ymax": 3.0,
+                 "noise": 0.1, "bins": 6, "num_points": 100},
+        "optimizer": {"name": "sgd", "lr": 0.01},
+        "algorithm": {"name": "maml", "inner_steps": 5, "inner_lr": 0.1, "first_order": False},
+        "train": {"outer_steps": 1000, "meta_batch_size": 1, "eval_every": 100, "blas_threads": 1},
+    }
+
+
+def set_key(config: dict, dotted: str, value) -> None:
+    """Set ``a.b.c`` in a nested dict."""
+    *parents, leaf = dotted.split(".")
+    node = config
+    for p in parents:
+        node = node.setdefault(p, {})
+    node[leaf] = value
+
+
+def override_string(key: str, value) -> str:
+    """The Hydra override string for a value, e.g. ``task.bins=3``, ``model.hidden=[40,40]``."""
+    if isinstance(value, bool):
+        text = str(value).lower()
+    elif isinstance(value, (list, tuple)):
+        text = "[" + ",".join(str(v) for v in value) + "]"
+    else:
+        text = str(value)
+    return f"{key}={text}"
+
+
+def write_run(run_dir: Path, config: dict, overrides: list[str], *, metrics: list[tuple] | None = None,
+              summary: dict | None = None, params: dict | None = None,
+              adaptation: list[tuple] | None = None, truncate_last_line: bool = False) -> Path:
+    """Write one run directory; ``None`` leaves the corresponding file out."""
+    run_dir = Path(run_dir)
+    hydra_dir = run_dir / ".hydra"
+    hydra_dir.mkdir(parents=True, exist_ok=True)
+    (hydra_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    (hydra_dir / "overrides.yaml").write_text(yaml.safe_dump(list(overrides)))
+    (hydra_dir / "hydra.yaml").write_text(yaml.safe_dump(
+        {"hydra": {"job": {"name": "maml_sweep", "override_dirname": ",".join(overrides)}}}))
+    if metrics is not None:
+        lines = [METRIC_HEADER] + [f"{s},{v:.10g},{t:.10g},{e:.4f}" for s, v, t, e in metrics]
+        text = "\n".join(lines) + "\n"
+        if truncate_last_line and metrics:
+            text = text[: len(text) - len(lines[-1]) // 2 - 1]
+        (run_dir / "metrics.csv").write_text(text)
+    if summary is not None:
+        safe = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in summary.items()}
+        (run_dir / "summary.json").write_text(json.dumps(safe, indent=2, sort_keys=True) + "\n")
+    if params is not None:
+        np.savez(run_dir / "params.npz", **params)
+    if adaptation is not None:
+        rows = ["init,k,mse_mean,mse_ci95,n_tasks"] + [f"{i},{k},{m:.6g},{c:.6g},{n}" for i, k, m, c, n in adaptation]
+        (run_dir / "adaptation.csv").write_text("\n".join(rows) + "\n")
+    (run_dir / "maml_sweep.log").write_text("synthetic run\n")
+    return run_dir
+
+
+def synthetic_curve(level: float, outer_steps: int, eval_every: int, rng, ms_per_step: float = 2.0):
+    """(rows, final val, final train): a noisy exponential decay from ~3 down to ``level``."""
+    steps = np.arange(eval_every, outer_steps + 1, eval_every)
+    decay = np.exp(-3.0 * steps / max(outer_steps, 1))
+    val = level + (3.0 - level) * decay
+    val = val * np.exp(rng.normal(0.0, 0.05, size=len(steps)))
+    train = val * np.exp(rng.normal(-0.02, 0.05, size=len(steps)))
+    elapsed = steps * ms_per_step / 1000.0
+    rows = list(zip(steps.tolist(), val.tolist(), train.tolist(), elapsed.tolist()))
+    return rows, float(val[-1]), float(train[-1])
+
+
+def make_sweep(sweep_dir: Path, grid: dict, seeds=(0, 1, 2), *, outer_steps: int = 1000,
+               eval_every: int = 100, with_adaptation: bool = False, with_params: bool = False,
+               random_seed: int = 0) -> list[Path]:
+    """A Hydra-multirun-shaped sweep over ``grid`` (dotted key -> values) times ``seeds``.
+
+    The final validation objective depends smoothly on the grid position, so there is a
+    unique best configuration; returns the run directories in job order.
+    """
+    sweep_dir = Path(sweep_dir)
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    keys = list(grid)
+    (sweep_dir / "multirun.yaml").write_text(yaml.safe_dump(
+        {"hydra": {"mode": "MULTIRUN", "sweep": {"dir": str(sweep_dir), "subdir": "${hydra.job.num}"}},
+         "grid": {k: [str(v) for v in vals] for k, vals in grid.items()}}))
+    rng = np.random.RandomState(random_seed)
+    runs = []
+    combos = list(itertools.product(*(grid[k] for k in keys)))
+    for num, (combo, seed) in enumerate(itertools.product(combos, seeds)):
+        config = base_config(seed)
+        set_key(config, "train.outer_steps", outer_steps)
+        set_key(config, "train.eval_every", eval_every)
+        overrides = []
+        for k, v in zip(keys, combo):
+            if "." in k:
+                set_key(config, k, list(v) if isinstance(v, tuple) else v)
+            else:  # a config-group choice, e.g. algorithm=fomaml
+                set_key(config, f"{k}.name", v)
+            overrides.append(override_string(k, v))
+        overrides.append(f"seed={seed}")
+        positions = [grid[k].index(v) / max(len(grid[k]) - 1, 1) for k, v in zip(keys, combo)]
+        level = 0.05 + 0.5 * sum((p - 0.3) ** 2 for p in positions)
+        ms = 2.0 + 0.5 * positions[0] if positions else 2.0
+        rows, val, train = synthetic_curve(level, outer_steps, eval_every, rng, ms)
+        summary = {"status": "completed", "steps": outer_steps, "outer_steps": outer_steps,
+                   "val_meta_objective": val, "train_meta_objective": train,
+                   "wall_s": outer_steps * ms / 1000.0, "ms_per_step": ms, "diverged_step": None,
+                   "error": None, "config_hash": f"{num:016x}", "versions": {"maml-sweep": "0.1.0"},
+                   "test_mse_k1": val * 1.5, "test_mse_k5": val * 1.1, "noise_floor": 0.01}
+        adaptation = None
+        if with_adaptation:
+            adaptation = []
+            for init, scale in (("trained", 1.0), ("pretrain", 3.0), ("scratch", 6.0)):
+                for k in (0, 1, 2, 5, 10):
+                    m = 0.01 + scale * val * math.exp(-0.3 * k) * (1 + 0.1 * rng.rand())
+                    adaptation.append((init, k, m, 0.1 * m, 50))
+        params = None
+        if with_params:
+            from ..model import MLP
+            params = MLP(hidden=tuple(config["model"]["hidden"])).init(np.random.RandomState(seed), 0.1)
+        runs.append(write_run(sweep_dir / str(num), config, overrides, metrics=rows, summary=summary,
+                              params=params, adaptation=adaptation))
+    return runs

@@ -1,0 +1,59 @@
+"""Fixtures for the analysis tests: a real small sweep made by the CLI, and synthetic awkward runs.
+
+Import the fixtures into a test module (``from analysis_fixtures import real_sweep``).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from maml_sweep.analysis.synthetic import base_config, make_sweep, synthetic_curve, write_run  # noqa: F401
+
+REPO = Path(__file__).resolve().parent.parent
+# 2 x 2 configurations x 2 seeds, tiny model: about 15 s once per session.
+SWEEP_ARGS = ["-m", "task.bins=3,6", "algorithm.inner_lr=0.03,0.1", "seed=0,1", "train.outer_steps=24",
+              "train.eval_every=8", "model.hidden=[8,8]", "task.num_points=20"]
+
+
+_MADE: dict[str, Path] = {}
+
+
+@pytest.fixture(scope="session")
+def real_sweep(tmp_path_factory) -> Path:
+    """A multirun sweep directory written by ``python -m maml_sweep -m ...`` (8 runs), made once
+    per session even though each test module imports this fixture (hence the module-level cache)."""
+    if "sweep" not in _MADE:
+        _MADE["sweep"] = _make_real_sweep(tmp_path_factory)
+    return _MADE["sweep"]
+
+
+def _make_real_sweep(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("real_sweep")
+    sweep = root / "multirun" / "2026-11-26" / "10-00-00"
+    # This checkout's code (PYTHONPATH) and conf/ (-cp), whatever an editable install points at.
+    env = {**os.environ, "HYDRA_FULL_ERROR": "0", "PYTHONWARNINGS": "ignore",
+           "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, "-m", "maml_sweep", "-cp", str(REPO / "conf"), *SWEEP_ARGS,
+                           f"hydra.sweep.dir={sweep}"], cwd=root, env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert len(list(sweep.glob("*/summary.json"))) == 8
+    return sweep
+
+
+@pytest.fixture
+def sweep_copy(real_sweep, tmp_path) -> Path:
+    """A private copy of the real sweep, to damage."""
+    dst = tmp_path / "multirun" / "2026-11-26" / "10-00-00"
+    shutil.copytree(real_sweep, dst)
+    return dst
+
+
+def summary_of(run_dir: Path) -> dict:
+    return json.loads((Path(run_dir) / "summary.json").read_text())
