@@ -12,6 +12,7 @@ from omegaconf import OmegaConf
 
 from . import rundir
 from .config import ConfigError, check_values, register_configs
+from .sweep import write_sweep_summary
 from .train import check_run_dir, config_hash, run
 
 register_configs()
@@ -45,10 +46,17 @@ def main(cfg) -> float:
             print(f"maml-sweep: error: {line}", file=sys.stderr)
         sys.exit(2)
     summary = run(cfg, out_dir)
-    if summary["status"] == "interrupted" and hc.mode == RunMode.RUN:
-        sys.exit(130)
+    if summary["status"] == "interrupted" and (hc.mode == RunMode.RUN or _in_process_launcher(hc)):
+        if hc.mode == RunMode.MULTIRUN:
+            write_sweep_summary(Path(hc.sweep.dir))  # Hydra's on_job_end will not run
+        sys.exit(130)  # stop here; with the basic launcher this also stops the rest of the sweep
     value = summary["val_meta_objective"] if summary["status"] == "completed" else None
     return math.inf if value is None else value
+
+
+def _in_process_launcher(hc) -> bool:
+    """True when the jobs of this multirun run one after another in this very process."""
+    return str(hc.launcher.get("_target_", "")).endswith("BasicLauncher")
 
 
 if __name__ == "__main__":

@@ -117,6 +117,19 @@ def test_rerunning_a_killed_sweep_skips_finished_runs_and_resumes_the_rest(tmp_p
     assert [r["status"] for r in sweep_table(tmp_path / "cut")] == ["completed", "completed"]
 
 
+def test_sigterm_stops_a_serial_sweep_and_the_rerun_finishes_it(tmp_path):
+    args = ["-m", "seed=0,1", *LONG]
+    assert run_cli([*args, "hydra.sweep.dir=straight"], cwd=tmp_path).returncode == 0
+    cmd = [sys.executable, "-m", "maml_sweep", *args, "hydra.sweep.dir=cut"]
+    assert start_and_stop(cmd, tmp_path, tmp_path / "cut" / "0" / "checkpoint.pkl", signal.SIGTERM) == 130
+    assert json.loads((tmp_path / "cut" / "0" / "summary.json").read_text())["status"] == "interrupted"
+    assert not (tmp_path / "cut" / "1").exists()  # the sweep stopped; job 1 never started
+    assert [r["status"] for r in sweep_table(tmp_path / "cut")] == ["interrupted"]
+    assert run_cli([*args, "hydra.sweep.dir=cut"], cwd=tmp_path).returncode == 0
+    for job in ("0", "1"):
+        assert curve(tmp_path / "cut" / job) == curve(tmp_path / "straight" / job)
+
+
 def test_a_changed_config_in_an_existing_sweep_is_refused_and_nothing_is_overwritten(tmp_path):
     assert run_cli(["-m", "seed=0", *TINY, "hydra.sweep.dir=sweep"], cwd=tmp_path).returncode == 0
     run_dir = tmp_path / "sweep" / "0"
