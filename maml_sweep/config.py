@@ -122,7 +122,8 @@ SCHEMAS = {
 
 
 def register_configs() -> None:
-    """Store every schema under ``schema/<group>/<name>`` and the top level as ``maml_sweep_schema``.
+    """Store every schema as ``<group>_<name>_schema`` and the top level as ``maml_sweep_schema``
+    (outside any group, so they do not show up as options).
 
     Each YAML option in ``conf/`` extends its schema through its defaults list, so the YAML holds
     the values and the dataclass the types.
@@ -130,7 +131,7 @@ def register_configs() -> None:
     cs = ConfigStore.instance()
     cs.store(name="maml_sweep_schema", node=Config)
     for (group, name), node in SCHEMAS.items():
-        cs.store(group=f"schema/{group}", name=name, node=node)
+        cs.store(name=f"{group}_{name}_schema", node=node)
 
 
 RNG_MODES = ("notebook", "streams")
