@@ -1,6 +1,6 @@
 """Fixtures for the analysis tests: a real small sweep made by the CLI, and synthetic awkward runs.
 
-Import the fixtures into a test module (``from analysis_fixtures import real_sweep``).
+Its fixtures (real_sweep, sweep_copy) reach every test through ``pytest_plugins`` in conftest.py.
 """
 from __future__ import annotations
 

@@ -11,6 +11,8 @@ from hydra import compose, initialize_config_module
 
 from maml_sweep.config import register_configs
 
+pytest_plugins = ["analysis_fixtures"]  # real_sweep, sweep_copy
+
 DATA = Path(__file__).parent / "data"
 TINY = ["train.outer_steps=24", "train.eval_every=8", "model.hidden=[8,8]", "task.num_points=20", "eval.num_tasks=20"]
 

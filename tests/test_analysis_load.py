@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis_fixtures import base_config, make_sweep, real_sweep, summary_of, sweep_copy, write_run  # noqa: F401
+from analysis_fixtures import base_config, make_sweep, summary_of, write_run
 from maml_sweep.analysis import LoadError, load_runs
 from maml_sweep.analysis.load import STR
 

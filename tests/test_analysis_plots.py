@@ -7,7 +7,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from matplotlib.collections import QuadMesh  # noqa: E402
 
-from analysis_fixtures import base_config, make_sweep, real_sweep, write_run  # noqa: F401,E402
+from analysis_fixtures import base_config, make_sweep, write_run  # noqa: E402
 from maml_sweep.analysis import aggregate, best_config, curve_bands, load_runs  # noqa: E402
 from maml_sweep.analysis import plots  # noqa: E402
 

@@ -7,7 +7,7 @@ import sys
 import pandas as pd
 import pytest
 
-from analysis_fixtures import REPO, make_sweep, real_sweep  # noqa: F401
+from analysis_fixtures import REPO, make_sweep
 from maml_sweep.analysis import load_runs
 from maml_sweep.analysis.bench import main as bench_main
 from maml_sweep.analysis.report_cli import main

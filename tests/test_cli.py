@@ -1,6 +1,7 @@
 """The ``maml-sweep`` command end to end, in a temp dir: run directories, bad input, sweeps, resume."""
 import csv
 import json
+
 import numpy as np
 import pytest
 import yaml
