@@ -31,7 +31,7 @@ def main(cfg) -> float:
     try:
         check_run_dir(out_dir, config_hash(cfg))  # before writing anything into out_dir
         rundir.save_hydra_record(out_dir, {
-            "config.yaml": OmegaConf.to_yaml(cfg),
+            "config.yaml": OmegaConf.to_yaml(cfg, resolve=True),  # self-contained: readers need no resolver
             "hydra.yaml": OmegaConf.to_yaml({"hydra": hc}),
             "overrides.yaml": OmegaConf.to_yaml(list(hc.overrides.task)),
         })

@@ -230,51 +230,6 @@ def read_adaptation_csv(path: Path) -> tuple[pd.DataFrame | None, str | None]:
     return pd.DataFrame.from_records(records, columns=["init", "k", "mse_mean", "mse_ci95", "n_tasks"]), issue
 
 
-_REF = re.compile(r"^\$\{([A-Za-z0-9_.]+)\}$")
-
-
-def resolve(config: dict) -> dict:
-    """Resolve OmegaConf interpolations (a job's config.yaml may hold ``${.num_points}``).
-
-    Plain references, absolute (``${task.bins}``) or relative (``${.num_points}``), are resolved
-    here (fast); anything else goes through OmegaConf; what cannot be resolved stays as text.
-    """
-    def walk(node, path):
-        out = {}
-        for k, v in node.items():
-            if isinstance(v, dict):
-                out[k] = walk(v, path + [k])
-            elif isinstance(v, str) and "${" in v:
-                out[k] = lookup(v, path)
-            else:
-                out[k] = v
-        return out
-
-    def lookup(value: str, path: list[str], depth: int = 0):
-        m = _REF.match(value)
-        if not m or depth > 10:
-            raise LookupError(value)
-        ref = m.group(1)
-        dots = len(ref) - len(ref.lstrip("."))
-        keys = (path[: len(path) - dots + 1] if dots else []) + ref.lstrip(".").split(".")
-        node = config
-        for k in keys:
-            node = node[k]
-        if isinstance(node, str) and "${" in node:
-            return lookup(node, keys[:-1], depth + 1)
-        return node
-
-    try:
-        return walk(config, [])
-    except (LookupError, TypeError):
-        try:
-            from omegaconf import OmegaConf
-
-            return OmegaConf.to_container(OmegaConf.create(config), resolve=True)
-        except Exception:  # e.g. a resolver only Hydra registers: keep the text
-            return config
-
-
 def _load_yaml(path: Path):
     with open(path) as f:
         return yaml.load(f, Loader=_YAML_LOADER)
@@ -307,7 +262,7 @@ def read_run(run_dir: Path) -> _Run:
     if not isinstance(config, dict):
         raise ValueError("config.yaml is not a mapping (half-written?)")
     config.pop("hydra", None)
-    flat = {k: _cell(v) for k, v in flatten(resolve(config)).items()}
+    flat = {k: _cell(v) for k, v in flatten(config).items()}
 
     override_keys = []
     try:

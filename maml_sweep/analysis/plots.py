@@ -193,8 +193,9 @@ def adaptation_curves(data: pd.DataFrame, style: str | None = None, noise_floor:
     return fig
 
 
-def best_fits(run_path: Path, n_tasks: int = 4, task_seed: int = 20261126) -> plt.Figure | None:
-    """The run's meta-parameters adapted to a few fresh test tasks, the notebook's style: data as
+def best_fits(run_path: Path, n_tasks: int = 4) -> plt.Figure | None:
+    """The run's meta-parameters adapted to the first tasks of its test bank (``eval.seed``'s,
+    the same tasks for every run of a task config), the notebook's style: data as
     blue crosses, each inner-loop step's prediction as a red line fading in. The model, task
     family, algorithm and inner loop are rebuilt from the run's config by the trainer's own
     ``build``. None when the run has no params.npz or a task family, model or algorithm this
@@ -202,20 +203,19 @@ def best_fits(run_path: Path, n_tasks: int = 4, task_seed: int = 20261126) -> pl
     import yaml
     from omegaconf import OmegaConf
 
+    from ..evaluate import test_bank
     from ..train import build
-    from .load import resolve
 
     run_path = Path(run_path)
     params_file = run_path / "params.npz"
     if not params_file.exists():
         return None
     try:
-        cfg = OmegaConf.create(resolve(yaml.safe_load((run_path / ".hydra" / "config.yaml").read_text())))
+        cfg = OmegaConf.create(yaml.safe_load((run_path / ".hydra" / "config.yaml").read_text()))
         model, family, algorithm, _, inner = build(cfg)
         with np.load(params_file) as f:
             meta = {k: f[k] for k in f.files}
-        rng = np.random.RandomState(task_seed)
-        tasks = [family.sample(rng) for _ in range(n_tasks)]
+        tasks = test_bank(family, cfg.task, OmegaConf.merge(cfg.eval, {"num_tasks": n_tasks}))
         trajectories = [algorithm.adapt(model, meta, task, inner) for task in tasks]
     except (KeyError, AttributeError, TypeError, ValueError, OSError, yaml.YAMLError):
         return None

@@ -332,7 +332,7 @@ def write_report(rs: RunSet, out_dir: Path, roles: Roles, *, sources: list[str],
         fig = plots.best_fits(Path(cand.iloc[0]["path"])) if len(cand) else None
         _emit(doc, fig, out_dir, "best_fits", written, say,
               f"Run `{cand.iloc[0]['run'] if len(cand) else ''}` (lowest `{roles.select}` in the best "
-              f"configuration) adapted to four fresh test tasks: data as blue crosses, each inner step's "
+              f"configuration) adapted to the first four tasks of its test bank: data as blue crosses, each inner step's "
               f"prediction in red, fading in.",
               "No fits: the best run has no `params.npz`, or its task family is not known to this report.")
     else:

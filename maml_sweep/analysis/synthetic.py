@@ -5,6 +5,8 @@ For tests of the loader on awkward runs (corrupt, half-written, diverged) and fo
 """
 from __future__ import annotations
 
+import copy
+import functools
 import itertools
 import json
 import math
@@ -17,16 +19,23 @@ METRIC_HEADER = "step,val_meta_objective,train_meta_objective,elapsed_s"
 
 
 def base_config(seed: int = 0) -> dict:
-    """A full composed job config with the project's default values."""
-    return {
-        "seed": seed,
-        "model": {"name": "mlp", "hidden": [50, 50], "activation": "relu", "init_std": 0.1},
-        "task": {"name": "steps", "xmin": -3.0, "xmax": 3.0, "ymin": -3.0, "ymax": 3.0,
-                 "noise": 0.1, "bins": 6, "num_points": 100},
-        "optimizer": {"name": "sgd", "lr": 0.01},
-        "algorithm": {"name": "maml", "inner_steps": 5, "inner_lr": 0.1, "first_order": False},
-        "train": {"outer_steps": 1000, "meta_batch_size": 1, "eval_every": 100, "blas_threads": 1},
-    }
+    """The full composed job config with the project's default values (composed by Hydra from
+    ``conf/``, resolved), so synthetic runs stay in the contract's exact format."""
+    config = copy.deepcopy(_default_config())
+    config["seed"] = seed
+    return config
+
+
+@functools.lru_cache(maxsize=1)
+def _default_config() -> dict:
+    from hydra import compose, initialize_config_module
+    from omegaconf import OmegaConf
+
+    from ..config import register_configs
+
+    register_configs()
+    with initialize_config_module("maml_sweep.conf", version_base="1.3"):
+        return OmegaConf.to_container(compose("config"), resolve=True)
 
 
 def set_key(config: dict, dotted: str, value) -> None:
