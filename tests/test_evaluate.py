@@ -8,7 +8,8 @@ import pytest
 from conftest import TINY, run_cli
 from maml_sweep import evaluate
 from maml_sweep.tasks import make_tasks
-from maml_sweep.train import run
+from maml_sweep.algorithms import MAML
+from maml_sweep.train import build, run
 
 
 def bank(compose_cfg, overrides):
@@ -68,11 +69,16 @@ def test_mse_is_plain_whatever_the_loss_scale(compose_cfg, tmp_path):
     assert [float(r["mse_mean"]) for r in rows[0]] == pytest.approx([float(r["mse_mean"]) for r in rows[1]], rel=1e-9)
 
 
-def test_ci_shrinks_as_the_test_bank_grows():
-    rng = np.random.RandomState(0)
+def test_ci_shrinks_as_the_test_bank_grows(compose_cfg):
     widths = []
     for n in (20, 80, 320):
-        rows = evaluate.summarise("trained", rng.gamma(2.0, 1.0, size=(n, 3)))
+        cfg = compose_cfg(["model.hidden=[8,8]", f"eval.num_tasks={n}", "eval.max_steps=3"])
+        model, tasks, _, _, inner = build(cfg)
+        init = model.init(np.random.RandomState(0), 0.1)
+        mse = MAML().adaptation_mse(model, init, evaluate.test_bank(tasks, cfg.task, cfg.eval),
+                                    evaluate.eval_inner(inner, cfg.eval))
+        rows = evaluate.summarise("scratch", mse)
+        assert [r["n_tasks"] for r in rows] == [n] * 4
         widths.append(np.mean([r["mse_ci95"] for r in rows]))
     assert widths[0] > widths[1] > widths[2]
     assert widths[0] / widths[2] == pytest.approx(4, rel=0.35)  # ~ 1/sqrt(n)

@@ -90,7 +90,7 @@ def start_and_stop(cmd, tmp_path, wait_for, sig):
 LONG = ["train.outer_steps=3000", "train.eval_every=100", "model.hidden=[16,16]", "task.num_points=30"]
 
 
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT, signal.SIGTERM, signal.SIGUSR2])
 def test_a_killed_or_interrupted_run_resumes_to_identical_results(tmp_path, sig):
     assert run_cli([*LONG, "hydra.run.dir=straight"], cwd=tmp_path).returncode == 0
     cmd = [sys.executable, "-m", "maml_sweep", *LONG, "hydra.run.dir=cut"]
