@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from conftest import TINY, run_cli
+from maml_sweep.sweep import PLAN, planned_jobs, progress, summary_rows
 
 
 def summaries(sweep_dir):
@@ -26,6 +27,15 @@ def sweep_table(sweep_dir):
 def curve(run_dir):
     with open(run_dir / "metrics.csv") as f:
         return [(r["step"], r["val_meta_objective"], r["train_meta_objective"]) for r in csv.DictReader(f)]
+
+
+def test_planned_jobs_expand_presets_and_command_line_like_the_sweeper(compose_cfg):
+    from hydra import compose
+    grid = compose("config", overrides=["sweep=grid", "task.bins=3"], return_hydra_config=True)
+    assert planned_jobs(grid) == 3 * 2 * 1  # the command line's task.bins replaces the preset's 3,6,12
+    assert planned_jobs(compose("config", overrides=["sweep=algorithms"], return_hydra_config=True)) == 7 * 3
+    optuna = compose("config", overrides=["sweep=optuna", "hydra.sweeper.n_trials=9"], return_hydra_config=True)
+    assert planned_jobs(optuna) == 9
 
 
 def test_joblib_launcher_gives_the_basic_launchers_numbers(tmp_path):
@@ -61,6 +71,9 @@ def test_optuna_preset_runs_trials_and_reports_the_best(tmp_path):
 def test_a_diverging_run_is_marked_and_the_sweep_exits_0(tmp_path):
     proc = run_cli(["-m", "algorithm.inner_lr=0.1,50", *TINY, "hydra.sweep.dir=sweep"], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
+    plan = json.loads((tmp_path / "sweep" / PLAN).read_text())
+    p = progress(summary_rows(tmp_path / "sweep"), plan, time.time())
+    assert (p["ended"], p["planned"], p["counts"], p["eta_s"]) == (2, 2, {"completed": 1, "diverged": 1}, 0)
     ok, bad = summaries(tmp_path / "sweep")
     assert ok["status"] == "completed"
     assert bad["status"] == "diverged" and bad["diverged_step"] >= 1 and bad["val_meta_objective"] is None
