@@ -11,9 +11,9 @@ from hydra.types import RunMode
 from omegaconf import OmegaConf
 
 from . import rundir
-from .config import ConfigError, check_values, register_configs
+from .config import ConfigError, register_configs
 from .sweep import write_sweep_summary
-from .train import check_run_dir, config_hash, run
+from .train import run
 
 register_configs()
 
@@ -28,24 +28,22 @@ def main(cfg) -> float:
     """
     hc = HydraConfig.get()
     out_dir = Path(hc.runtime.output_dir)
-    try:
-        check_run_dir(out_dir, config_hash(cfg))  # before writing anything into out_dir
+
+    def record() -> None:
         rundir.save_hydra_record(out_dir, {
             "config.yaml": OmegaConf.to_yaml(cfg, resolve=True),  # self-contained: readers need no resolver
             "hydra.yaml": OmegaConf.to_yaml({"hydra": hc}),
             "overrides.yaml": OmegaConf.to_yaml(list(hc.overrides.task)),
         })
-        errors = check_values(cfg)
-        if errors:
-            rundir.write_json(out_dir / rundir.SUMMARY, {"status": "failed", "steps": 0, "error": "; ".join(errors)})
-            raise ConfigError("; ".join(errors))
+
+    try:
+        summary = run(cfg, out_dir, on_accept=record)
     except ConfigError as exc:
         if hc.mode == RunMode.MULTIRUN:
             raise  # this job fails; the launcher runs the others
         for line in str(exc).split("; "):
             print(f"maml-sweep: error: {line}", file=sys.stderr)
         sys.exit(2)
-    summary = run(cfg, out_dir)
     if summary["status"] == "interrupted" and (hc.mode == RunMode.RUN or _in_process_launcher(hc)):
         if hc.mode == RunMode.MULTIRUN:
             write_sweep_summary(Path(hc.sweep.dir))  # Hydra's on_job_end will not run

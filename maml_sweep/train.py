@@ -45,28 +45,32 @@ def build(cfg):
     return model, make_tasks(cfg.task), ALGORITHMS[a.name](), optimizer, inner
 
 
-def run(cfg, out_dir) -> dict:
+def run(cfg, out_dir, on_accept=None) -> dict:
     """Train (or resume, or skip) the experiment ``cfg`` in ``out_dir``; returns its summary dict.
 
-    Raises :class:`ConfigError` for bad values (before anything is written) and when ``out_dir``
-    holds a run of a different config.
+    In this order: a directory holding a run of another config is refused untouched
+    (:class:`ConfigError`); ``on_accept()`` is called (the CLI records ``.hydra/`` there); bad values
+    are recorded as a failed run and raised (:class:`ConfigError`); then a finished run is skipped,
+    an unfinished one resumed from its checkpoint, or a new one started.
     """
-    errors = check_values(cfg)
-    if errors:
-        raise ConfigError("; ".join(errors))
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     chash = config_hash(cfg)
     check_run_dir(out_dir, chash)
+    if on_accept is not None:
+        on_accept()
+    errors = check_values(cfg)
+    if errors:
+        rundir.write_json(out_dir / rundir.SUMMARY, {"status": "failed", "steps": 0, "error": "; ".join(errors)})
+        raise ConfigError("; ".join(errors))
     previous = rundir.read_summary(out_dir)
-    checkpoint = rundir.load_checkpoint(out_dir)
     if previous is not None and previous["status"] in FINISHED:
         log.info("%s already %s at step %d: skipped", out_dir, previous["status"], previous["steps"])
         return previous
 
     threads = cfg.train.blas_threads
     with threadpool_limits(threads) if threads > 0 else nullcontext():
-        return Trainer(cfg, out_dir, chash).train(checkpoint)
+        return Trainer(cfg, out_dir, chash).train(rundir.load_checkpoint(out_dir))
 
 
 def config_hash(cfg) -> str:
@@ -152,7 +156,7 @@ class Trainer:
             if step in self.snapshot_steps:
                 state["snapshots"].append((step, params))
             if step % self.eval_every == 0 or step == self.outer_steps:
-                val = self.validate(state)
+                val = outcome["val"] = self.validate(state)
                 state["train_s"] = start_train_s + time.perf_counter() - t0
                 state["rng_state"] = streams.get_state(rng)
                 metrics.append(step, val, float(train_loss), state["train_s"])
@@ -216,7 +220,9 @@ class Trainer:
         return summary
 
     def write_summary(self, state: dict, outcome: dict, steps_run: int, loop_s: float, extra=None) -> dict:
-        val = self.validate(state) if outcome["status"] == "completed" else math.nan
+        val = math.nan
+        if outcome["status"] == "completed":  # the last step always validates; not when resumed at the end
+            val = outcome["val"] if "val" in outcome else self.validate(state)
         summary = {
             "status": outcome["status"], "steps": state["step"], "outer_steps": self.outer_steps,
             "val_meta_objective": val, "train_meta_objective": outcome["train_loss"],
