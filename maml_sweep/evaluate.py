@@ -11,11 +11,10 @@ from pathlib import Path
 import numpy as np
 
 from .maml import InnerLoop
-from .rundir import atomic_path
+from .rundir import ADAPTATION_COLUMNS, atomic_path
 from .streams import keyed_stream
 from .tasks import Task
 
-ADAPTATION_COLUMNS = ("init", "k", "mse_mean", "mse_ci95", "n_tasks")
 Z95 = 1.959963984540054  # normal quantile for a two-sided 95% interval
 
 

@@ -32,19 +32,25 @@ PARAMS = "params.npz"
 CHECKPOINT = "checkpoint.pkl"
 FITS = "validation_fits.png"
 ADAPTATION = "adaptation.csv"
+HYDRA_CONFIG = Path(".hydra") / "config.yaml"
+HYDRA_OVERRIDES = Path(".hydra") / "overrides.yaml"
 METRIC_COLUMNS = ("step", "val_meta_objective", "train_meta_objective", "elapsed_s")
+ADAPTATION_COLUMNS = ("init", "k", "mse_mean", "mse_ci95", "n_tasks")
 VERSIONED_PACKAGES = ("maml-sweep", "numpy", "autograd", "hydra-core", "omegaconf")
 
 
 @contextmanager
 def atomic_path(path: Path):
-    """Yield a temporary path beside ``path`` (same suffix); rename it onto ``path`` on success."""
+    """Yield a temporary path beside ``path`` (same suffix); rename it onto ``path`` on success,
+    with the permissions a plainly created file would get (mkstemp makes 0600)."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
     os.close(fd)
     try:
         yield Path(tmp)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; results are for sharing
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -43,7 +43,7 @@ def summary_rows(sweep_dir: Path) -> list[dict]:
     """One dict per run: job number, overrides (joined, and one column per key), headline metrics."""
     rows = []
     for run in run_dirs(sweep_dir):
-        overrides_file = run / ".hydra" / "overrides.yaml"
+        overrides_file = run / rundir.HYDRA_OVERRIDES
         overrides = yaml.safe_load(overrides_file.read_text()) if overrides_file.exists() else []
         summary = rundir.read_summary(run) or {"status": "pending"}
         row = {"job": int(run.name), "overrides": " ".join(overrides)}

@@ -19,6 +19,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from .. import rundir
+
 try:
     _YAML_LOADER = yaml.CSafeLoader
 except AttributeError:  # PyYAML without libyaml
@@ -26,8 +28,7 @@ except AttributeError:  # PyYAML without libyaml
 
 # Text columns: pandas 3's string dtype ("str"); plain object columns on pandas 2.
 STR = "str" if int(pd.__version__.split(".")[0]) >= 3 else object
-CONFIG = Path(".hydra") / "config.yaml"
-OVERRIDES = Path(".hydra") / "overrides.yaml"
+CONFIG, OVERRIDES = rundir.HYDRA_CONFIG, rundir.HYDRA_OVERRIDES
 # Summary keys that are not per-run numbers.
 _SUMMARY_TEXT = ("status", "error", "config_hash")
 _SUMMARY_SKIP = ("versions",)
@@ -112,7 +113,7 @@ def find_run_dirs(paths: Iterable[str | os.PathLike]) -> tuple[list[Path], list[
             for root, dirs, files in os.walk(m):
                 if ".hydra" in dirs:
                     run = Path(root).resolve()
-                    if os.path.isfile(os.path.join(root, ".hydra", "config.yaml")):
+                    if os.path.isfile(os.path.join(root, CONFIG)):
                         found[run] = None
                     else:
                         no_config[run] = "no .hydra/config.yaml (run starting or not a Hydra job)"
@@ -227,7 +228,7 @@ def read_adaptation_csv(path: Path) -> tuple[pd.DataFrame | None, str | None]:
                             "n_tasks": float(rec.get("n_tasks", "nan") or "nan")})
         except ValueError:
             issue = f"adaptation.csv: malformed line {i + 2} dropped"
-    return pd.DataFrame.from_records(records, columns=["init", "k", "mse_mean", "mse_ci95", "n_tasks"]), issue
+    return pd.DataFrame.from_records(records, columns=list(rundir.ADAPTATION_COLUMNS)), issue
 
 
 def _load_yaml(path: Path):
@@ -284,7 +285,7 @@ def read_run(run_dir: Path) -> _Run:
         override_keys.append(col)
 
     summary = {}
-    summary_path = run_dir / "summary.json"
+    summary_path = run_dir / rundir.SUMMARY
     if summary_path.exists():
         try:
             summary = json.loads(summary_path.read_text())
@@ -300,8 +301,8 @@ def read_run(run_dir: Path) -> _Run:
         issues.append("no summary.json (starting, or killed before writing one)")
 
     header, metrics = [], np.empty((0, 0))
-    if (run_dir / "metrics.csv").exists():
-        header, metrics, issue = read_metrics_csv(run_dir / "metrics.csv")
+    if (run_dir / rundir.METRICS).exists():
+        header, metrics, issue = read_metrics_csv(run_dir / rundir.METRICS)
         if issue:
             issues.append(issue)
     if status == "completed" and summary.get("steps") is not None and summary.get("outer_steps") is not None \
@@ -309,8 +310,8 @@ def read_run(run_dir: Path) -> _Run:
         issues.append(f"completed with {summary['steps']} of {summary['outer_steps']} steps")
 
     adaptation = None
-    if (run_dir / "adaptation.csv").exists():
-        adaptation, issue = read_adaptation_csv(run_dir / "adaptation.csv")
+    if (run_dir / rundir.ADAPTATION).exists():
+        adaptation, issue = read_adaptation_csv(run_dir / rundir.ADAPTATION)
         if issue:
             issues.append(issue)
     return _Run(run_dir, flat, override_keys, summary, status, header, metrics, adaptation, issues)
@@ -537,7 +538,7 @@ def _adaptation_frame(runs: list[_Run], ids: list[str]) -> pd.DataFrame:
     for i, r in enumerate(runs):
         if r.adaptation is not None and len(r.adaptation):
             frames.append(r.adaptation.assign(run=ids[i]))
-    cols = ["run", "init", "k", "mse_mean", "mse_ci95", "n_tasks"]
+    cols = ["run", *rundir.ADAPTATION_COLUMNS]
     if not frames:
         return pd.DataFrame({"run": pd.array([], dtype=STR), "init": pd.array([], dtype=STR),
                              "k": np.empty(0, np.int64), "mse_mean": np.empty(0), "mse_ci95": np.empty(0),

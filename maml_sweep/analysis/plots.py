@@ -5,9 +5,7 @@ nothing to draw); :func:`save_figure` writes it as PNG and PDF atomically and cl
 """
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 import textwrap
 from pathlib import Path
 
@@ -18,6 +16,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
+
+from .. import rundir  # noqa: E402
 
 BOOT_SEED = 0  # seaborn's bootstrap seed: the same figure every time
 
@@ -72,13 +72,6 @@ def _log_if_wide(ax_values: np.ndarray) -> bool:
     return bool(len(v) and (v > 0).all() and v.max() / v.min() > 20)
 
 
-def readable(path) -> None:
-    """Give a temp file (mkstemp makes it 0600) the permissions of a normally created file."""
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(path, 0o666 & ~mask)
-
-
 def save_figure(fig, out_dir: Path, name: str, dpi: int = 110) -> list[Path]:
     """Write ``name.png`` and ``name.pdf`` into ``out_dir`` (temp file + rename), close the figure."""
     out_dir = Path(out_dir)
@@ -86,15 +79,8 @@ def save_figure(fig, out_dir: Path, name: str, dpi: int = 110) -> list[Path]:
     paths = []
     for ext in ("png", "pdf"):
         path = out_dir / f"{name}.{ext}"
-        fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=f".{name}.", suffix=f".{ext}")
-        os.close(fd)
-        try:
+        with rundir.atomic_path(path) as tmp:
             fig.savefig(tmp, format=ext, dpi=dpi, bbox_inches="tight")
-            readable(tmp)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
         paths.append(path)
     plt.close(fig)
     return paths
@@ -207,11 +193,11 @@ def best_fits(run_path: Path, n_tasks: int = 4) -> plt.Figure | None:
     from ..train import build
 
     run_path = Path(run_path)
-    params_file = run_path / "params.npz"
+    params_file = run_path / rundir.PARAMS
     if not params_file.exists():
         return None
     try:
-        cfg = OmegaConf.create(yaml.safe_load((run_path / ".hydra" / "config.yaml").read_text()))
+        cfg = OmegaConf.create(yaml.safe_load((run_path / rundir.HYDRA_CONFIG).read_text()))
         model, family, algorithm, _, inner = build(cfg)
         with np.load(params_file) as f:
             meta = {k: f[k] for k in f.files}

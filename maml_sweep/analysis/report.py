@@ -8,14 +8,13 @@ from __future__ import annotations
 import base64
 import html
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import pandas as pd
 
+from .. import rundir
 from . import plots
 from .aggregate import aggregate, best_config, config_mask, curve_bands, is_test_metric, ranked, t975
 from .load import COMPLETED, RunSet
@@ -26,16 +25,8 @@ TOP = 15  # configurations listed in the report (all of them are in the CSV)
 
 def atomic_write(path: Path, data: str | bytes) -> None:
     """Write a file via a temp file and rename, so a reader never sees half of it."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.encode() if isinstance(data, str) else data)
-        plots.readable(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with rundir.atomic_path(path) as tmp:
+        tmp.write_bytes(data.encode() if isinstance(data, str) else data)
 
 
 def write_csv(frame: pd.DataFrame, path: Path) -> None:

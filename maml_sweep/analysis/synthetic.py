@@ -8,14 +8,14 @@ from __future__ import annotations
 import copy
 import functools
 import itertools
-import json
 import math
 from pathlib import Path
 
 import numpy as np
 import yaml
 
-METRIC_HEADER = "step,val_meta_objective,train_meta_objective,elapsed_s"
+from .. import rundir
+
 
 
 def base_config(seed: int = 0) -> dict:
@@ -65,24 +65,23 @@ def write_run(run_dir: Path, config: dict, overrides: list[str], *, metrics: lis
     run_dir = Path(run_dir)
     hydra_dir = run_dir / ".hydra"
     hydra_dir.mkdir(parents=True, exist_ok=True)
-    (hydra_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    (hydra_dir / "overrides.yaml").write_text(yaml.safe_dump(list(overrides)))
+    (run_dir / rundir.HYDRA_CONFIG).write_text(yaml.safe_dump(config, sort_keys=False))
+    (run_dir / rundir.HYDRA_OVERRIDES).write_text(yaml.safe_dump(list(overrides)))
     (hydra_dir / "hydra.yaml").write_text(yaml.safe_dump(
         {"hydra": {"job": {"name": "maml_sweep", "override_dirname": ",".join(overrides)}}}))
     if metrics is not None:
-        lines = [METRIC_HEADER] + [f"{s},{v:.10g},{t:.10g},{e:.4f}" for s, v, t, e in metrics]
+        lines = [",".join(rundir.METRIC_COLUMNS)] + [f"{s},{v:.10g},{t:.10g},{e:.4f}" for s, v, t, e in metrics]
         text = "\n".join(lines) + "\n"
         if truncate_last_line and metrics:
             text = text[: len(text) - len(lines[-1]) // 2 - 1]
-        (run_dir / "metrics.csv").write_text(text)
+        (run_dir / rundir.METRICS).write_text(text)
     if summary is not None:
-        safe = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in summary.items()}
-        (run_dir / "summary.json").write_text(json.dumps(safe, indent=2, sort_keys=True) + "\n")
+        rundir.write_json(run_dir / rundir.SUMMARY, summary)
     if params is not None:
-        np.savez(run_dir / "params.npz", **params)
+        rundir.save_params(run_dir / rundir.PARAMS, params)
     if adaptation is not None:
-        rows = ["init,k,mse_mean,mse_ci95,n_tasks"] + [f"{i},{k},{m:.6g},{c:.6g},{n}" for i, k, m, c, n in adaptation]
-        (run_dir / "adaptation.csv").write_text("\n".join(rows) + "\n")
+        rows = [",".join(rundir.ADAPTATION_COLUMNS)] + [f"{i},{k},{m:.6g},{c:.6g},{n}" for i, k, m, c, n in adaptation]
+        (run_dir / rundir.ADAPTATION).write_text("\n".join(rows) + "\n")
     (run_dir / "maml_sweep.log").write_text("synthetic run\n")
     return run_dir
 
