@@ -18,6 +18,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from .. import rundir  # noqa: E402
+from ..figures import draw_adaptation  # noqa: E402
 
 BOOT_SEED = 0  # seaborn's bootstrap seed: the same figure every time
 
@@ -208,12 +209,8 @@ def best_fits(run_path: Path, n_tasks: int = 4) -> plt.Figure | None:
     fig, axes = plt.subplots(1, n_tasks, figsize=(3.2 * n_tasks, 2.8), sharey=True)
     axes = np.atleast_1d(axes)
     for i, (ax, task, trajectory) in enumerate(zip(axes, tasks, trajectories)):
-        lo, hi = getattr(family, "xmin", task.x.min()), getattr(family, "xmax", task.x.max())
-        xs = np.linspace(lo, hi, 300)
-        ax.plot(task.x, task.y, "bx", markersize=4, label="data")
-        for j, p in enumerate(trajectory):
-            ax.plot(xs, model.predict(p, xs), "r-", alpha=(j + 1) / len(trajectory), linewidth=1.2,
-                    label=f"after {len(trajectory) - 1} steps" if j == len(trajectory) - 1 else None)
+        xlim = getattr(family, "xmin", task.x.min()), getattr(family, "xmax", task.x.max())
+        draw_adaptation(ax, model.predict, task, trajectory, xlim, ms=4, lw=1.2)
         ax.set_title(f"test task {i + 1}", fontsize=9)
         ax.set_xlabel("x")
     axes[0].set_ylabel("y")
