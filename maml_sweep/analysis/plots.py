@@ -200,8 +200,7 @@ def best_fits(run_path: Path, n_tasks: int = 4) -> plt.Figure | None:
     try:
         cfg = OmegaConf.create(yaml.safe_load((run_path / rundir.HYDRA_CONFIG).read_text()))
         model, family, algorithm, _, inner = build(cfg)
-        with np.load(params_file) as f:
-            meta = {k: f[k] for k in f.files}
+        meta = rundir.load_params(params_file)
         tasks = test_bank(family, cfg.task, OmegaConf.merge(cfg.eval, {"num_tasks": n_tasks}))
         trajectories = [algorithm.adapt(model, meta, task, inner) for task in tasks]
     except (KeyError, AttributeError, TypeError, ValueError, OSError, yaml.YAMLError):
