@@ -13,7 +13,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import II, MISSING
 
 from .algorithms import ALGORITHMS
-from .model import ACTIVATIONS
+from .model import ACTIVATIONS, INIT_SCHEMES
 from .tasks import TASK_FAMILIES
 
 
@@ -23,6 +23,8 @@ class ModelConfig:
     hidden: List[int] = field(default_factory=lambda: [50, 50])
     activation: str = "relu"
     init_std: float = 0.1
+    init: str = "normal"        # normal | truncated_normal (redrawn beyond 2 init_std)
+    zero_biases: bool = False   # biases start at 0 (the MAML paper's code) instead of drawn
 
 
 @dataclass
@@ -158,6 +160,7 @@ def check_values(cfg) -> list[str]:
     need(len(hidden) > 0 and all(h >= 1 for h in hidden), "model.hidden", "a non-empty list of positive layer sizes", hidden)
     need(m.activation in ACTIVATIONS, "model.activation", f"one of {', '.join(sorted(ACTIVATIONS))}", m.activation)
     need(_finite_positive(m.init_std), "model.init_std", "a finite number > 0", m.init_std)
+    need(m.init in INIT_SCHEMES, "model.init", f"one of {', '.join(INIT_SCHEMES)}", m.init)
     need(t.name in TASK_FAMILIES, "task.name", f"one of {', '.join(TASK_FAMILIES)}", t.name)
     need(math.isfinite(t.xmin) and math.isfinite(t.xmax) and t.xmin < t.xmax, "task.xmin", f"finite and < task.xmax ({t.xmax})", t.xmin)
     for low, high in (("ymin", "ymax"), ("amp_min", "amp_max"), ("phase_min", "phase_max")):

@@ -45,6 +45,22 @@ def build(cfg):
     return model, make_tasks(cfg.task), ALGORITHMS[a.name](), optimizer, inner
 
 
+def init_params(model: MLP, rng, model_cfg) -> dict:
+    """The model's initial parameters as ``model_cfg`` (init_std, init, zero_biases) asks."""
+    return model.init(rng, model_cfg.init_std, model_cfg.init, model_cfg.zero_biases)
+
+
+def scratch_key(model_cfg) -> dict:
+    """What keys the scratch init's stream: the model config, without the init options at their
+    defaults (so configs from before those options existed keep their scratch init)."""
+    key = OmegaConf.to_container(model_cfg, resolve=True) if isinstance(model_cfg, DictConfig) else dict(model_cfg)
+    if key.get("init") == "normal":
+        del key["init"]
+    if key.get("zero_biases") is False:
+        del key["zero_biases"]
+    return key
+
+
 def run(cfg, out_dir, on_accept=None) -> dict:
     """Train (or resume, or skip) the experiment ``cfg`` in ``out_dir``; returns its summary dict.
 
@@ -102,7 +118,7 @@ class Trainer:
         """Step 0. The notebook mode draws init, then its single validation task, then training
         tasks from one stream; otherwise validation tasks come from their own keyed stream."""
         init_rng, task_rng = streams.training_streams(self.cfg.seed, self.cfg.train.rng)
-        params = self.algorithm.init(self.model, self.model.init(init_rng, self.cfg.model.init_std), self.inner)
+        params = self.algorithm.init(self.model, init_params(self.model, init_rng, self.cfg.model), self.inner)
         if self.cfg.train.rng == "notebook":
             val_tasks = [self.tasks.sample(task_rng)]
         else:
@@ -183,8 +199,8 @@ class Trainer:
         mse = self.algorithm.adaptation_mse(self.model, params, bank, inner)
         rows = evaluate.summarise(self.algorithm.label, mse)
         if self.algorithm.label != "scratch":
-            rng = streams.keyed_stream(self.cfg.model, ev.seed, "scratch")
-            scratch = self.model.init(rng, self.cfg.model.init_std)
+            rng = streams.keyed_stream(scratch_key(self.cfg.model), ev.seed, "scratch")
+            scratch = init_params(self.model, rng, self.cfg.model)
             rows += evaluate.summarise("scratch", MAML().adaptation_mse(self.model, scratch, bank, inner))
         evaluate.write_adaptation_csv(self.out_dir / rundir.ADAPTATION, rows)
         curve = mse.mean(axis=0)
