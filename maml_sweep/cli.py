@@ -20,7 +20,7 @@ register_configs()
 
 @hydra.main(config_path="pkg://maml_sweep.conf", config_name="config", version_base="1.3")
 def main(cfg) -> float:
-    """Train one run; return its final validation meta-objective (inf unless completed) for sweepers.
+    """Train one run; return its final shared-validation MSE ``val_mse`` (inf unless completed) for sweepers.
 
     A run directory holding another config's run is refused untouched; bad values are recorded as
     a failed run before any training. Either gives one line and exit 2 in a single run, and an
@@ -48,7 +48,7 @@ def main(cfg) -> float:
         if hc.mode == RunMode.MULTIRUN:
             write_sweep_summary(Path(hc.sweep.dir))  # Hydra's on_job_end will not run
         sys.exit(130)  # stop here; with the basic launcher this also stops the rest of the sweep
-    value = summary["val_meta_objective"] if summary["status"] == "completed" else None
+    value = summary.get("val_mse") if summary["status"] == "completed" else None
     return math.inf if value is None else value
 
 

@@ -93,11 +93,12 @@ class TrainConfig:
 class EvalConfig:
     seed: int = 0             # keys the validation tasks and the test bank (with the task config)
     num_tasks: int = 300      # test bank size
-    val_tasks: int = 32       # validation tasks (rng=streams; the notebook mode keeps its single task)
+    val_tasks: int = 32       # shared validation tasks (val_mse; rng=streams: also val_meta_objective)
     max_steps: int = 10       # adaptation steps k = 0..max_steps on the test bank
     inner_lr: Optional[float] = None      # None: the training inner_lr
     support_size: Optional[int] = None    # shots per test task; None: task.support_size
     query_size: int = 100     # held-out points per test task that score the MSE
+    report_steps: List[int] = field(default_factory=lambda: [1, 5, 10])  # k of the summary's test_*_k<k> keys
 
 
 @dataclass
@@ -195,5 +196,8 @@ def check_values(cfg) -> list[str]:
     need(ev.inner_lr is None or _finite_positive(ev.inner_lr), "eval.inner_lr", "null (the training inner_lr) or a finite number > 0", ev.inner_lr)
     need(ev.support_size is None or ev.support_size >= 1, "eval.support_size", "null (task.support_size) or an integer >= 1", ev.support_size)
     need(ev.query_size >= 1, "eval.query_size", "an integer >= 1", ev.query_size)
+    steps = list(ev.report_steps)
+    need(len(steps) > 0 and all(0 <= k <= ev.max_steps for k in steps), "eval.report_steps",
+         f"a non-empty list of steps k in 0..eval.max_steps ({ev.max_steps})", steps)
     need(cfg.seed >= 0, "seed", "an integer >= 0", cfg.seed)
     return errors

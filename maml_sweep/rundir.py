@@ -8,7 +8,11 @@ A run directory holds, besides Hydra's ``.hydra/``:
 - ``params.npz``: final meta-parameters, one array per name (see :mod:`maml_sweep.model`);
 - ``checkpoint.pkl``: step, params, optimizer state, RNG state, figure snapshots, for resume;
 - ``validation_fits.png``: the notebook's grid of adaptation trajectories;
-- ``adaptation.csv``: test-bank MSE after k adaptation steps per init (see :mod:`maml_sweep.evaluate`).
+- ``adaptation.csv``: statistics over the test bank of the MSE after k adaptation steps, per init
+  (columns :data:`ADAPTATION_COLUMNS`; see :mod:`maml_sweep.stats`);
+- ``test_mse.npz``: every test task's MSE after k = 0..eval.max_steps steps, one float64 array of
+  shape (eval.num_tasks, eval.max_steps + 1) per init (``trained`` or ``pretrain``, ``scratch``),
+  tasks in test-bank order (the same for every run of a task config and eval.seed), NaN/inf kept.
 
 Files a reader could mistake for complete are written atomically (temp file + rename).
 """
@@ -34,8 +38,12 @@ FITS = "validation_fits.png"
 ADAPTATION = "adaptation.csv"
 HYDRA_CONFIG = Path(".hydra") / "config.yaml"
 HYDRA_OVERRIDES = Path(".hydra") / "overrides.yaml"
-METRIC_COLUMNS = ("step", "val_meta_objective", "train_meta_objective", "elapsed_s")
-ADAPTATION_COLUMNS = ("init", "k", "mse_mean", "mse_ci95", "n_tasks")
+TEST_MSE = "test_mse.npz"
+# val_mse: plain MSE on the shared validation tasks (eval.val_tasks, the same in every rng mode).
+METRIC_COLUMNS = ("step", "val_meta_objective", "val_mse", "train_meta_objective", "elapsed_s")
+# Over the test bank's tasks: mean, its 95% bootstrap CI, median, 10% trimmed mean, blow-up fraction.
+ADAPTATION_COLUMNS = ("init", "k", "mse_mean", "mse_ci95_low", "mse_ci95_high", "mse_median", "mse_trimmed",
+                      "blowup_frac", "n_tasks")
 VERSIONED_PACKAGES = ("maml-sweep", "numpy", "autograd", "hydra-core", "omegaconf")
 
 
@@ -69,14 +77,17 @@ def read_summary(run_dir: Path) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def save_params(path: Path, params: dict) -> None:
-    """Save a parameter dict as ``.npz``, one array per name, atomically."""
+def save_arrays(path: Path, arrays: dict) -> None:
+    """Save a dict of arrays as ``.npz``, one array per name, atomically (params.npz, test_mse.npz)."""
     with atomic_path(path) as tmp:
-        np.savez(tmp, **{k: np.asarray(v) for k, v in params.items()})
+        np.savez(tmp, **{k: np.asarray(v) for k, v in arrays.items()})
+
+
+save_params = save_arrays
 
 
 def load_params(path: Path) -> dict:
-    """Load a parameter dict saved by :func:`save_params` (names in saved order)."""
+    """Load a dict of arrays saved by :func:`save_arrays` (names in saved order)."""
     with np.load(path) as data:
         return {k: data[k] for k in data.files}
 
@@ -132,8 +143,8 @@ class MetricsLog:
                 kept.append(line + "\n")
         return kept
 
-    def append(self, step: int, val: float, train: float, elapsed_s: float) -> None:
-        self._file.write(f"{step},{val:.10g},{train:.10g},{elapsed_s:.4f}\n")
+    def append(self, step: int, val: float, val_mse: float, train: float, elapsed_s: float) -> None:
+        self._file.write(f"{step},{val:.10g},{val_mse:.10g},{train:.10g},{elapsed_s:.4f}\n")
         self._file.flush()
 
     def close(self) -> None:

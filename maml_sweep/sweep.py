@@ -29,7 +29,7 @@ PLAN = ".sweep_plan.json"
 ENDED = ("completed", "diverged", "failed", "interrupted")
 
 SWEEP_SUMMARY = "sweep_summary.csv"
-HEADLINE = ("status", "steps", "outer_steps", "val_meta_objective", "train_meta_objective", "wall_s",
+HEADLINE = ("status", "steps", "outer_steps", "val_mse", "val_meta_objective", "train_meta_objective", "wall_s",
             "ms_per_step", "diverged_step", "error")
 
 

@@ -20,7 +20,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 from threadpoolctl import threadpool_limits
 
-from . import evaluate, rundir, streams
+from . import evaluate, rundir, stats, streams
 from .algorithms import ALGORITHMS, MAML
 from .config import ConfigError, check_values
 from .figures import panel_steps, plot_validation_fits
@@ -113,6 +113,7 @@ class Trainer:
         self.outer_steps = cfg.train.outer_steps
         self.meta_batch_size, self.eval_every = cfg.train.meta_batch_size, cfg.train.eval_every
         self.snapshot_steps = set(panel_steps(self.outer_steps))
+        self.shared_val = evaluate.validation_tasks(self.tasks, cfg.task, cfg.eval)
 
     def fresh_state(self) -> dict:
         """Step 0. The notebook mode draws init, then its single validation task, then training
@@ -122,7 +123,7 @@ class Trainer:
         if self.cfg.train.rng == "notebook":
             val_tasks = [self.tasks.sample(task_rng)]
         else:
-            val_tasks = evaluate.validation_tasks(self.tasks, self.cfg.task, self.cfg.eval)
+            val_tasks = self.shared_val
         return {"step": 0, "params": params, "opt_state": self.optimizer.init(params),
                 "rng_state": streams.get_state(task_rng), "val_tasks": val_tasks, "snapshots": [],
                 "train_s": 0.0, "config_hash": self.chash}
@@ -172,11 +173,12 @@ class Trainer:
             if step in self.snapshot_steps:
                 state["snapshots"].append((step, params))
             if step % self.eval_every == 0 or step == self.outer_steps:
-                val = outcome["val"] = self.validate(state)
+                vals = outcome["val"] = self.validate(state)
+                val = vals["val_meta_objective"]
                 state["train_s"] = start_train_s + time.perf_counter() - t0
                 state["rng_state"] = streams.get_state(rng)
-                metrics.append(step, val, float(train_loss), state["train_s"])
-                self.log_progress(step, val, train_loss, start_step, t0)
+                metrics.append(step, val, vals["val_mse"], float(train_loss), state["train_s"])
+                self.log_progress(step, vals, train_loss, start_step, t0)
                 if not (math.isfinite(val) and val < EXPLODED):
                     outcome.update(status="diverged", diverged_step=step)
                     return
@@ -186,34 +188,36 @@ class Trainer:
                 return
         outcome["status"] = "completed"
 
-    def validate(self, state: dict) -> float:
-        """Mean meta-objective over the validation tasks: query loss after the inner loop."""
-        return self.algorithm.objective(self.model, state["params"], state["val_tasks"], self.inner)
+    def validate(self, state: dict) -> dict:
+        """``val_meta_objective``: mean meta-objective (loss_scale x query MSE after the inner loop)
+        on the run's validation tasks (the notebook mode: its single task from the legacy stream);
+        ``val_mse``: plain query MSE after ``inner_steps`` steps on the shared validation tasks
+        (``eval.val_tasks`` from the keyed validation stream, the same in every rng mode), mean
+        over tasks, inf if any task's is not finite. Model selection uses ``val_mse``."""
+        mse = self.algorithm.adaptation_mse(self.model, state["params"], self.shared_val, self.inner)[:, -1]
+        return {"val_meta_objective": self.algorithm.objective(self.model, state["params"], state["val_tasks"], self.inner),
+                "val_mse": float(stats.mean(mse))}
 
     def evaluate(self, params: dict) -> dict:
         """Adaptation curves on the test bank for the trained init and the scratch baseline, into
         adaptation.csv; returns the headline numbers for summary.json."""
-        ev = self.cfg.eval
+        ev, label = self.cfg.eval, self.algorithm.label
         bank = evaluate.test_bank(self.tasks, self.cfg.task, ev)
         inner = evaluate.eval_inner(self.inner, ev)
-        mse = self.algorithm.adaptation_mse(self.model, params, bank, inner)
-        rows = evaluate.summarise(self.algorithm.label, mse)
-        if self.algorithm.label != "scratch":
+        mse = {label: self.algorithm.adaptation_mse(self.model, params, bank, inner)}
+        if label != "scratch":
             rng = streams.keyed_stream(scratch_key(self.cfg.model), ev.seed, "scratch")
             scratch = init_params(self.model, rng, self.cfg.model)
-            rows += evaluate.summarise("scratch", MAML().adaptation_mse(self.model, scratch, bank, inner))
-        evaluate.write_adaptation_csv(self.out_dir / rundir.ADAPTATION, rows)
-        curve = mse.mean(axis=0)
-        ks = sorted({min(1, ev.max_steps), min(self.inner.steps, ev.max_steps), ev.max_steps})
-        return {**{f"test_mse_k{k}": float(curve[k]) for k in ks},
-                "test_mse_at_inner_steps": float(curve[min(self.inner.steps, ev.max_steps)]),
-                "noise_floor": float(self.tasks.noise) ** 2, "n_test_tasks": len(bank)}
+            mse["scratch"] = MAML().adaptation_mse(self.model, scratch, bank, inner)
+        keys = evaluate.record(self.out_dir, mse, label, ev.report_steps, self.inner.steps)
+        return {**keys, "noise_floor": float(self.tasks.noise) ** 2}
 
-    def log_progress(self, step: int, val: float, train_loss: float, start_step: int, t0: float) -> None:
+    def log_progress(self, step: int, vals: dict, train_loss: float, start_step: int, t0: float) -> None:
         rate = (step - start_step) / max(time.perf_counter() - t0, 1e-9)
         eta = (self.outer_steps - step) / rate if rate > 0 else math.inf
-        log.info("step %d/%d  val_meta_objective %.3f  train %.3f  %.0f steps/s  ETA %s",
-                 step, self.outer_steps, val, float(train_loss), rate, _duration(eta))
+        log.info("step %d/%d  val_meta_objective %.3f  val_mse %.3f  train %.3f  %.0f steps/s  ETA %s",
+                 step, self.outer_steps, vals["val_meta_objective"], vals["val_mse"], float(train_loss), rate,
+                 _duration(eta))
 
     def finish(self, state: dict, outcome: dict, steps_run: int, loop_s: float) -> dict:
         """Save what the outcome calls for and the summary; returns the summary."""
@@ -236,12 +240,12 @@ class Trainer:
         return summary
 
     def write_summary(self, state: dict, outcome: dict, steps_run: int, loop_s: float, extra=None) -> dict:
-        val = math.nan
+        vals = {"val_meta_objective": math.nan, "val_mse": math.nan}
         if outcome["status"] == "completed":  # the last step always validates; not when resumed at the end
-            val = outcome["val"] if "val" in outcome else self.validate(state)
+            vals = outcome["val"] if "val" in outcome else self.validate(state)
         summary = {
             "status": outcome["status"], "steps": state["step"], "outer_steps": self.outer_steps,
-            "val_meta_objective": val, "train_meta_objective": outcome["train_loss"],
+            **vals, "train_meta_objective": outcome["train_loss"],
             "wall_s": state["train_s"], "ms_per_step": 1e3 * loop_s / steps_run if steps_run else None,
             "diverged_step": outcome["diverged_step"], "error": outcome["error"], "seed": self.cfg.seed,
             "config_hash": self.chash, "versions": rundir.package_versions(), **(extra or {}),

@@ -49,7 +49,7 @@ class RunSet:
 
     - ``runs``: one row per run (run, sweep, path, status, swept keys, config values, summary metrics);
     - ``curves``: long form (run, step, metric, value) from ``metrics.csv``;
-    - ``adaptation``: long form (run, init, k, mse_mean, mse_ci95, n_tasks) from ``adaptation.csv``;
+    - ``adaptation``: long form (run, init, k, mse_mean, ... n_tasks) from ``adaptation.csv``;
     - ``skipped``: (path, reason) for every directory that looked like a run but was not loaded;
     - ``issues``: (run, path, issue) for kept runs with something off (truncated metrics, no summary...);
     - ``swept``: the swept keys (columns of ``runs``), ``seed`` included when swept.
@@ -205,7 +205,7 @@ def read_metrics_csv(path: Path) -> tuple[list[str], np.ndarray, str | None]:
 
 
 def read_adaptation_csv(path: Path) -> tuple[pd.DataFrame | None, str | None]:
-    """adaptation.csv as a frame (init, k, mse_mean, mse_ci95, n_tasks), or (None, issue)."""
+    """adaptation.csv as a frame (columns ``rundir.ADAPTATION_COLUMNS``; missing ones NaN), or (None, issue)."""
     try:
         lines = path.read_text(errors="replace").split("\n")
     except OSError as e:
@@ -223,9 +223,7 @@ def read_adaptation_csv(path: Path) -> tuple[pd.DataFrame | None, str | None]:
                 raise ValueError
             rec = dict(zip(header, parts))
             records.append({"init": rec["init"], "k": int(float(rec["k"])),
-                            "mse_mean": float(rec["mse_mean"]),
-                            "mse_ci95": float(rec.get("mse_ci95", "nan") or "nan"),
-                            "n_tasks": float(rec.get("n_tasks", "nan") or "nan")})
+                            **{c: float(rec.get(c, "nan") or "nan") for c in rundir.ADAPTATION_COLUMNS[2:]}})
         except ValueError:
             issue = f"adaptation.csv: malformed line {i + 2} dropped"
     return pd.DataFrame.from_records(records, columns=list(rundir.ADAPTATION_COLUMNS)), issue
@@ -480,7 +478,7 @@ def load_runs(paths: str | os.PathLike | Iterable[str | os.PathLike],
 
 def _summary_rank(key: str):
     """Summary numbers in reading order: objectives, test MSEs, noise floor, cost, progress."""
-    head = ["val_meta_objective", "train_meta_objective"]
+    head = ["val_mse", "val_meta_objective", "train_meta_objective"]
     if key in head:
         return (0, head.index(key), 0, key)
     m = re.fullmatch(r"test_mse_k(\d+)", key)
@@ -541,8 +539,7 @@ def _adaptation_frame(runs: list[_Run], ids: list[str]) -> pd.DataFrame:
     cols = ["run", *rundir.ADAPTATION_COLUMNS]
     if not frames:
         return pd.DataFrame({"run": pd.array([], dtype=STR), "init": pd.array([], dtype=STR),
-                             "k": np.empty(0, np.int64), "mse_mean": np.empty(0), "mse_ci95": np.empty(0),
-                             "n_tasks": np.empty(0)})
+                             "k": np.empty(0, np.int64), **{c: np.empty(0) for c in rundir.ADAPTATION_COLUMNS[2:]}})
     out = pd.concat(frames, ignore_index=True)[cols]
     out["run"] = out["run"].astype(STR)
     out["init"] = out["init"].astype(STR)

@@ -267,8 +267,7 @@ def write_report(rs: RunSet, out_dir: Path, roles: Roles, *, sources: list[str],
     fixed_curve = [k for k in keys if k not in roles.curve_keys()]
     fixed_note = lambda fixed: ("; other keys at the best configuration's values: " +  # noqa: E731
                                 ", ".join(f"{k}={plots.label(best[k])}" for k in fixed)) if fixed and best is not None else ""
-    curve_metric = "val_meta_objective" if roles.select in ("val_meta_objective", "last_val_meta_objective") \
-        else roles.select
+    curve_metric = "val_meta_objective" if roles.select == "last_val_meta_objective" else roles.select
     if curve_metric not in set(rs.curves["metric"].astype(str)):
         curve_metric = "val_meta_objective"
     doc.h(2, "Learning curves")
@@ -279,7 +278,7 @@ def write_report(rs: RunSet, out_dir: Path, roles: Roles, *, sources: list[str],
     fig = plots.learning_curves(shown, curve_metric, roles.hue, roles.col, roles.row,
                                 title=f"{curve_metric}: mean over seeds, 95% bootstrap CI{fixed_note(fixed_curve)}")
     _emit(doc, fig, out_dir, "learning_curves", written, say,
-          f"Validation meta-objective against outer step; hue `{roles.hue}`"
+          f"`{curve_metric}` against outer step; hue `{roles.hue}`"
           + (f", columns `{roles.col}`" if roles.col else "") + (f", rows `{roles.row}`" if roles.row else "")
           + f"; bands: 95% bootstrap CI over seeds (all runs but diverged and failed ones, as far as each got){fixed_note(fixed_curve)}.",
           "No learning curves: no run has logged `metrics.csv` rows yet.")
