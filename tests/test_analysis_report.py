@@ -1,33 +1,39 @@
 """``maml-sweep-report`` end to end: the report files, flags, side-by-side sweeps, bad input."""
-import os
 import shutil
-import subprocess
-import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from analysis_fixtures import REPO, make_sweep
+from analysis_fixtures import make_sweep
+from conftest import run_module
 from maml_sweep.analysis import load_runs
 from maml_sweep.analysis.bench import main as bench_main
 from maml_sweep.analysis.report_cli import main
 from maml_sweep.analysis.roles import RoleError, choose_roles
 
 
-def report(args, cwd=None):
-    """Run the command in a subprocess (exit code, stdout, stderr)."""
-    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    proc = subprocess.run([sys.executable, "-m", "maml_sweep.analysis.report_cli", *map(str, args)],
-                          cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
-    return proc.returncode, proc.stdout, proc.stderr
+@pytest.fixture
+def report(capsys, monkeypatch):
+    """report(args, cwd) runs the command in-process in ``cwd``: (exit code, stdout, stderr)."""
+    def call(args, cwd):
+        monkeypatch.chdir(cwd)
+        try:
+            code = main([str(a) for a in args])
+        except SystemExit as exc:  # argparse's usage errors
+            code = exc.code
+        out, err = capsys.readouterr()
+        return code, out, err
+    return call
 
 
-def test_report_writes_markdown_html_figures_and_tables(real_sweep, tmp_path):
+def test_report_writes_markdown_html_figures_and_tables(real_sweep, tmp_path, report):
     code, out, err = report([real_sweep], cwd=tmp_path)
     assert code == 0, err
-    folder = tmp_path / "analysis" / "2026-11-26_10-00-00"
-    assert out.split() == [str(folder.relative_to(tmp_path) / "report.md"),
-                           str(folder.relative_to(tmp_path) / "report.html")]
+    md_path, html_path = out.split()
+    folder = tmp_path / Path(md_path).parent
+    assert folder.parent == tmp_path / "analysis" and folder.name.startswith("multirun_2026-11-26_10-00-00-")
+    assert html_path == str(Path(md_path).parent / "report.html")
     assert "loaded 8 runs" in err and "Traceback" not in err  # progress on stderr
     for name in ("learning_curves", "heatmap", "adaptation", "best_fits", "cost"):
         assert (folder / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
@@ -55,7 +61,7 @@ def test_flags_choose_metric_hue_facet_and_heatmap(real_sweep, tmp_path):
                  "--facet", "bins", "--heatmap", "inner_lr,bins", "-q"])
     assert code == 0
     md = (out / "report.md").read_text()
-    assert "hue `algorithm.inner_lr`, columns `task.bins`" in md
+    assert "colour: `algorithm.inner_lr`, columns: `task.bins`" in md
     assert "you asked for `ms_per_step`; the choice is made on validation: `val_mse`" in md
     assert "Final `ms_per_step` (mean over seeds) over `algorithm.inner_lr` and `task.bins`" in md
 
@@ -85,7 +91,7 @@ def test_two_sweeps_side_by_side_in_one_command(real_sweep, tmp_path):
     out = tmp_path / "cmp"
     assert main([str(a), str(b), "--out", str(out), "-q"]) == 0
     md = (out / "report.md").read_text()
-    assert "`sweep`" in md and "columns `sweep`" in md and "**16 runs**" in md
+    assert "`sweep`" in md and "columns: `sweep`" in md and "**16 runs**" in md
     ranked = pd.read_csv(out / "ranked.csv")
     assert len(ranked) == 8 and set(ranked["sweep"]) == {"10-00-00", "11-00-00"}
 
@@ -99,7 +105,7 @@ def test_two_sweeps_side_by_side_in_one_command(real_sweep, tmp_path):
                                            "task.bins, algorithm.inner_lr"),
     (["{sweep}", "--heatmap", "bins"], "--heatmap takes two keys X,Y; got 1: bins"),
 ])
-def test_bad_input_is_one_clear_line_and_a_nonzero_exit(real_sweep, tmp_path, args, message):
+def test_bad_input_is_one_clear_line_and_a_nonzero_exit(real_sweep, tmp_path, report, args, message):
     (tmp_path / "empty").mkdir()
     fill = {"missing": tmp_path / "missing", "empty": tmp_path / "empty", "sweep": real_sweep,
             "metrics": ", ".join(load_runs(real_sweep).metrics)}
@@ -110,13 +116,23 @@ def test_bad_input_is_one_clear_line_and_a_nonzero_exit(real_sweep, tmp_path, ar
     assert not (tmp_path / "analysis").exists()
 
 
-def test_usage_errors_are_one_line(tmp_path):
+def test_usage_errors_are_one_line(tmp_path, report):
     code, out, err = report([], cwd=tmp_path)
     assert code == 2 and len(err.strip().splitlines()) == 1 and "PATH" in err
 
 
+@pytest.mark.slow
+def test_the_command_runs_as_a_module_in_a_subprocess(real_sweep, tmp_path):
+    proc = run_module("maml_sweep.analysis.report_cli", [real_sweep, "--out", "r", "-q"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == [str(tmp_path.joinpath("r", "report.md").relative_to(tmp_path)),
+                                   str(tmp_path.joinpath("r", "report.html").relative_to(tmp_path))]
+    assert proc.stderr == ""
+
+
+@pytest.mark.slow
 def test_benchmark_script_runs_on_a_small_synthetic_sweep(tmp_path, capsys):
-    assert bench_main(["--runs", "100", "--dir", str(tmp_path)]) == 0
+    bench_main(["--runs", "100", "--dir", str(tmp_path)])  # its exit code compares a time with a target
     out = capsys.readouterr().out
     assert "load_runs: 100 runs" in out and "x the 30 s target" in out
     assert (tmp_path / "report" / "report.html").exists()
