@@ -116,24 +116,38 @@ def summarise(mse, n_boot: int = N_BOOT, seed: int = BOOT_SEED) -> dict[str, np.
             "trimmed": trimmed_mean(a), "blowup": blowup_fraction(a)}
 
 
-def hierarchical_bootstrap(diff, n_boot: int = N_BOOT, seed: int = BOOT_SEED, level: float = LEVEL):
-    """Mean of paired differences ``diff`` (S seeds, T tasks; the same T tasks for every seed) and
-    its 95% CI by a two-level bootstrap: resample seeds, then tasks (one task resample per
-    replicate, shared by the seeds, since every seed saw the same tasks).
-
-    Returns (estimate, low, high); with a single seed only tasks are resampled.
-    """
-    d = np.asarray(diff, dtype=float)
-    S, T = d.shape
-    rng = np.random.default_rng(seed)
+def hierarchical_means(x, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """Bootstrap replicates (n_boot,) of the mean of ``x`` (S seeds, T tasks; the same T tasks
+    for every seed): resample seeds, then tasks (one task resample per replicate, shared by the
+    seeds, since every seed saw the same tasks). With one seed only tasks are resampled."""
+    x = np.asarray(x, dtype=float)
+    S, T = x.shape
     ws = resample_counts(rng, S, n_boot) if S > 1 else np.ones((n_boot, 1), dtype=np.int64)
     wt = resample_counts(rng, T, n_boot)
     with np.errstate(invalid="ignore", over="ignore"):
+        boots = ((ws @ np.where(np.isfinite(x), x, 0.0)) * wt).sum(axis=1) / (S * T)
+    return _nonfinite_draws(boots, x, lambda mask: ((ws @ mask.astype(float)) * wt).sum(axis=1) > 0)
+
+
+def hierarchical_bootstrap(diff, n_boot: int = N_BOOT, seed: int = BOOT_SEED, level: float = LEVEL):
+    """Mean of paired differences ``diff`` (S seeds, T tasks) and its 95% CI by the two-level
+    bootstrap of :func:`hierarchical_means`. Returns (estimate, low, high)."""
+    d = np.asarray(diff, dtype=float)
+    with np.errstate(invalid="ignore", over="ignore"):
         est = d.mean()
-        boots = ((ws @ np.where(np.isfinite(d), d, 0.0)) * wt).sum(axis=1) / (S * T)
-    boots = _nonfinite_draws(boots, d, lambda mask: ((ws @ mask.astype(float)) * wt).sum(axis=1) > 0)
-    low, high = percentile_ci(boots, level)
+    low, high = percentile_ci(hierarchical_means(d, n_boot, np.random.default_rng(seed)), level)
     return float(est), float(low), float(high)
+
+
+def unpaired_difference(a, b, n_boot: int = N_BOOT, seed: int = BOOT_SEED, level: float = LEVEL):
+    """Mean of ``a`` minus mean of ``b`` (each (seeds, tasks), not paired: other seeds or other
+    tasks), each side resampled on its own by :func:`hierarchical_means`. Returns (estimate, low, high)."""
+    rng = np.random.default_rng(seed)
+    ra, rb = hierarchical_means(a, n_boot, rng), hierarchical_means(b, n_boot, rng)
+    with np.errstate(invalid="ignore"):
+        est = float(mean(np.ravel(a)) - mean(np.ravel(b)))
+        low, high = percentile_ci(ra - rb, level)
+    return est, float(low), float(high)
 
 
 def hierarchical_median_difference(a, b, n_boot: int = 1000, seed: int = BOOT_SEED, level: float = LEVEL):

@@ -114,6 +114,8 @@ class Trainer:
         self.meta_batch_size, self.eval_every = cfg.train.meta_batch_size, cfg.train.eval_every
         self.snapshot_steps = set(panel_steps(self.outer_steps))
         self.shared_val = evaluate.validation_tasks(self.tasks, cfg.task, cfg.eval)
+        for caveat in self.algorithm.caveats(self.inner):
+            log.warning(caveat)
 
     def fresh_state(self) -> dict:
         """Step 0. The notebook mode draws init, then its single validation task, then training

@@ -140,3 +140,27 @@ def test_val_mse_is_logged_in_notebook_mode_and_is_the_plain_mse_on_the_shared_t
     assert float(rows[-1]["val_mse"]) == pytest.approx(by_hand, rel=1e-8)
     assert summary["val_mse"] == pytest.approx(by_hand, rel=1e-8)
     assert summary["val_meta_objective"] != pytest.approx(0.5 * by_hand)  # the notebook's own single task
+
+
+def test_reevaluate_recomputes_the_same_test_results_from_params(compose_cfg, tmp_path):
+    from maml_sweep.reevaluate import reevaluate
+    from omegaconf import OmegaConf
+    cfg = compose_cfg([*TINY, "eval.max_steps=5", "eval.report_steps=[1,5]"])
+    record = {"config.yaml": OmegaConf.to_yaml(cfg, resolve=True)}  # what the CLI records
+    summary = run(cfg, tmp_path, on_accept=lambda: rundir.save_hydra_record(tmp_path, record))
+    before = rundir.load_params(tmp_path / rundir.TEST_MSE)
+    (tmp_path / rundir.TEST_MSE).unlink()
+    (tmp_path / rundir.ADAPTATION).write_text("stale\n")
+    again = reevaluate(tmp_path)
+    after = rundir.load_params(tmp_path / rundir.TEST_MSE)
+    assert list(after) == list(before) and all(np.array_equal(before[k], after[k]) for k in before)
+    assert {k: v for k, v in again.items() if k != "eval_s"} == {k: v for k, v in summary.items() if k != "eval_s"}
+    assert read_adaptation(tmp_path)[0]["init"] == "trained"
+
+
+def test_reptile_with_one_inner_step_warns_that_it_is_joint_training(compose_cfg, tmp_path, caplog):
+    Trainer(compose_cfg([*TINY, "algorithm=reptile", "algorithm.inner_steps=1"]), tmp_path, "x")
+    assert "is joint training, not meta-learning" in caplog.text
+    caplog.clear()
+    Trainer(compose_cfg([*TINY, "algorithm=reptile"]), tmp_path, "x")
+    assert "joint training" not in caplog.text
