@@ -17,7 +17,8 @@ import pandas as pd
 from .. import rundir
 from . import plots
 from .aggregate import aggregate, best_config, config_mask, curve_bands, is_test_metric, ranked, t975
-from .load import COMPLETED, RunSet
+from ..rundir import COMPLETED
+from .load import RunSet
 from .roles import Roles
 
 TOP = 15  # configurations listed in the report (all of them are in the CSV)
@@ -320,12 +321,15 @@ def write_report(rs: RunSet, out_dir: Path, roles: Roles, *, sources: list[str],
     if best is not None:
         cand = runs[config_mask(runs, keys, best) & (runs["status"].astype(str) == COMPLETED)]
         cand = cand[np.isfinite(cand[roles.select].astype(float))].sort_values(roles.select)
-        fig = plots.best_fits(Path(cand.iloc[0]["path"])) if len(cand) else None
+        missing = "No fits: the best run has no `params.npz`."
+        try:
+            fig = plots.best_fits(Path(cand.iloc[0]["path"])) if len(cand) else None
+        except rundir.RestoreError as e:
+            fig, missing = None, f"No fits: {e}."
         _emit(doc, fig, out_dir, "best_fits", written, say,
               f"Run `{cand.iloc[0]['run'] if len(cand) else ''}` (lowest `{roles.select}` in the best "
               f"configuration) adapted to the first four tasks of its test bank: data as blue crosses, each inner step's "
-              f"prediction in red, fading in.",
-              "No fits: the best run has no `params.npz`, or its task family is not known to this report.")
+              f"prediction in red, fading in.", missing)
     else:
         doc.p("No fits: there is no best configuration.")
 
