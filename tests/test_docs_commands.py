@@ -11,11 +11,11 @@ import importlib
 import importlib.util
 import re
 import shlex
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from conftest import run_cli
 
 REPO = Path(__file__).resolve().parent.parent
 PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
@@ -132,8 +132,7 @@ def test_maml_sweep_commands_print_their_config(tmp_path):
             continue
         seen.add(cmd)
         args = [a for a in argv[1:] if a not in HYDRA_FLAGS]
-        proc = subprocess.run([sys.executable, "-m", "maml_sweep", *args, "--cfg", "job"], cwd=tmp_path,
-                              capture_output=True, text=True, timeout=120)
+        proc = run_cli([*args, "--cfg", "job"], cwd=tmp_path, timeout=120)
         assert proc.returncode == 0, f"{page}: {cmd}\n{proc.stderr[-2000:]}"
         assert "train:" in proc.stdout
     assert len(seen) >= 8
