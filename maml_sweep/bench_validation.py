@@ -16,7 +16,7 @@ import time
 
 from hydra import compose, initialize_config_module
 
-from . import train
+from . import rundir, train
 from .config import register_configs
 
 
@@ -40,7 +40,7 @@ def time_run(cfg, trainer_class) -> float:
             elapsed = time.perf_counter() - t0
         finally:
             train.Trainer = original
-    assert summary["status"] == "completed", summary
+    assert summary["status"] == rundir.COMPLETED, summary
     return elapsed
 
 

@@ -49,17 +49,6 @@ def summarise(init: str, mse: np.ndarray) -> list[dict]:
              "blowup_frac": s["blowup"][k], "n_tasks": mse.shape[0]} for k in range(mse.shape[1])]
 
 
-def write_adaptation_csv(path: Path, rows: list[dict]) -> None:
-    with rundir.atomic_path(path) as tmp:
-        lines = [",".join(rundir.ADAPTATION_COLUMNS)]
-        lines += [",".join(_cell(r[c]) for c in rundir.ADAPTATION_COLUMNS) for r in rows]
-        tmp.write_text("\n".join(lines) + "\n")
-
-
-def _cell(v) -> str:
-    return f"{float(v):.10g}" if isinstance(v, (float, np.floating)) else str(v)
-
-
 def summary_keys(mse: np.ndarray, report_steps, inner_steps: int) -> dict:
     """summary.json's test keys from the trained init's per-task MSE (T, max_steps + 1): for each
     k in ``report_steps``, ``test_mse_k<k>`` (mean over tasks), ``test_median_k<k>``,
@@ -79,5 +68,5 @@ def record(out_dir: Path, mse: dict[str, np.ndarray], label: str, report_steps, 
     statistics in ``adaptation.csv``; returns the summary keys of init ``label``."""
     out_dir = Path(out_dir)
     rundir.save_arrays(out_dir / rundir.TEST_MSE, mse)
-    write_adaptation_csv(out_dir / rundir.ADAPTATION, [row for init, m in mse.items() for row in summarise(init, m)])
+    rundir.write_adaptation_csv(out_dir / rundir.ADAPTATION, [row for init, m in mse.items() for row in summarise(init, m)])
     return {**summary_keys(mse[label], report_steps, inner_steps), "n_test_tasks": int(mse[label].shape[0])}

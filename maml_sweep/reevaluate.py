@@ -24,7 +24,7 @@ def reevaluate(run_dir: Path) -> dict:
     """Re-run the test evaluation of the completed run in ``run_dir``; returns its new summary."""
     run_dir = Path(run_dir)
     summary = rundir.read_summary(run_dir)
-    if summary is None or summary.get("status") != "completed":
+    if summary is None or summary.get("status") != rundir.COMPLETED:
         raise ValueError(f"{run_dir}: not a completed run (status {None if summary is None else summary.get('status')})")
     register_configs()
     cfg = OmegaConf.merge(OmegaConf.structured(Config), OmegaConf.load(run_dir / rundir.HYDRA_CONFIG))

@@ -11,7 +11,8 @@ from maml_sweep import evaluate, rundir
 from maml_sweep.tasks import make_tasks
 from maml_sweep.algorithms import MAML
 from maml_sweep import maml
-from maml_sweep.train import Trainer, build, run
+from maml_sweep.components import build
+from maml_sweep.train import Trainer, run
 
 
 def bank(compose_cfg, overrides):
