@@ -45,3 +45,29 @@ def test_a_single_run_logs_its_directory_first(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     first = (tmp_path / "r" / "maml_sweep.log").read_text().splitlines()[0]
     assert first.endswith(f"run directory: {tmp_path / 'r'}") and "[job" not in first
+
+
+def test_slurm_without_accounting_says_so_once_and_stops_polling_sacct(tmp_path, monkeypatch, caplog):
+    from omegaconf import OmegaConf
+    from submitit.slurm.slurm import SlurmJob
+
+    from maml_sweep.cluster import QuietSacct
+
+    fake = tmp_path / "sacct"
+    fake.write_text("#!/bin/sh\necho 'Slurm accounting storage is disabled' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
+    monkeypatch.setattr(SlurmJob.watcher, "_make_command", SlurmJob.watcher._make_command)  # undone afterwards
+    basic = OmegaConf.create({"hydra": {"launcher": {"_target_": "hydra._internal.core_plugins.basic_launcher.BasicLauncher"}}})
+    slurm = OmegaConf.create({"hydra": {"launcher": {
+        "_target_": "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"}}})
+    with caplog.at_level(logging.INFO, logger="maml_sweep.cluster"):
+        QuietSacct().on_multirun_start(basic)
+        assert SlurmJob.watcher._make_command is not None and not caplog.records
+        SlurmJob.watcher._registered.add("7")
+        QuietSacct().on_multirun_start(slurm)
+        SlurmJob.watcher._registered.discard("7")
+    assert [r.getMessage() for r in caplog.records] == [
+        "SLURM job accounting is not available (sacct: Slurm accounting storage is disabled): job states come "
+        "from submitit's result files, and sacct is not polled."]
+    assert SlurmJob.watcher._make_command() is None
