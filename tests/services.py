@@ -126,3 +126,18 @@ def slurm_cluster(folder: Path):
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait()
+
+
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--hide-scrollbars"]
+
+
+def chromium(url: str, profile: Path, *args: str, width: int = 1280, height: int = 900) -> str:
+    """Run Debian's headless Chromium once on ``url`` with a fresh profile folder; returns its stdout."""
+    need_debian_packages(["chromium"], ["chromium"])
+    proc = subprocess.run(["chromium", *CHROMIUM_FLAGS, f"--user-data-dir={profile}",
+                           f"--window-size={width},{height}", *args, url],
+                          capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout
