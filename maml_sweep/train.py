@@ -8,6 +8,7 @@ exactly. A completed run ends with the test-bank evaluation (adaptation.csv) and
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import signal
@@ -37,12 +38,14 @@ FINISHED = ("completed", "diverged")
 
 def build(cfg):
     """(model, task distribution, algorithm, outer optimizer, inner loop) from a config."""
-    model = MLP(tuple(cfg.model.hidden), cfg.model.activation)
+    dtype = cfg.train.get("dtype", "float64")  # runs recorded before train.dtype existed: float64
+    model = MLP(tuple(cfg.model.hidden), cfg.model.activation, dtype)
     opt_kwargs = {k: v for k, v in cfg.optimizer.items() if k != "name"}
     optimizer = OPTIMIZERS[cfg.optimizer.name](**opt_kwargs)
     a = cfg.algorithm
     inner = InnerLoop(lr=a.inner_lr, steps=a.inner_steps, first_order=a.first_order, loss_scale=a.loss_scale)
-    return model, make_tasks(cfg.task), ALGORITHMS[a.name](), optimizer, inner
+    tasks = dataclasses.replace(make_tasks(cfg.task), dtype=dtype)
+    return model, tasks, ALGORITHMS[a.name](), optimizer, inner
 
 
 def run(cfg, out_dir, on_accept=None) -> dict:
