@@ -86,6 +86,7 @@ class TrainConfig:
     blas_threads: int = 1
     rng: str = "notebook"  # notebook: one legacy RandomState stream; streams: independent SeedSequence streams
     dtype: str = "float64"  # float64 | float32: params, tasks, meta-gradient, optimizer state, evaluation
+    figures: bool = False  # draw validation_fits.png at the end of a completed run (~1-2 s per run)
 
 
 @dataclass

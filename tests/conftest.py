@@ -30,3 +30,15 @@ def run_cli(args, cwd, timeout=300, **popen) -> subprocess.CompletedProcess:
     env = {**os.environ, "HYDRA_FULL_ERROR": "0", "PYTHONWARNINGS": "ignore"}
     return subprocess.run([sys.executable, "-m", "maml_sweep", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=timeout, **popen)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _scratch_cache_in_a_temp_dir(tmp_path_factory):
+    """Runs started by the tests (in-process or by run_cli) cache into a temp dir, not ~/.cache."""
+    old = os.environ.get("MAML_SWEEP_CACHE_DIR")
+    os.environ["MAML_SWEEP_CACHE_DIR"] = str(tmp_path_factory.mktemp("maml-sweep-cache"))
+    yield
+    if old is None:
+        os.environ.pop("MAML_SWEEP_CACHE_DIR", None)
+    else:
+        os.environ["MAML_SWEEP_CACHE_DIR"] = old
