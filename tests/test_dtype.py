@@ -2,14 +2,13 @@
 import itertools
 import json
 import signal
-import subprocess
-import sys
 import time
+import zlib
 
 import numpy as np
 import pytest
 
-from conftest import TINY, run_cli
+from conftest import TINY, run_cli, start_cli
 from maml_sweep import fast, maml
 from maml_sweep.maml import InnerLoop
 from maml_sweep.model import MLP
@@ -17,11 +16,13 @@ from maml_sweep.tasks import StepTasks, Task
 from maml_sweep.train import run
 from test_fast import make
 
-# float32 against the float64 reference (documented in the README): the meta-objective to 1e-5
-# relative; each parameter array's gradient error at most 1e-5 of the whole gradient's norm (an
-# array whose own gradient is tiny can carry a larger relative error). Measured worst over this
-# grid: 6.5e-7 and 1.8e-6.
-TOL32 = 1e-5
+# float32 against the float64 reference (documented in docs/speed.md): the meta-objective to 1e-5
+# relative; each parameter array's gradient error at most 5e-4 of the whole gradient's norm (an
+# array whose own gradient is tiny can carry a larger relative error). Measured over this grid with
+# 12 random draws each (3456 cases): value max 2.2e-6; gradient 99% below 9.2e-7, 99.9% below
+# 3.7e-6, max 1.8e-4 (rare ill-conditioned draws, where float32 rounding of the params alone
+# moves the float64 gradient by as much).
+TOL32_VALUE, TOL32_GRAD = 1e-5, 5e-4
 
 
 def as32(tree):
@@ -44,16 +45,18 @@ def f32_errors(model, params, tasks, inner):
         [(4,), (5, 6), (3, 4, 5)], ["relu", "tanh"], [1, 4], [False, True], [False, True])])
 def test_float32_fast_path_matches_float64_reference(hidden, activation, n_tasks, first_order, split):
     """The grid of tests/test_fast.py::test_matches_reference, in float32."""
-    model, params, tasks = make(hidden, activation, n_tasks, split, seed=hash((hidden, activation)) % 1000)
+    model, params, tasks = make(hidden, activation, n_tasks, split, seed=zlib.crc32(repr((hidden, activation)).encode()) % 1000)
     for steps in range(6):
         inner = InnerLoop(0.1, steps, first_order, 0.5 if steps % 2 == 0 else 1.0)
-        assert max(f32_errors(model, params, tasks, inner)) <= TOL32
+        value, gradient = f32_errors(model, params, tasks, inner)
+        assert value <= TOL32_VALUE and gradient <= TOL32_GRAD
 
 
 @pytest.mark.parametrize("activation", ["relu", "tanh"])
 def test_float32_notebook_size(activation):
     model, params, tasks = make((50, 50), activation, 2, False, seed=3, points=100, std=0.1)
-    assert max(f32_errors(model, params, tasks, InnerLoop(0.1, 5))) <= TOL32
+    value, gradient = f32_errors(model, params, tasks, InnerLoop(0.1, 5))
+    assert value <= TOL32_VALUE and gradient <= TOL32_GRAD
 
 
 def test_reference_path_and_model_stay_float32():
@@ -100,8 +103,7 @@ def test_float32_run_resumes_bit_exactly(tmp_path):
     args = ["train.outer_steps=3000", "train.eval_every=100", "model.hidden=[16,16]", "task.num_points=30",
             "train.dtype=float32"]
     assert run_cli([*args, "hydra.run.dir=straight"], cwd=tmp_path).returncode == 0
-    proc = subprocess.Popen([sys.executable, "-m", "maml_sweep", *args, "hydra.run.dir=cut"], cwd=tmp_path,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = start_cli([*args, "hydra.run.dir=cut"], cwd=tmp_path)
     deadline = time.time() + 120
     while not (tmp_path / "cut" / "metrics.csv").exists() or \
             len((tmp_path / "cut" / "metrics.csv").read_text().splitlines()) < 3:

@@ -162,9 +162,13 @@ def test_repeated_calls_do_not_share_results():
 
 
 def test_bench_quick_runs():
-    rows = bench.run(quick=True, repeats=1, out=lambda line: None)
-    ratios = [r["ratio"] for r in rows]
-    assert ratios and all(np.isfinite(ratios)) and all(r > 0 for r in ratios)
+    lines = []
+    rows = bench.run(quick=True, repeats=1, out=lines.append)
+    ratios = [v for r in rows for k, v in r.items() if k.startswith("ratio_")]
+    ratios += [r[d]["ratio"] for r in rows for d in bench.DTYPES if isinstance(r.get(d), dict) and "ratio" in r[d]]
+    assert len(ratios) == 3 * 2 + 2 + 2 * 2 and all(np.isfinite(ratios)) and all(r > 0 for r in ratios)
+    assert rows[-1]["mflop"] > 0 and all(rows[-1][d]["ms"] > 0 for d in bench.DTYPES)
+    assert any(line.startswith("arithmetic bound") for line in lines)
 
 
 @pytest.mark.slow
