@@ -12,7 +12,7 @@ from conftest import TINY, run_cli, start_cli
 from maml_sweep import fast, maml
 from maml_sweep.maml import InnerLoop
 from maml_sweep.model import MLP
-from maml_sweep.tasks import StepTasks, Task
+from maml_sweep.tasks import StepTasks
 from maml_sweep.train import run
 from test_fast import make
 
