@@ -20,7 +20,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 from threadpoolctl import threadpool_limits
 
-from . import evaluate, rundir, stats, streams
+from . import evaluate, rundir, scratch_cache, stats, streams
 from .algorithms import MAML
 from .components import build
 from .config import ConfigError, check_values
@@ -195,9 +195,12 @@ class Trainer:
         inner = evaluate.eval_inner(self.inner, ev)
         mse = {label: self.algorithm.adaptation_mse(self.model, params, bank, inner)}
         if label != "scratch":
-            rng = streams.keyed_stream(scratch_key(self.cfg.model), ev.seed, "scratch")
-            scratch = init_params(self.model, rng, self.cfg.model)
-            mse["scratch"] = MAML().adaptation_mse(self.model, scratch, bank, inner)
+            def scratch_mse():
+                rng = streams.keyed_stream(scratch_key(self.cfg.model), ev.seed, "scratch")
+                scratch = init_params(self.model, rng, self.cfg.model)
+                return MAML().adaptation_mse(self.model, scratch, bank, inner)
+
+            mse["scratch"] = scratch_cache.scratch_mse(self.cfg, self.model, bank, inner, scratch_mse)
         keys = evaluate.record(self.out_dir, mse, label, ev.report_steps, self.inner.steps)
         return {**keys, "noise_floor": float(self.tasks.noise) ** 2}
 
@@ -219,9 +222,10 @@ class Trainer:
             t0 = time.perf_counter()
             extra = self.evaluate(state["params"])
             extra["eval_s"] = time.perf_counter() - t0
-            adapt = lambda meta, task: self.algorithm.adapt(self.model, meta, task, self.inner)
-            plot_validation_fits(self.model.predict, adapt, state["snapshots"], state["val_tasks"][0],
-                                 (self.cfg.task.xmin, self.cfg.task.xmax), self.out_dir / rundir.FITS)
+            if self.cfg.train.get("figures", False):
+                adapt = lambda meta, task: self.algorithm.adapt(self.model, meta, task, self.inner)
+                plot_validation_fits(self.model.predict, adapt, state["snapshots"], state["val_tasks"][0],
+                                     (self.cfg.task.xmin, self.cfg.task.xmax), self.out_dir / rundir.FITS)
         summary = self.write_summary(state, outcome, steps_run, loop_s, extra)
         log.info("%s: %s at step %d (%s ms per outer step)", self.out_dir, status,
                  outcome["diverged_step"] or state["step"],

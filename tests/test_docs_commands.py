@@ -137,3 +137,16 @@ def test_maml_sweep_commands_print_their_config(tmp_path):
         assert "train:" in proc.stdout
     assert len(seen) >= 8
     assert not any(tmp_path.iterdir()), "--cfg job must write nothing"
+
+
+def test_no_documented_report_writes_into_the_tracked_example():
+    """Only ``python -m maml_sweep.analysis.example`` writes analysis/example (tracked files)."""
+    from maml_sweep.analysis.example import OUT
+    from maml_sweep.analysis.report_cli import build_parser, default_out
+
+    reports = [argv_of(c) for _, c in ALL if c.startswith("maml-sweep-report ")]
+    assert reports
+    for argv in reports:
+        args = build_parser().parse_args(argv[1:])
+        out = Path(args.out) if args.out else default_out(args.paths)
+        assert Path(out) != OUT and OUT not in Path(out).parents, argv
