@@ -6,7 +6,7 @@ loop, so it is exact for any such model; fast paths are tested against it.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from typing import Callable, Sequence
 
 import autograd.numpy as anp
@@ -23,12 +23,14 @@ class InnerLoop:
     """Inner-loop settings: ``steps`` plain gradient steps of size ``lr`` on
     ``loss_scale * mean squared error`` (the notebook uses 0.5). ``first_order`` drops the
     second-order terms from the meta-gradient (first-order MAML). ``only`` names the parameters
-    the inner loop adapts (None: all; ANIL adapts the output layer only)."""
+    the inner loop adapts (None: all; ANIL adapts the output layer only). No hyperparameter has a
+    default here: runs build it from the config (``algorithm.*``), tests say what they use."""
 
-    lr: float = 0.1
-    steps: int = 5
+    lr: float
+    steps: int
     first_order: bool = False
-    loss_scale: float = 0.5
+    _: KW_ONLY
+    loss_scale: float
     only: tuple[str, ...] | None = None
 
 
