@@ -44,11 +44,11 @@ def main(cfg) -> float:
         for line in str(exc).split("; "):
             print(f"maml-sweep: error: {line}", file=sys.stderr)
         sys.exit(2)
-    if summary["status"] == "interrupted" and (hc.mode == RunMode.RUN or _in_process_launcher(hc)):
+    if summary["status"] == rundir.INTERRUPTED and (hc.mode == RunMode.RUN or _in_process_launcher(hc)):
         if hc.mode == RunMode.MULTIRUN:
             write_sweep_summary(Path(hc.sweep.dir))  # Hydra's on_job_end will not run
         sys.exit(130)  # stop here; with the basic launcher this also stops the rest of the sweep
-    value = summary["val_meta_objective"] if summary["status"] == "completed" else None
+    value = summary["val_meta_objective"] if summary["status"] == rundir.COMPLETED else None
     return math.inf if value is None else value
 
 

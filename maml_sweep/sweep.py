@@ -15,7 +15,6 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-import yaml
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
@@ -26,29 +25,25 @@ from . import rundir
 
 log = logging.getLogger(__name__)
 PLAN = ".sweep_plan.json"
-ENDED = ("completed", "diverged", "failed", "interrupted")
 
 SWEEP_SUMMARY = "sweep_summary.csv"
 HEADLINE = ("status", "steps", "outer_steps", "val_meta_objective", "train_meta_objective", "wall_s",
             "ms_per_step", "diverged_step", "error")
 
 
-def run_dirs(sweep_dir: Path) -> list[Path]:
-    """The sweep's run directories (numbered subdirectories holding a Hydra config), in job order."""
-    found = [p for p in Path(sweep_dir).iterdir() if p.is_dir() and p.name.isdigit()]
-    return sorted(found, key=lambda p: int(p.name))
-
-
 def summary_rows(sweep_dir: Path) -> list[dict]:
-    """One dict per run: job number, overrides (joined, and one column per key), headline metrics."""
+    """One dict per job: job number, overrides (joined, and one column per key: a deleted key's
+    cell is empty), status (a :mod:`rundir` status word) and headline metrics."""
     rows = []
-    for run in run_dirs(sweep_dir):
-        overrides_file = run / rundir.HYDRA_OVERRIDES
-        overrides = yaml.safe_load(overrides_file.read_text()) if overrides_file.exists() else []
-        summary = rundir.read_summary(run) or {"status": "pending"}
-        row = {"job": int(run.name), "overrides": " ".join(overrides)}
-        row.update(dict(o.lstrip("+~").split("=", 1) for o in overrides if "=" in o))
-        row.update({k: summary.get(k) for k in HEADLINE})
+    for run in rundir.sweep_jobs(sweep_dir):
+        state = rundir.read_state(run)
+        try:
+            overrides = rundir.read_overrides(run)
+            row = {"job": int(run.name), "overrides": " ".join(o.text for o in overrides)}
+        except rundir.DamagedFile as e:
+            overrides, row = [], {"job": int(run.name), "overrides": f"({e})"}
+        row.update({o.key: o.value for o in overrides})
+        row.update({k: state.summary.get(k) for k in HEADLINE}, status=state.status)
         rows.append(row)
     return rows
 
@@ -88,13 +83,13 @@ def planned_jobs(config) -> int | None:
 
 def progress(rows: list[dict], plan: dict, now: float) -> dict:
     """Runs ended (by status), planned, rate since the sweep started (runs/min) and ETA (s)."""
-    ended = [r["status"] for r in rows if r["status"] in ENDED]
+    ended = [r["status"] for r in rows if r["status"] in rundir.ENDED]
     minutes = max(now - plan["started"], 1e-9) / 60
     rate = len(ended) / minutes
     planned = plan.get("planned")
     eta = (planned - len(ended)) / rate * 60 if planned and rate > 0 else None
     return {"ended": len(ended), "planned": planned, "per_min": rate, "eta_s": eta,
-            "counts": {s: ended.count(s) for s in ENDED if s in ended}}
+            "counts": {s: ended.count(s) for s in rundir.ENDED if s in ended}}
 
 
 @contextmanager

@@ -21,28 +21,14 @@ from omegaconf import DictConfig, OmegaConf
 from threadpoolctl import threadpool_limits
 
 from . import evaluate, rundir, streams
-from .algorithms import ALGORITHMS, MAML
+from .algorithms import MAML
+from .components import build
 from .config import ConfigError, check_values
 from .figures import panel_steps, plot_validation_fits
-from .maml import InnerLoop
-from .model import MLP
-from .optim import OPTIMIZERS
-from .tasks import make_tasks
 
 log = logging.getLogger(__name__)
 
 EXPLODED = 1e6  # a meta-objective above this (or non-finite) counts as diverged
-FINISHED = ("completed", "diverged")
-
-
-def build(cfg):
-    """(model, task distribution, algorithm, outer optimizer, inner loop) from a config."""
-    model = MLP(tuple(cfg.model.hidden), cfg.model.activation)
-    opt_kwargs = {k: v for k, v in cfg.optimizer.items() if k != "name"}
-    optimizer = OPTIMIZERS[cfg.optimizer.name](**opt_kwargs)
-    a = cfg.algorithm
-    inner = InnerLoop(lr=a.inner_lr, steps=a.inner_steps, first_order=a.first_order, loss_scale=a.loss_scale)
-    return model, make_tasks(cfg.task), ALGORITHMS[a.name](), optimizer, inner
 
 
 def run(cfg, out_dir, on_accept=None) -> dict:
@@ -61,10 +47,10 @@ def run(cfg, out_dir, on_accept=None) -> dict:
         on_accept()
     errors = check_values(cfg)
     if errors:
-        rundir.write_json(out_dir / rundir.SUMMARY, {"status": "failed", "steps": 0, "error": "; ".join(errors)})
+        rundir.write_json(out_dir / rundir.SUMMARY, {"status": rundir.FAILED, "steps": 0, "error": "; ".join(errors)})
         raise ConfigError("; ".join(errors))
     previous = rundir.read_summary(out_dir)
-    if previous is not None and previous["status"] in FINISHED:
+    if previous is not None and previous["status"] in rundir.FINISHED:
         log.info("%s already %s at step %d: skipped", out_dir, previous["status"], previous["steps"])
         return previous
 
@@ -119,7 +105,7 @@ class Trainer:
         streams.set_state(rng, state["rng_state"])
         metrics = rundir.MetricsLog(self.out_dir, keep_until_step=state["step"])
         start_step, start_train_s = state["step"], state["train_s"]
-        outcome = {"status": "running", "error": None, "diverged_step": None, "train_loss": math.nan}
+        outcome = {"status": rundir.RUNNING, "error": None, "diverged_step": None, "train_loss": math.nan}
         self.write_summary(state, outcome, steps_run=0, loop_s=0.0)
         t0 = time.perf_counter()
         stop = StopSignals()
@@ -127,10 +113,10 @@ class Trainer:
             with stop, np.errstate(over="ignore", invalid="ignore", divide="ignore"):
                 self.loop(state, rng, metrics, outcome, stop, t0)
         except KeyboardInterrupt:  # a second signal: stop now; the last checkpoint stays the resume point
-            outcome.update(status="interrupted", error="stopped at once by a second signal", forced=True)
+            outcome.update(status=rundir.INTERRUPTED, error="stopped at once by a second signal", forced=True)
             raise
         except Exception as exc:
-            outcome.update(status="failed", error=f"{type(exc).__name__}: {exc}")
+            outcome.update(status=rundir.FAILED, error=f"{type(exc).__name__}: {exc}")
             raise
         finally:
             metrics.close()
@@ -149,7 +135,7 @@ class Trainer:
             train_loss, grads = self.algorithm.direction(self.model, state["params"], batch, self.inner)
             outcome["train_loss"] = float(train_loss)
             if not _finite(train_loss, grads):
-                outcome.update(status="diverged", diverged_step=step)
+                outcome.update(status=rundir.DIVERGED, diverged_step=step)
                 return
             params, opt_state = self.optimizer.update(state["params"], grads, state["opt_state"])
             state.update(step=step, params=params, opt_state=opt_state)
@@ -162,13 +148,13 @@ class Trainer:
                 metrics.append(step, val, float(train_loss), state["train_s"])
                 self.log_progress(step, val, train_loss, start_step, t0)
                 if not (math.isfinite(val) and val < EXPLODED):
-                    outcome.update(status="diverged", diverged_step=step)
+                    outcome.update(status=rundir.DIVERGED, diverged_step=step)
                     return
                 rundir.save_checkpoint(self.out_dir, state)
             if stop.received:
-                outcome.update(status="interrupted", error=f"stopped by {stop.received}")
+                outcome.update(status=rundir.INTERRUPTED, error=f"stopped by {stop.received}")
                 return
-        outcome["status"] = "completed"
+        outcome["status"] = rundir.COMPLETED
 
     def validate(self, state: dict) -> float:
         """Mean meta-objective over the validation tasks: query loss after the inner loop."""
@@ -186,7 +172,7 @@ class Trainer:
             rng = streams.keyed_stream(self.cfg.model, ev.seed, "scratch")
             scratch = self.model.init(rng, self.cfg.model.init_std)
             rows += evaluate.summarise("scratch", MAML().adaptation_mse(self.model, scratch, bank, inner))
-        evaluate.write_adaptation_csv(self.out_dir / rundir.ADAPTATION, rows)
+        rundir.write_adaptation_csv(self.out_dir / rundir.ADAPTATION, rows)
         curve = mse.mean(axis=0)
         ks = sorted({min(1, ev.max_steps), min(self.inner.steps, ev.max_steps), ev.max_steps})
         return {**{f"test_mse_k{k}": float(curve[k]) for k in ks},
@@ -202,10 +188,10 @@ class Trainer:
     def finish(self, state: dict, outcome: dict, steps_run: int, loop_s: float) -> dict:
         """Save what the outcome calls for and the summary; returns the summary."""
         status = outcome["status"]
-        if status in ("completed", "interrupted") and not outcome.get("forced"):
+        if status in (rundir.COMPLETED, rundir.INTERRUPTED) and not outcome.get("forced"):
             rundir.save_checkpoint(self.out_dir, state)
         extra = {}
-        if status == "completed":
+        if status == rundir.COMPLETED:
             rundir.save_params(self.out_dir / rundir.PARAMS, state["params"])
             t0 = time.perf_counter()
             extra = self.evaluate(state["params"])
@@ -221,7 +207,7 @@ class Trainer:
 
     def write_summary(self, state: dict, outcome: dict, steps_run: int, loop_s: float, extra=None) -> dict:
         val = math.nan
-        if outcome["status"] == "completed":  # the last step always validates; not when resumed at the end
+        if outcome["status"] == rundir.COMPLETED:  # the last step always validates; not when resumed at the end
             val = outcome["val"] if "val" in outcome else self.validate(state)
         summary = {
             "status": outcome["status"], "steps": state["step"], "outer_steps": self.outer_steps,

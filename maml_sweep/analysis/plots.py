@@ -183,33 +183,23 @@ def adaptation_curves(data: pd.DataFrame, style: str | None = None, noise_floor:
 def best_fits(run_path: Path, n_tasks: int = 4) -> plt.Figure | None:
     """The run's meta-parameters adapted to the first tasks of its test bank (``eval.seed``'s,
     the same tasks for every run of a task config), the notebook's style: data as
-    blue crosses, each inner-loop step's prediction as a red line fading in. The model, task
-    family, algorithm and inner loop are rebuilt from the run's config by the trainer's own
-    ``build``. None when the run has no params.npz or a task family, model or algorithm this
-    version does not know."""
-    import yaml
+    blue crosses, each inner-loop step's prediction as a red line fading in. The run is rebuilt
+    by :func:`rundir.restore` (the trainer's own components). None when the run has no params.npz;
+    a run this version cannot rebuild raises :class:`rundir.RestoreError` naming why."""
     from omegaconf import OmegaConf
 
     from ..evaluate import test_bank
-    from ..train import build
 
-    run_path = Path(run_path)
-    params_file = run_path / rundir.PARAMS
-    if not params_file.exists():
+    if not (Path(run_path) / rundir.PARAMS).exists():
         return None
-    try:
-        cfg = OmegaConf.create(yaml.safe_load((run_path / rundir.HYDRA_CONFIG).read_text()))
-        model, family, algorithm, _, inner = build(cfg)
-        meta = rundir.load_params(params_file)
-        tasks = test_bank(family, cfg.task, OmegaConf.merge(cfg.eval, {"num_tasks": n_tasks}))
-        trajectories = [algorithm.adapt(model, meta, task, inner) for task in tasks]
-    except (KeyError, AttributeError, TypeError, ValueError, OSError, yaml.YAMLError):
-        return None
+    run = rundir.restore(run_path)
+    tasks = test_bank(run.tasks, run.config.task, OmegaConf.merge(run.config.eval, {"num_tasks": n_tasks}))
+    trajectories = [run.algorithm.adapt(run.model, run.params, task, run.inner) for task in tasks]
     fig, axes = plt.subplots(1, n_tasks, figsize=(3.2 * n_tasks, 2.8), sharey=True)
     axes = np.atleast_1d(axes)
     for i, (ax, task, trajectory) in enumerate(zip(axes, tasks, trajectories)):
-        xlim = getattr(family, "xmin", task.x.min()), getattr(family, "xmax", task.x.max())
-        draw_adaptation(ax, model.predict, task, trajectory, xlim, ms=4, lw=1.2)
+        xlim = getattr(run.tasks, "xmin", task.x.min()), getattr(run.tasks, "xmax", task.x.max())
+        draw_adaptation(ax, run.model.predict, task, trajectory, xlim, ms=4, lw=1.2)
         ax.set_title(f"test task {i + 1}", fontsize=9)
         ax.set_xlabel("x")
     axes[0].set_ylabel("y")
@@ -219,8 +209,9 @@ def best_fits(run_path: Path, n_tasks: int = 4) -> plt.Figure | None:
 
 
 def cost(runs: pd.DataFrame, x: str | None, hue: str | None = None, title: str = "") -> plt.Figure | None:
-    """Milliseconds per outer step and wall time per configuration: bars of the mean with 95% CIs
-    over the runs in each bar (seaborn bootstrap, fixed seed)."""
+    """Milliseconds per outer step and wall time (seconds), one point per run (jittered), by ``x``
+    and ``hue``, with each group's median as a short black bar: the spread between runs of one
+    setting (machine load, start-up) stays visible next to any difference between settings."""
     cols = [c for c in ("ms_per_step", "wall_s") if c in runs.columns and runs[c].notna().any()]
     if not cols:
         return None
@@ -228,13 +219,18 @@ def cost(runs: pd.DataFrame, x: str | None, hue: str | None = None, title: str =
     if x is None:
         data = data.assign(all="all runs")
         x, orders["all"] = "all", ["all runs"]
+    palette = _palette(len(orders[hue]), _is_numeric(runs[hue])) if hue else None
     fig, axes = plt.subplots(1, len(cols), figsize=(5.2 * len(cols), 3.6))
     for ax, c in zip(np.atleast_1d(axes), cols):
-        sns.barplot(data=data, x=x, y=c, order=orders[x], hue=hue, hue_order=orders.get(hue),
-                    palette=_palette(len(orders[hue]), _is_numeric(runs[hue])) if hue else None,
-                    errorbar=("ci", 95), seed=BOOT_SEED, n_boot=1000, ax=ax)
+        sns.stripplot(data=data, x=x, y=c, order=orders[x], hue=hue, hue_order=orders.get(hue), palette=palette,
+                      dodge=bool(hue), jitter=0.2, size=5, alpha=0.75, ax=ax, legend=bool(hue))
+        sns.pointplot(data=data, x=x, y=c, order=orders[x], hue=hue, hue_order=orders.get(hue),
+                      dodge=0.8 - 0.8 / len(orders[hue]) if hue else False, estimator="median", errorbar=None,
+                      color="black", palette=["black"] * len(orders[hue]) if hue else None, markers="_",
+                      markersize=18, linestyles="none", ax=ax, legend=False)
         ax.set_ylabel({"ms_per_step": "ms per outer step", "wall_s": "wall time per run (s)"}[c])
         ax.set_xlabel(x if x != "all" else "")
+        ax.set_ylim(bottom=0)
         if ax.get_legend() is not None and c != cols[-1]:
             ax.get_legend().remove()
     if title:
