@@ -80,11 +80,9 @@ def estimates(cfg) -> list[Estimate]:
 def _growth(cfg, sizes: dict[str, float]):
     """``grew(*keys)``: of these keys, the one whose size grew most over the default config's (the
     schemas' defaults), and its value, to name in a refusal."""
-    from omegaconf import OmegaConf
+    from .config import SCHEMAS, AlgorithmConfig, EvalConfig, ModelConfig, TrainConfig
 
-    from .config import AlgorithmConfig, EvalConfig, ModelConfig, TrainConfig
-
-    task = OmegaConf.get_type(cfg.task)()
+    task = SCHEMAS["task", cfg.task.name]()
     n = task.num_points
     default = {"model.hidden": param_count(ModelConfig().hidden), "task.num_points": n,
                "algorithm.inner_steps": AlgorithmConfig().inner_steps + 1,

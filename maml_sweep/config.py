@@ -193,39 +193,40 @@ def check_values(cfg) -> list[str]:
 
 
 def unknown_keys(cfg) -> list[str]:
-    """Keys the schemas do not have. Hydra lets ``+group.key=value`` add any key even to a typed
-    node (it adds with the struct flag lifted), so the composed config is checked here, before a
-    run starts; an option whose ``name`` does not belong to its schema is refused too."""
+    """Keys the schemas do not have, or lack. Hydra lets ``+group.key=value`` add any key even to a
+    typed node (it adds with the struct flag lifted), so the composed config is checked here, before
+    a run starts. A group's schema is the one its option's ``name`` registers; a typed node of
+    another schema (``task.name=sine`` on ``task=steps``) is refused. Untyped configs (read back from
+    a run directory) are checked the same way."""
     errors = []
 
-    def extra(path: str, node, schema, what: str) -> None:
+    def match(path: str, node, schema, what: str) -> None:
         allowed = [f.name for f in dataclasses.fields(schema)]
         for key in node:
             if key not in allowed:
                 errors.append(f"{path}{key}={node[key]!r} is not allowed: Key '{key}' not in '{schema.__name__}' "
                               f"({what} has: {', '.join(allowed)})")
+        errors.extend(f"{path}{key} is missing: {schema.__name__} needs it" for key in allowed if key not in node)
 
     for group in GROUPS:
-        node, name = cfg[group], cfg[group].get("name")
+        node = cfg.get(group)
+        name = node.get("name") if OmegaConf.is_dict(node) else None
         schema = SCHEMAS.get((group, name))
+        typed = OmegaConf.get_type(node) if OmegaConf.is_dict(node) else None
         options = sorted(o for g, o in SCHEMAS if g == group)
         if schema is None:
             errors.append(f"{group}.name={name!r} is not allowed: must be one of {', '.join(options)} "
                           f"(choose the option, e.g. {group}={options[0]})")
-        elif OmegaConf.get_type(node) is not schema:
+        elif typed is not dict and typed is not schema:
             errors.append(f"{group}.name={name!r} is not allowed: the chosen {group} option's schema is "
-                          f"{_type_name(node)}, not {schema.__name__} (choose {group}={name} instead)")
+                          f"{getattr(typed, '__name__', typed)}, not {schema.__name__} (choose {group}={name} instead)")
         else:
-            extra(f"{group}.", node, schema, f"{group}={name}")
-    extra("train.", cfg.train, TrainConfig, "train")
-    extra("eval.", cfg.eval, EvalConfig, "eval")
-    extra("", {k: cfg[k] for k in cfg if k != "hydra"}, Config, "the top level")
+            match(f"{group}.", node, schema, f"{group}={name}")
+    for key, schema in (("train", TrainConfig), ("eval", EvalConfig)):
+        if OmegaConf.is_dict(cfg.get(key)):
+            match(f"{key}.", cfg[key], schema, key)
+    match("", {k: cfg[k] for k in cfg if k != "hydra"}, Config, "the top level")
     return errors
-
-
-def _type_name(node) -> str:
-    kind = OmegaConf.get_type(node)
-    return kind.__name__ if kind is not None else "none"
 
 
 def _value_errors(cfg) -> list[str]:
@@ -250,7 +251,7 @@ def _value_errors(cfg) -> list[str]:
     need(_finite_positive(m.init_std), "model.init_std", "a finite number > 0", m.init_std)
 
     ordered("task", t, "xmin", "xmax", strict=True)
-    family = OmegaConf.get_type(t)
+    family = SCHEMAS["task", t.name]  # unknown_keys made sure the name and the schema agree
     if family is StepsTaskConfig:
         ordered("task", t, "ymin", "ymax")
         need(t.bins >= 1, "task.bins", "an integer >= 1", t.bins)
@@ -264,9 +265,9 @@ def _value_errors(cfg) -> list[str]:
          "so that at least one point adapts", t.query_size)
 
     need(_finite_positive(o.lr), "optimizer.lr", "a finite number > 0", o.lr)
-    if OmegaConf.get_type(o) is MomentumConfig:
+    if SCHEMAS["optimizer", o.name] is MomentumConfig:
         need(0 <= o.beta < 1, "optimizer.beta", "in [0, 1)", o.beta)
-    if OmegaConf.get_type(o) is AdamConfig:
+    if SCHEMAS["optimizer", o.name] is AdamConfig:
         need(0 <= o.beta1 < 1, "optimizer.beta1", "in [0, 1)", o.beta1)
         need(0 <= o.beta2 < 1, "optimizer.beta2", "in [0, 1)", o.beta2)
         need(_finite_positive(o.eps), "optimizer.eps", "a finite number > 0", o.eps)

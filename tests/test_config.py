@@ -174,3 +174,18 @@ def test_a_name_that_is_not_the_chosen_options_is_refused(compose_cfg):
     assert errors == ["task.name='sine' is not allowed: the chosen task option's schema is StepsTaskConfig, "
                       "not SineTaskConfig (choose task=sine instead)"]
     assert check_values(compose_cfg(["optimizer.name=rmsprop"]))[0].startswith("optimizer.name='rmsprop'")
+
+
+def test_configs_read_back_from_a_run_directory_are_checked_the_same_way(compose_cfg):
+    """Untyped (plain YAML) configs, as restore() reads them: same answers, missing keys named."""
+    def plain(overrides):
+        return OmegaConf.create(OmegaConf.to_container(compose_cfg(overrides), resolve=True))
+    assert check_values(plain(["task=sine", "optimizer=adam"])) == []
+    assert check_values(plain(["task.bins=0"])) == ["task.bins=0 is not allowed: must be an integer >= 1"]
+    old = plain([])
+    del old.train["max_hours"]
+    old.task["support_size"] = 100
+    assert check_values(old) == [
+        "task.support_size=100 is not allowed: Key 'support_size' not in 'StepsTaskConfig' (task=steps has: "
+        "name, xmin, xmax, noise, num_points, query_size, ymin, ymax, bins)",
+        "train.max_hours is missing: TrainConfig needs it"]
