@@ -16,7 +16,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
 from .algorithms import ALGORITHMS
-from .model import ACTIVATIONS
+from .model import ACTIVATIONS, DTYPES
 
 
 # Every default lives here, once (Hydra's structured-config pattern). An option's YAML in conf/
@@ -115,6 +115,9 @@ class TrainConfig:
     #                           streams: independent SeedSequence streams, validation tasks from eval's stream
     max_memory_gb: float = 8.0  # refuse a run whose estimated peak memory (training or evaluation) is larger
     max_hours: float = 24.0     # refuse a run whose estimated time (training + evaluation) is longer
+    dtype: str = "float64"    # float64 | float32: params, tasks, meta-gradient, optimizer state and evaluation
+    #                           (float64 reproduces the notebook exactly; float32 is ~2x faster)
+    figures: bool = False     # true: draw validation_fits.png (the notebook's figure) when a run completes (~1-2 s)
 
 
 @dataclass
@@ -287,6 +290,7 @@ def _value_errors(cfg) -> list[str]:
     need(tr.rng in RNG_MODES, "train.rng", f"one of {', '.join(RNG_MODES)}", tr.rng)
     need(_finite_positive(tr.max_memory_gb), "train.max_memory_gb", "a finite number > 0", tr.max_memory_gb)
     need(_finite_positive(tr.max_hours), "train.max_hours", "a finite number > 0", tr.max_hours)
+    need(tr.dtype in DTYPES, "train.dtype", f"one of {', '.join(DTYPES)}", tr.dtype)
 
     need(ev.seed >= 0, "eval.seed", "an integer >= 0", ev.seed)
     need(ev.num_tasks >= 2, "eval.num_tasks", "an integer >= 2", ev.num_tasks)

@@ -3,8 +3,10 @@
 Every family draws ``num_points`` points per task; the last ``query_size`` of them score the
 meta-objective and the others (``support_size = num_points - query_size``) adapt. ``query_size`` 0
 scores on the support points themselves (the notebook's behaviour). Generators may be numpy
-``RandomState`` or ``Generator``. The classes have no defaults: :func:`make_tasks` builds them from
-a config (the defaults live in ``maml_sweep.config``'s schemas).
+``RandomState`` or ``Generator``. Points are drawn in float64 (the same draws whatever the dtype)
+and returned in the family's ``dtype`` (float64 or float32, the run's ``train.dtype``). The classes
+have no defaults: :func:`make_tasks` builds them from a config (the defaults live in
+``maml_sweep.config``'s schemas).
 """
 from __future__ import annotations
 
@@ -32,8 +34,9 @@ class Task(NamedTuple):
         return self.x_query, self.y_query
 
 
-def _split(x: np.ndarray, y: np.ndarray, query_size: int) -> Task:
+def _split(x: np.ndarray, y: np.ndarray, query_size: int, dtype: str) -> Task:
     """The first points adapt, the last ``query_size`` score (0: the support points score)."""
+    x, y = np.asarray(x, dtype=dtype), np.asarray(y, dtype=dtype)
     if query_size == 0:
         return Task(x, y)
     k = len(x) - query_size
@@ -69,13 +72,14 @@ class StepTasks(_Sizes):
     bins: int
     num_points: int
     query_size: int
+    dtype: str
 
     def sample(self, rng) -> Task:
         x = rng.uniform(self.xmin, self.xmax, size=self.num_points)
         heights = rng.uniform(self.ymin, self.ymax, size=self.bins)
         idx = np.floor((x - self.xmin) / (self.xmax - self.xmin) * self.bins).astype(int)
         y = rng.normal(heights[idx], self.noise)
-        return _split(x, y, self.query_size)
+        return _split(x, y, self.query_size, self.dtype)
 
 
 @dataclass(frozen=True)
@@ -92,6 +96,7 @@ class SineTasks(_Sizes):
     noise: float
     num_points: int
     query_size: int
+    dtype: str
 
     def sample(self, rng) -> Task:
         amplitude = rng.uniform(self.amp_min, self.amp_max)
@@ -100,21 +105,22 @@ class SineTasks(_Sizes):
         y = amplitude * np.sin(x - phase)
         if self.noise > 0:
             y = y + rng.normal(0.0, self.noise, size=x.shape)
-        return _split(x, y, self.query_size)
+        return _split(x, y, self.query_size, self.dtype)
 
 
 TASK_FAMILIES = {"steps": StepTasks, "sine": SineTasks}
 
 
-def make_tasks(task_cfg) -> StepTasks | SineTasks:
+def make_tasks(task_cfg, dtype: str) -> StepTasks | SineTasks:
     """The task distribution named by ``task_cfg.name`` with every other value of the config (a
-    composed ``task`` node or a schema instance, e.g. ``StepsTaskConfig(bins=3)``). A key the
-    family does not take, or one it needs and does not get, is an error, never dropped."""
+    composed ``task`` node or a schema instance, e.g. ``StepsTaskConfig(name="steps", bins=3)``),
+    returning points in ``dtype`` (``train.dtype``). A key the family does not take, or one it needs
+    and does not get, is an error, never dropped."""
     values = dataclasses.asdict(task_cfg) if dataclasses.is_dataclass(task_cfg) else dict(task_cfg.items())
     name = values.pop("name")
     family = TASK_FAMILIES[name]
-    fields = {f.name for f in dataclasses.fields(family)}
+    fields = {f.name for f in dataclasses.fields(family)} - {"dtype"}
     if set(values) != fields:
         raise ValueError(f"task {name!r}: unknown keys {sorted(set(values) - fields)}, "
                          f"missing keys {sorted(fields - set(values))}")
-    return family(**values)
+    return family(**values, dtype=dtype)

@@ -69,21 +69,21 @@ def test_runtime_classes_take_their_values_from_the_config_only():
 def test_make_tasks_refuses_keys_it_would_otherwise_drop(compose_cfg):
     cfg = compose_cfg(["task=sine", "+task.bins=3"])  # check_values refuses this first; make_tasks too
     with pytest.raises(ValueError, match=r"unknown keys \['bins'\]"):
-        make_tasks(cfg.task)
+        make_tasks(cfg.task, "float64")
 
 
 def test_num_points_are_split_into_support_and_query(compose_cfg):
     """num_points per task; the last query_size of them score, the others adapt (0: all do both)."""
     rng = np.random.RandomState(0)
-    steps = make_tasks(compose_cfg().task).sample(rng)
+    steps = make_tasks(compose_cfg().task, "float64").sample(rng)
     assert steps.x.shape == (100,) and steps.x_query is None and steps.query[0] is steps.x
-    sine = make_tasks(compose_cfg(["task=sine"]).task)
+    sine = make_tasks(compose_cfg(["task=sine"]).task, "float64")
     assert sine.support_size == 10 and sine.query_size == 10
     task = sine.sample(rng)
     assert task.x.shape == (10,) and task.x_query.shape == (10,)
-    wider = make_tasks(SineTaskConfig(name="sine", num_points=50, query_size=15)).sample(rng)
+    wider = make_tasks(SineTaskConfig(name="sine", num_points=50, query_size=15), "float64").sample(rng)
     assert wider.x.shape == (35,) and wider.x_query.shape == (15,)
-    assert make_tasks(StepsTaskConfig(name="steps")).with_sizes(5, 7).sample(rng).x_query.shape == (7,)
+    assert make_tasks(StepsTaskConfig(name="steps"), "float64").with_sizes(5, 7).sample(rng).x_query.shape == (7,)
 
 
 @pytest.mark.parametrize("experiment", options("experiment"))

@@ -15,7 +15,7 @@ def small_problem(hidden, activation="tanh", seed=0, n=12):
     rng = np.random.RandomState(seed)
     model = MLP(hidden, activation)
     params = model.init(rng, 0.5)
-    tasks = [make_tasks(StepsTaskConfig(name="steps", num_points=n, bins=3)).sample(rng) for _ in range(2)]
+    tasks = [make_tasks(StepsTaskConfig(name="steps", num_points=n, bins=3), "float64").sample(rng) for _ in range(2)]
     return model, params, tasks
 
 
