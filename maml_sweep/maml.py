@@ -6,7 +6,7 @@ loop, so it is exact for any such model; fast paths are tested against it.
 """
 from __future__ import annotations
 
-from dataclasses import KW_ONLY, dataclass
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import autograd.numpy as anp
@@ -29,9 +29,12 @@ class InnerLoop:
     lr: float
     steps: int
     first_order: bool = False
-    _: KW_ONLY
-    loss_scale: float
+    loss_scale: float | None = None  # required (positional or keyword); None only to keep the field order
     only: tuple[str, ...] | None = None
+
+    def __post_init__(self):
+        if self.loss_scale is None:
+            raise TypeError("InnerLoop needs loss_scale (a run's algorithm.loss_scale)")
 
 
 def inner_loss(predict: Predict, params, x, y, scale: float = 0.5):

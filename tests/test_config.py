@@ -60,10 +60,14 @@ def test_runtime_classes_take_their_values_from_the_config_only():
     """Task families and the inner loop carry no defaults of their own to drift from the schemas."""
     for name, family in TASK_FAMILIES.items():
         schema = SCHEMAS["task", name]
-        assert {f.name for f in dataclasses.fields(family)} == {f.name for f in dataclasses.fields(schema)} - {"name"}
+        fields = {f.name for f in dataclasses.fields(family)}
+        assert fields == {f.name for f in dataclasses.fields(schema)} - {"name"} | {"dtype"}  # dtype: train.dtype
         assert all(f.default is dataclasses.MISSING for f in dataclasses.fields(family)), name
     required = {f.name for f in dataclasses.fields(InnerLoop) if f.default is dataclasses.MISSING}
-    assert required >= {"lr", "steps", "loss_scale"}
+    assert required == {"lr", "steps"}
+    with pytest.raises(TypeError, match="needs loss_scale"):
+        InnerLoop(0.1, 5)
+    assert InnerLoop(0.1, 5, False, 1.0).loss_scale == InnerLoop(0.1, 5, loss_scale=1.0).loss_scale == 1.0
 
 
 def test_make_tasks_refuses_keys_it_would_otherwise_drop(compose_cfg):
