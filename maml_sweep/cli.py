@@ -1,6 +1,7 @@
 """The ``maml-sweep`` command: Hydra composes the config, ``train.run`` does the work."""
 from __future__ import annotations
 
+import logging
 import math
 import sys
 from pathlib import Path
@@ -10,12 +11,13 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import OmegaConf
 
-from . import rundir
+from . import logs, rundir
 from .config import ConfigError, register_configs
 from .sweep import write_sweep_summary
 from .train import run
 
 register_configs()
+log = logging.getLogger(__name__)
 
 
 @hydra.main(config_path="pkg://maml_sweep.conf", config_name="config", version_base="1.3")
@@ -28,6 +30,9 @@ def main(cfg) -> float:
     """
     hc = HydraConfig.get()
     out_dir = Path(hc.runtime.output_dir)
+    if hc.mode == RunMode.MULTIRUN and not _in_process_launcher(hc):
+        logs.tag_job(hc.job.num)  # parallel jobs' lines interleave: each says which job it is
+    log.info("run directory: %s", out_dir)
 
     def record() -> None:
         rundir.save_hydra_record(out_dir, {
