@@ -74,6 +74,10 @@ class MAML:
     def caveats(self, inner: InnerLoop) -> list[str]:
         """Warnings about running this algorithm with ``inner`` (none by default)."""
         return []
+    @property
+    def fixed_first_order(self) -> bool | None:
+        """What ``algorithm.first_order`` must be for this algorithm; None: the config chooses."""
+        return True if self.first_order else None
 
     def inner(self, model: MLP, inner: InnerLoop) -> InnerLoop:
         """The inner loop this algorithm runs, from the configured one."""
@@ -102,6 +106,8 @@ class MAML:
 
 class ANIL(MAML):
     """Almost No Inner Loop (Raghu et al. 2019): the inner loop adapts the output layer only."""
+
+    fixed_first_order = False  # always second order
 
     def inner(self, model: MLP, inner: InnerLoop) -> InnerLoop:
         return dataclasses.replace(inner, first_order=False, only=tuple(model.names[-2:]))
@@ -146,6 +152,8 @@ class Reptile(MAML):
                     "Reptile needs inner_steps > 1"]
         return []
 
+    fixed_first_order = False  # no meta-gradient: nothing to make first order
+
     def direction(self, model: MLP, meta: dict, tasks: Sequence[Task], inner: InnerLoop):
         inner = self.inner(model, inner)
         adapted = batched.adapt_many(model, meta, tasks, inner)
@@ -157,6 +165,8 @@ class Reptile(MAML):
 class Pretrain(MAML):
     """Baseline: one model trained on the pooled tasks (no inner loop), fine-tuned per task."""
 
+    fixed_first_order = False  # no inner loop in training
+
     label = "pretrain"
 
     def direction(self, model: MLP, meta: dict, tasks: Sequence[Task], inner: InnerLoop):
@@ -165,6 +175,8 @@ class Pretrain(MAML):
 
 class Scratch(MAML):
     """Baseline: the random initialisation, never meta-trained, fine-tuned per task."""
+
+    fixed_first_order = False  # never trained
 
     label = "scratch"
 

@@ -124,14 +124,15 @@ def test_command_composes_or_parses(page, cmd, compose_cfg):
 
 @pytest.mark.slow
 def test_maml_sweep_commands_print_their_config(tmp_path):
-    """Each ``maml-sweep`` command of the docs, run for real with ``--cfg job`` (prints, trains nothing)."""
+    """Each ``maml-sweep`` command of the docs, run for real with ``--cfg job`` (prints, trains nothing);
+    a sweep's job config is shown at its sweeps' first values."""
     seen = set()
     for page, cmd in ALL:
         argv = argv_of(cmd)
         if argv[0] != "maml-sweep" or cmd in seen or "-sc" in argv or "--cfg" in argv:
             continue
         seen.add(cmd)
-        args = [a for a in argv[1:] if a not in HYDRA_FLAGS]
+        args = hydra_overrides(argv[1:])  # --cfg shows one job: a sweep at its first value
         proc = run_cli([*args, "--cfg", "job"], cwd=tmp_path, timeout=120)
         assert proc.returncode == 0, f"{page}: {cmd}\n{proc.stderr[-2000:]}"
         assert "train:" in proc.stdout
