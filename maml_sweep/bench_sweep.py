@@ -70,13 +70,17 @@ def sweep(workdir: Path, launcher: str, runs: int, steps: int) -> dict:
     return {"wall": wall, "train": train, "cores": cores, "overhead": wall / (train / cores) - 1}
 
 
-def main(argv=None) -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m maml_sweep.bench_sweep", description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=32, help="runs in the sweep (seeds)")
     parser.add_argument("--steps", type=int, default=1000, help="outer steps per run")
     parser.add_argument("--repeats", type=int, default=5, help="warm fixed-cost runs (median, min)")
     parser.add_argument("--serial", action="store_true", help="also time the sweep with the basic launcher")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None) -> None:
+    args = build_parser().parse_args(argv)
     print(f"{os.cpu_count()} cores; {loadavg()} at start", flush=True)
     with tempfile.TemporaryDirectory(prefix="bench_sweep-") as tmp:
         workdir = Path(tmp)
