@@ -25,6 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from . import rundir
 from .bench import loadavg
 
 
@@ -63,7 +64,7 @@ def sweep(workdir: Path, launcher: str, runs: int, steps: int) -> dict:
             f"hydra.sweep.dir={folder}", f"hydra/launcher={launcher}"]
     wall = _timed(args, workdir / "cache", workdir)
     summaries = [json.loads(p.read_text()) for p in folder.glob("*/summary.json")]
-    if len(summaries) != runs or any(s["status"] != "completed" for s in summaries):
+    if len(summaries) != runs or any(s["status"] != rundir.COMPLETED for s in summaries):
         raise RuntimeError(f"{launcher} sweep: {len(summaries)} of {runs} runs completed")
     cores = os.cpu_count() if launcher == "joblib" else 1
     train = sum(s["wall_s"] for s in summaries)
