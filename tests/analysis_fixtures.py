@@ -5,17 +5,13 @@ Its fixtures (real_sweep, sweep_copy) reach every test through ``pytest_plugins`
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from maml_sweep.analysis.synthetic import base_config, make_sweep, synthetic_curve, write_run  # noqa: F401
 
-REPO = Path(__file__).resolve().parent.parent
 # 2 x 2 configurations x 2 seeds, tiny model: about 15 s once per session.
 SWEEP_ARGS = ["-m", "task.bins=3,6", "algorithm.inner_lr=0.03,0.1", "seed=0,1", "train.outer_steps=24",
               "train.eval_every=8", "model.hidden=[8,8]", "task.num_points=20"]
@@ -34,14 +30,11 @@ def real_sweep(tmp_path_factory) -> Path:
 
 
 def _make_real_sweep(tmp_path_factory) -> Path:
+    from conftest import run_cli  # the one way tests start the command
+
     root = tmp_path_factory.mktemp("real_sweep")
     sweep = root / "multirun" / "2026-11-26" / "10-00-00"
-    # This checkout's code (PYTHONPATH) and conf/ (-cp), whatever an editable install points at.
-    env = {**os.environ, "HYDRA_FULL_ERROR": "0", "PYTHONWARNINGS": "ignore",
-           "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.run([sys.executable, "-m", "maml_sweep", "-cp", str(REPO / "conf"), *SWEEP_ARGS,
-                           f"hydra.sweep.dir={sweep}"], cwd=root, env=env, capture_output=True, text=True,
-                          timeout=600)
+    proc = run_cli([*SWEEP_ARGS, f"hydra.sweep.dir={sweep}"], cwd=root, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert len(list(sweep.glob("*/summary.json"))) == 8
     return sweep

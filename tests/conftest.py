@@ -1,4 +1,14 @@
-"""Shared fixtures: compose configs in-process, run the CLI in a subprocess inside a temp dir."""
+"""Shared test infrastructure: composing configs in-process, and the one way to start a command in a
+subprocess.
+
+- :func:`compose` initialises Hydra for each call and leaves no global state behind, so no test
+  depends on another one (or a fixture) having initialised Hydra. ``compose_cfg`` is the same
+  function as a fixture.
+- :func:`run_module` / :func:`run_cli` start ``python -m MODULE`` with one path policy: this
+  checkout's code (``PYTHONPATH``) and its ``conf/`` (``-cp``), whatever an installed copy points
+  at. Tests that start a subprocess are ``@pytest.mark.slow`` unless they are the one test of a
+  command-line path that nothing in-process covers.
+"""
 from __future__ import annotations
 
 import os
@@ -7,26 +17,56 @@ import sys
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_module
+from hydra import compose as hydra_compose
+from hydra import initialize_config_module
 
 from maml_sweep.config import register_configs
 
 pytest_plugins = ["analysis_fixtures"]  # real_sweep, sweep_copy
 
+REPO = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).parent / "data"
 TINY = ["train.outer_steps=24", "train.eval_every=8", "model.hidden=[8,8]", "task.num_points=20", "eval.num_tasks=20"]
 
 
-@pytest.fixture(scope="session")
-def compose_cfg():
-    """compose_cfg(overrides) -> the composed DictConfig, exactly as the CLI would see it."""
+def compose(overrides=(), hydra: bool = False):
+    """The composed DictConfig for ``overrides``, exactly as the CLI sees it (``hydra=True``: with
+    the ``hydra`` node, e.g. the sweeper's search space). Hydra is initialised for this call only."""
     register_configs()
     with initialize_config_module("maml_sweep.conf", version_base="1.3"):
-        yield lambda overrides=(): compose("config", overrides=list(overrides))
+        return hydra_compose("config", overrides=list(overrides), return_hydra_config=hydra)
+
+
+@pytest.fixture
+def compose_cfg():
+    """:func:`compose` as a fixture: ``compose_cfg(overrides, hydra=False)``."""
+    return compose
+
+
+def subprocess_env() -> dict:
+    """The environment of every subprocess a test starts: this checkout first on the path."""
+    return {**os.environ, "HYDRA_FULL_ERROR": "0", "PYTHONWARNINGS": "ignore",
+            "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)}
+
+
+def command(module: str, args=()) -> list[str]:
+    """The argv that runs ``python -m module args`` (``maml_sweep`` gets this checkout's ``conf/``)."""
+    cp = ["-cp", str(REPO / "conf")] if module == "maml_sweep" else []
+    return [sys.executable, "-m", module, *cp, *map(str, args)]
+
+
+def run_module(module: str, args, cwd, timeout=300, **popen) -> subprocess.CompletedProcess:
+    """Run ``python -m module ARGS`` in ``cwd`` to the end; returns the completed process (text output)."""
+    return subprocess.run(command(module, args), cwd=cwd, env=subprocess_env(), capture_output=True,
+                          text=True, timeout=timeout, **popen)
 
 
 def run_cli(args, cwd, timeout=300, **popen) -> subprocess.CompletedProcess:
-    """Run ``python -m maml_sweep ARGS`` in ``cwd``; returns the completed process (text output)."""
-    env = {**os.environ, "HYDRA_FULL_ERROR": "0", "PYTHONWARNINGS": "ignore"}
-    return subprocess.run([sys.executable, "-m", "maml_sweep", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=timeout, **popen)
+    """Run ``maml-sweep ARGS`` (as ``python -m maml_sweep``) in ``cwd``."""
+    return run_module("maml_sweep", args, cwd, timeout, **popen)
+
+
+def start_cli(args, cwd, **popen) -> subprocess.Popen:
+    """Start ``maml-sweep ARGS`` in ``cwd`` without waiting (to signal it); output discarded."""
+    return subprocess.Popen(command("maml_sweep", args), cwd=cwd, env=subprocess_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **popen)

@@ -1,28 +1,32 @@
 """``maml-sweep-report`` end to end: the report files, flags, side-by-side sweeps, bad input."""
-import os
 import shutil
-import subprocess
-import sys
 
 import pandas as pd
 import pytest
 
-from analysis_fixtures import REPO, make_sweep
+from analysis_fixtures import make_sweep
+from conftest import run_module
 from maml_sweep.analysis import load_runs
 from maml_sweep.analysis.bench import main as bench_main
 from maml_sweep.analysis.report_cli import main
 from maml_sweep.analysis.roles import RoleError, choose_roles
 
 
-def report(args, cwd=None):
-    """Run the command in a subprocess (exit code, stdout, stderr)."""
-    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    proc = subprocess.run([sys.executable, "-m", "maml_sweep.analysis.report_cli", *map(str, args)],
-                          cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
-    return proc.returncode, proc.stdout, proc.stderr
+@pytest.fixture
+def report(capsys, monkeypatch):
+    """report(args, cwd) runs the command in-process in ``cwd``: (exit code, stdout, stderr)."""
+    def call(args, cwd):
+        monkeypatch.chdir(cwd)
+        try:
+            code = main([str(a) for a in args])
+        except SystemExit as exc:  # argparse's usage errors
+            code = exc.code
+        out, err = capsys.readouterr()
+        return code, out, err
+    return call
 
 
-def test_report_writes_markdown_html_figures_and_tables(real_sweep, tmp_path):
+def test_report_writes_markdown_html_figures_and_tables(real_sweep, tmp_path, report):
     code, out, err = report([real_sweep], cwd=tmp_path)
     assert code == 0, err
     folder = tmp_path / "analysis" / "2026-11-26_10-00-00"
@@ -98,7 +102,7 @@ def test_two_sweeps_side_by_side_in_one_command(real_sweep, tmp_path):
                                            "task.bins, algorithm.inner_lr"),
     (["{sweep}", "--heatmap", "bins"], "--heatmap takes two keys X,Y; got 1: bins"),
 ])
-def test_bad_input_is_one_clear_line_and_a_nonzero_exit(real_sweep, tmp_path, args, message):
+def test_bad_input_is_one_clear_line_and_a_nonzero_exit(real_sweep, tmp_path, report, args, message):
     (tmp_path / "empty").mkdir()
     fill = {"missing": tmp_path / "missing", "empty": tmp_path / "empty", "sweep": real_sweep,
             "metrics": ", ".join(load_runs(real_sweep).metrics)}
@@ -109,13 +113,23 @@ def test_bad_input_is_one_clear_line_and_a_nonzero_exit(real_sweep, tmp_path, ar
     assert not (tmp_path / "analysis").exists()
 
 
-def test_usage_errors_are_one_line(tmp_path):
+def test_usage_errors_are_one_line(tmp_path, report):
     code, out, err = report([], cwd=tmp_path)
     assert code == 2 and len(err.strip().splitlines()) == 1 and "PATH" in err
 
 
+@pytest.mark.slow
+def test_the_command_runs_as_a_module_in_a_subprocess(real_sweep, tmp_path):
+    proc = run_module("maml_sweep.analysis.report_cli", [real_sweep, "--out", "r", "-q"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == [str(tmp_path.joinpath("r", "report.md").relative_to(tmp_path)),
+                                   str(tmp_path.joinpath("r", "report.html").relative_to(tmp_path))]
+    assert proc.stderr == ""
+
+
+@pytest.mark.slow
 def test_benchmark_script_runs_on_a_small_synthetic_sweep(tmp_path, capsys):
-    assert bench_main(["--runs", "100", "--dir", str(tmp_path)]) == 0
+    bench_main(["--runs", "100", "--dir", str(tmp_path)])  # its exit code compares a time with a target
     out = capsys.readouterr().out
     assert "load_runs: 100 runs" in out and "x the 30 s target" in out
     assert (tmp_path / "report" / "report.html").exists()

@@ -1,4 +1,7 @@
-"""The ``maml-sweep`` command end to end, in a temp dir: run directories, bad input, sweeps, resume."""
+"""The ``maml-sweep`` command end to end, in a temp dir: run directories, bad input, sweeps, resume.
+
+Each test starts the command in a subprocess; one case of each kind runs by default, the rest are
+``slow`` (the checks themselves are tested in-process in test_config.py)."""
 import csv
 import json
 
@@ -39,6 +42,7 @@ def test_single_run_writes_the_whole_run_directory(tmp_path):
     assert "train.outer_steps=24" in overrides
 
 
+@pytest.mark.slow
 def test_same_seed_and_config_give_the_same_numbers(tmp_path):
     for name in ("a", "b"):
         assert run_cli([*TINY, f"hydra.run.dir={name}"], cwd=tmp_path).returncode == 0
@@ -46,12 +50,15 @@ def test_same_seed_and_config_give_the_same_numbers(tmp_path):
            [r["val_meta_objective"] for r in read_metrics(tmp_path / "b")]
 
 
+SLOW = pytest.mark.slow
+
+
 @pytest.mark.parametrize("override,key", [
     ("optimizer.lr=0", "optimizer.lr"),
-    ("algorithm.inner_steps=-1", "algorithm.inner_steps"),
-    ("task.xmin=5", "task.xmin"),
-    ("model.activation=gelu", "model.activation"),
-    ("seed=-3", "seed"),
+    pytest.param("algorithm.inner_steps=-1", "algorithm.inner_steps", marks=SLOW),
+    pytest.param("task.xmin=5", "task.xmin", marks=SLOW),
+    pytest.param("model.activation=gelu", "model.activation", marks=SLOW),
+    pytest.param("seed=-3", "seed", marks=SLOW),
 ])
 def test_bad_value_fails_with_one_clear_line_and_no_traceback(tmp_path, override, key):
     proc = run_cli([override, "hydra.run.dir=run"], cwd=tmp_path)
@@ -64,8 +71,8 @@ def test_bad_value_fails_with_one_clear_line_and_no_traceback(tmp_path, override
 
 @pytest.mark.parametrize("override,message", [
     ("algorithm.inner_steps=abc", "could not be converted to Integer"),
-    ("train.nonsense=1", "Could not override 'train.nonsense'"),
-    ("task=nonsense", "Could not find 'task/nonsense'"),
+    pytest.param("train.nonsense=1", "Could not override 'train.nonsense'", marks=SLOW),
+    pytest.param("task=nonsense", "Could not find 'task/nonsense'", marks=SLOW),
 ])
 def test_wrong_type_unknown_key_or_option_fails_at_compose_time(tmp_path, override, message):
     proc = run_cli([override, "hydra.run.dir=run"], cwd=tmp_path)
@@ -74,6 +81,7 @@ def test_wrong_type_unknown_key_or_option_fails_at_compose_time(tmp_path, overri
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_multirun_writes_one_directory_per_job(tmp_path):
     proc = run_cli(["-m", "task.bins=3,6", "seed=0,1", *TINY, "hydra.sweep.dir=sweep"], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
@@ -87,6 +95,7 @@ def test_multirun_writes_one_directory_per_job(tmp_path):
     assert seen == {(3, 0), (3, 1), (6, 0), (6, 1)}
 
 
+@pytest.mark.slow
 def test_rerun_skips_a_completed_run_and_refuses_another_config(tmp_path):
     assert run_cli([*TINY, "hydra.run.dir=run"], cwd=tmp_path).returncode == 0
     before = (tmp_path / "run" / "summary.json").read_text()

@@ -68,8 +68,7 @@ def test_bad_values_name_the_key_and_what_is_allowed(compose_cfg, override, key)
 
 @pytest.mark.parametrize("preset", options("sweep"))
 def test_every_sweep_preset_composes_with_its_search_space(compose_cfg, preset):
-    from hydra import compose
-    cfg = compose("config", overrides=[f"sweep={preset}"], return_hydra_config=True)
+    cfg = compose_cfg([f"sweep={preset}"], hydra=True)
     assert check_values(cfg) == [] and len(cfg.hydra.sweeper.params) >= 1
     for key in cfg.hydra.sweeper.params:
         assert key in ("algorithm", "seed") or OmegaConf.select(cfg, key) is not None, key

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import TINY, run_cli
+from conftest import TINY
 from maml_sweep import evaluate
 from maml_sweep.tasks import make_tasks
 from maml_sweep.algorithms import MAML
@@ -36,10 +36,10 @@ def read_adaptation(run_dir):
         return list(csv.DictReader(f))
 
 
-def test_runs_write_adaptation_csv_and_share_the_scratch_baseline(tmp_path):
+def test_runs_write_adaptation_csv_and_share_the_scratch_baseline(compose_cfg, tmp_path):
     common = [*TINY, "eval.max_steps=4"]
-    assert run_cli([*common, "seed=0", "hydra.run.dir=a"], cwd=tmp_path).returncode == 0
-    assert run_cli([*common, "seed=1", "algorithm=fomaml", "hydra.run.dir=b"], cwd=tmp_path).returncode == 0
+    assert run(compose_cfg([*common, "seed=0"]), tmp_path / "a")["status"] == "completed"
+    assert run(compose_cfg([*common, "seed=1", "algorithm=fomaml"]), tmp_path / "b")["status"] == "completed"
     a, b = read_adaptation(tmp_path / "a"), read_adaptation(tmp_path / "b")
     assert list(a[0]) == ["init", "k", "mse_mean", "mse_ci95", "n_tasks"]
     assert [(r["init"], r["k"]) for r in a] == [(i, str(k)) for i in ("trained", "scratch") for k in range(5)]

@@ -11,14 +11,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import TINY
+from conftest import TINY, compose
 from maml_sweep import rundir, sweep, train
 from maml_sweep.config import ConfigError
 
 
 @pytest.fixture(scope="module")
-def tiny_cfg(compose_cfg):
-    return compose_cfg(TINY)
+def tiny_cfg():
+    return compose(TINY)
 
 
 @pytest.fixture(scope="module", autouse=True)

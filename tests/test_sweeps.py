@@ -1,16 +1,16 @@
-"""Multiruns: launchers, Optuna, divergence, failure, kill and resume, sweep_summary.csv."""
+"""Multiruns: launchers, Optuna, divergence, failure, kill and resume, sweep_summary.csv.
+
+Every test here but the first starts real sweeps in subprocesses: they are ``slow`` (.ci/run runs them)."""
 import csv
 import json
 import signal
-import subprocess
-import sys
 import time
 
 import numpy as np
 import pytest
 import yaml
 
-from conftest import TINY, run_cli
+from conftest import TINY, run_cli, start_cli
 from maml_sweep.sweep import PLAN, planned_jobs, progress, summary_rows
 
 
@@ -30,14 +30,13 @@ def curve(run_dir):
 
 
 def test_planned_jobs_expand_presets_and_command_line_like_the_sweeper(compose_cfg):
-    from hydra import compose
-    grid = compose("config", overrides=["sweep=grid", "task.bins=3"], return_hydra_config=True)
+    grid = compose_cfg(["sweep=grid", "task.bins=3"], hydra=True)
     assert planned_jobs(grid) == 3 * 2 * 1  # the command line's task.bins replaces the preset's 3,6,12
-    assert planned_jobs(compose("config", overrides=["sweep=algorithms"], return_hydra_config=True)) == 7 * 3
-    optuna = compose("config", overrides=["sweep=optuna", "hydra.sweeper.n_trials=9"], return_hydra_config=True)
-    assert planned_jobs(optuna) == 9
+    assert planned_jobs(compose_cfg(["sweep=algorithms"], hydra=True)) == 7 * 3
+    assert planned_jobs(compose_cfg(["sweep=optuna", "hydra.sweeper.n_trials=9"], hydra=True)) == 9
 
 
+@pytest.mark.slow
 def test_joblib_launcher_gives_the_basic_launchers_numbers(tmp_path):
     args = ["-m", "seed=0,1", *TINY]
     assert run_cli([*args, "hydra.sweep.dir=basic"], cwd=tmp_path).returncode == 0
@@ -48,6 +47,7 @@ def test_joblib_launcher_gives_the_basic_launchers_numbers(tmp_path):
     assert [r["status"] for r in sweep_table(tmp_path / "joblib")] == ["completed", "completed"]
 
 
+@pytest.mark.slow
 def test_submitit_local_launcher_runs_each_job_in_its_own_process(tmp_path):
     proc = run_cli(["-m", "hydra/launcher=submitit_local", "seed=0,1", *TINY, "hydra.sweep.dir=sweep"],
                    cwd=tmp_path)
@@ -57,6 +57,7 @@ def test_submitit_local_launcher_runs_each_job_in_its_own_process(tmp_path):
     assert [r["seed"] for r in sweep_table(tmp_path / "sweep")] == ["0", "1"]
 
 
+@pytest.mark.slow
 def test_optuna_preset_runs_trials_and_reports_the_best(tmp_path):
     proc = run_cli(["-m", "sweep=optuna", "hydra.sweeper.n_trials=3", "hydra.sweeper.n_jobs=1", *TINY,
                     "hydra.sweep.dir=sweep"], cwd=tmp_path)
@@ -68,6 +69,7 @@ def test_optuna_preset_runs_trials_and_reports_the_best(tmp_path):
     assert set(best["best_params"]) == {"algorithm.inner_lr", "optimizer.lr", "algorithm.inner_steps"}
 
 
+@pytest.mark.slow
 def test_a_diverging_run_is_marked_and_the_sweep_exits_0(tmp_path):
     proc = run_cli(["-m", "algorithm.inner_lr=0.1,50", *TINY, "hydra.sweep.dir=sweep"], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
@@ -81,6 +83,7 @@ def test_a_diverging_run_is_marked_and_the_sweep_exits_0(tmp_path):
     assert [(r["algorithm.inner_lr"], r["status"]) for r in table] == [("0.1", "completed"), ("50", "diverged")]
 
 
+@pytest.mark.slow
 def test_a_failing_run_does_not_stop_the_sweep_and_is_in_the_summary(tmp_path):
     proc = run_cli(["-m", "optimizer.lr=-1,0.01", *TINY, "hydra.sweep.dir=sweep"], cwd=tmp_path)
     assert proc.returncode == 1
@@ -90,9 +93,9 @@ def test_a_failing_run_does_not_stop_the_sweep_and_is_in_the_summary(tmp_path):
     assert [r["status"] for r in sweep_table(tmp_path / "sweep")] == ["failed", "completed"]
 
 
-def start_and_stop(cmd, tmp_path, wait_for, sig):
-    """Start ``cmd``, send ``sig`` once ``wait_for`` exists; returns the exit code."""
-    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def start_and_stop(args, tmp_path, wait_for, sig):
+    """Start ``maml-sweep args``, send ``sig`` once ``wait_for`` exists; returns the exit code."""
+    proc = start_cli(args, tmp_path)
     deadline = time.time() + 120
     while not wait_for.exists() and time.time() < deadline:
         time.sleep(0.02)
@@ -103,46 +106,54 @@ def start_and_stop(cmd, tmp_path, wait_for, sig):
 LONG = ["train.outer_steps=3000", "train.eval_every=100", "model.hidden=[16,16]", "task.num_points=30"]
 
 
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory):
+    """Uninterrupted LONG runs, made once for the module: a single run ("run") and a two-seed
+    sweep ("sweep"); each test compares its cut-and-resumed copy with these."""
+    root = tmp_path_factory.mktemp("straight")
+    assert run_cli([*LONG, "hydra.run.dir=run"], cwd=root).returncode == 0
+    assert run_cli(["-m", "seed=0,1", *LONG, "hydra.sweep.dir=sweep"], cwd=root).returncode == 0
+    return root
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT, signal.SIGTERM, signal.SIGUSR2])
-def test_a_killed_or_interrupted_run_resumes_to_identical_results(tmp_path, sig):
-    assert run_cli([*LONG, "hydra.run.dir=straight"], cwd=tmp_path).returncode == 0
-    cmd = [sys.executable, "-m", "maml_sweep", *LONG, "hydra.run.dir=cut"]
-    code = start_and_stop(cmd, tmp_path, tmp_path / "cut" / "checkpoint.npz", sig)
+def test_a_killed_or_interrupted_run_resumes_to_identical_results(tmp_path, straight, sig):
+    code = start_and_stop([*LONG, "hydra.run.dir=cut"], tmp_path, tmp_path / "cut" / "checkpoint.npz", sig)
     status = json.loads((tmp_path / "cut" / "summary.json").read_text())["status"]
     assert (code, status) == ((-9, "running") if sig == signal.SIGKILL else (130, "interrupted"))
     assert run_cli([*LONG, "hydra.run.dir=cut"], cwd=tmp_path).returncode == 0
-    assert curve(tmp_path / "cut") == curve(tmp_path / "straight")
-    with np.load(tmp_path / "cut" / "params.npz") as a, np.load(tmp_path / "straight" / "params.npz") as b:
+    assert curve(tmp_path / "cut") == curve(straight / "run")
+    with np.load(tmp_path / "cut" / "params.npz") as a, np.load(straight / "run" / "params.npz") as b:
         assert all(np.array_equal(a[k], b[k]) for k in a.files)
 
 
-def test_rerunning_a_killed_sweep_skips_finished_runs_and_resumes_the_rest(tmp_path):
+@pytest.mark.slow
+def test_rerunning_a_killed_sweep_skips_finished_runs_and_resumes_the_rest(tmp_path, straight):
     args = ["-m", "seed=0,1", *LONG]
-    assert run_cli([*args, "hydra.sweep.dir=straight"], cwd=tmp_path).returncode == 0
-    cmd = [sys.executable, "-m", "maml_sweep", *args, "hydra.sweep.dir=cut"]
-    assert start_and_stop(cmd, tmp_path, tmp_path / "cut" / "1" / "checkpoint.npz", signal.SIGKILL) == -9
+    assert start_and_stop([*args, "hydra.sweep.dir=cut"], tmp_path, tmp_path / "cut" / "1" / "checkpoint.npz", signal.SIGKILL) == -9
     first = (tmp_path / "cut" / "0" / "summary.json").read_text()
     assert json.loads(first)["status"] == "completed"
     assert run_cli([*args, "hydra.sweep.dir=cut"], cwd=tmp_path).returncode == 0
     assert (tmp_path / "cut" / "0" / "summary.json").read_text() == first  # skipped, untouched
     for job in ("0", "1"):
-        assert curve(tmp_path / "cut" / job) == curve(tmp_path / "straight" / job)
+        assert curve(tmp_path / "cut" / job) == curve(straight / "sweep" / job)
     assert [r["status"] for r in sweep_table(tmp_path / "cut")] == ["completed", "completed"]
 
 
-def test_sigterm_stops_a_serial_sweep_and_the_rerun_finishes_it(tmp_path):
+@pytest.mark.slow
+def test_sigterm_stops_a_serial_sweep_and_the_rerun_finishes_it(tmp_path, straight):
     args = ["-m", "seed=0,1", *LONG]
-    assert run_cli([*args, "hydra.sweep.dir=straight"], cwd=tmp_path).returncode == 0
-    cmd = [sys.executable, "-m", "maml_sweep", *args, "hydra.sweep.dir=cut"]
-    assert start_and_stop(cmd, tmp_path, tmp_path / "cut" / "0" / "checkpoint.npz", signal.SIGTERM) == 130
+    assert start_and_stop([*args, "hydra.sweep.dir=cut"], tmp_path, tmp_path / "cut" / "0" / "checkpoint.npz", signal.SIGTERM) == 130
     assert json.loads((tmp_path / "cut" / "0" / "summary.json").read_text())["status"] == "interrupted"
     assert not (tmp_path / "cut" / "1").exists()  # the sweep stopped; job 1 never started
     assert [r["status"] for r in sweep_table(tmp_path / "cut")] == ["interrupted"]
     assert run_cli([*args, "hydra.sweep.dir=cut"], cwd=tmp_path).returncode == 0
     for job in ("0", "1"):
-        assert curve(tmp_path / "cut" / job) == curve(tmp_path / "straight" / job)
+        assert curve(tmp_path / "cut" / job) == curve(straight / "sweep" / job)
 
 
+@pytest.mark.slow
 def test_a_changed_config_in_an_existing_sweep_is_refused_and_nothing_is_overwritten(tmp_path):
     assert run_cli(["-m", "seed=0", *TINY, "hydra.sweep.dir=sweep"], cwd=tmp_path).returncode == 0
     sweep, run_dir = tmp_path / "sweep", tmp_path / "sweep" / "0"
