@@ -7,6 +7,7 @@ prints its line and the sweep goes on; the sweep then exits 1.
 """
 from __future__ import annotations
 
+import logging
 import math
 import os
 import sys
@@ -29,10 +30,11 @@ _SAID: list[str] = []  # the interrupt line, once printed
 def main() -> None:
     """Entry point: Hydra's main, with a stray Ctrl-C (before a run starts or after it ended)
     turned into one line."""
+    logging.raiseExceptions = False  # a log line that cannot be written (full disk) is not the run's failure
     try:
         _hydra_main()
     except KeyboardInterrupt:
-        if not _SAID:
+        if not _SAID and not sweep.open_sweeps():  # an open sweep says how to finish it at exit
             where = f"; resume with: {_RESUME[-1]}" if _RESUME else ""
             print(f"maml-sweep: interrupted{where}", file=sys.stderr)
         sys.exit(130)

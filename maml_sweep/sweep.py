@@ -191,6 +191,11 @@ def _stopped_early() -> None:
     _OPEN.clear()
 
 
+def open_sweeps() -> list[Path]:
+    """Sweep directories of multiruns this process started and has not ended."""
+    return [d for d, _ in _OPEN]
+
+
 def close(sweep_dir: Path) -> None:
     """This process ends the sweep in ``sweep_dir`` itself (e.g. on an interrupt, with its own message)."""
     _OPEN[:] = [(d, c) for d, c in _OPEN if d != Path(sweep_dir)]
