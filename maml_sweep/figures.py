@@ -27,17 +27,35 @@ def draw_adaptation(ax, predict, task: Task, trajectory: list[dict], xlim: tuple
                 label=f"after {i} steps" if i == len(trajectory) - 1 else None)
 
 
+def validation_fits_figure(predict, adapt, snapshots: list[tuple[int, dict]], task: Task,
+                           xlim: tuple[float, float]) -> Figure:
+    """A 3x4 grid: per snapshot (step, meta-params), the task's data as blue crosses and the
+    prediction after each inner step (``adapt(meta, task)`` gives the trajectory) as a red line
+    fading in (the notebook's ``visualize``); axes labelled x and y, one legend for the grid."""
+    fig = Figure(figsize=(16, 9), layout="constrained")
+    axes = fig.subplots(3, 4, sharex=True)
+    for ax, (step, params) in zip(axes.flat, snapshots):
+        draw_adaptation(ax, predict, task, adapt(params, task), xlim)
+        ax.set_title(f"meta-parameters at outer step {step}")
+    for ax in list(axes.flat)[len(snapshots):]:  # fewer than 12 snapshots when outer_steps < 12
+        ax.set_axis_off()
+    for ax in axes[-1]:
+        ax.set_xlabel("x (input)")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("y (target)")
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, [_legend_text(lab) for lab in labels], loc="outside lower center", ncols=len(labels))
+    fig.suptitle("The validation task: data, and the prediction after each inner step (darker = later)")
+    return fig
+
+
+def _legend_text(label: str) -> str:
+    return "validation task data" if label == "data" else f"prediction {label} of the inner loop"
+
+
 def plot_validation_fits(predict, adapt, snapshots: list[tuple[int, dict]], task: Task,
                          xlim: tuple[float, float], path: Path) -> None:
-    """Save a 3x4 grid: per snapshot (step, meta-params), the task's data as blue crosses and the
-    prediction after each inner step (``adapt(meta, task)`` gives the trajectory) as a red line
-    fading in (the notebook's ``visualize``)."""
-    fig = Figure(figsize=(16, 9), layout="constrained")
-    axes = list(fig.subplots(3, 4).flat)
-    for ax, (step, params) in zip(axes, snapshots):
-        draw_adaptation(ax, predict, task, adapt(params, task), xlim)
-        ax.set_title(f"Iteration {step}")
-    for ax in axes[len(snapshots):]:  # fewer than 12 snapshots when outer_steps < 12
-        ax.set_axis_off()
+    """Save :func:`validation_fits_figure` as a PNG at ``path`` (atomically)."""
+    fig = validation_fits_figure(predict, adapt, snapshots, task, xlim)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=80)

@@ -108,16 +108,19 @@ def test_best_fits_draw_data_and_every_inner_step(real_sweep, tmp_path):
     assert plots.best_fits(tmp_path / "noparams") is None
 
 
-def test_cost_bars_per_level(real_sweep):
+def test_cost_shows_every_run_and_each_groups_median(real_sweep):
     rs = load_runs(real_sweep)
     fig = plots.cost(rs.runs, "task.bins", "algorithm.inner_lr")
     assert len(fig.axes) == 2
     assert [ax.get_ylabel() for ax in fig.axes] == ["ms per outer step", "wall time per run (s)"]
     for ax, col in zip(fig.axes, ["ms_per_step", "wall_s"]):
-        heights = [p.get_height() for p in ax.patches if p.get_height() > 0]
-        assert len(heights) == 4  # 2 bins x 2 inner_lr
-        means = rs.runs.groupby(["task.bins", "algorithm.inner_lr"])[col].mean()
-        assert np.allclose(sorted(heights), sorted(means))
+        points = np.concatenate([c.get_offsets()[:, 1] for c in ax.collections if len(c.get_offsets())])
+        markers = np.concatenate([np.asarray(line.get_ydata(), float) for line in ax.lines])
+        assert len(points) == len(rs.runs)
+        for value in rs.runs[col]:
+            assert np.isclose(points, value).any()
+        for value in rs.runs.groupby(["task.bins", "algorithm.inner_lr"])[col].median():
+            assert np.isclose(markers, value).any()
 
 
 def test_saved_files_get_normal_permissions(tmp_path):

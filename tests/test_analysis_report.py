@@ -1,5 +1,6 @@
 """``maml-sweep-report`` end to end: the report files, flags, side-by-side sweeps, bad input."""
 import shutil
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -29,9 +30,10 @@ def report(capsys, monkeypatch):
 def test_report_writes_markdown_html_figures_and_tables(real_sweep, tmp_path, report):
     code, out, err = report([real_sweep], cwd=tmp_path)
     assert code == 0, err
-    folder = tmp_path / "analysis" / "2026-11-26_10-00-00"
-    assert out.split() == [str(folder.relative_to(tmp_path) / "report.md"),
-                           str(folder.relative_to(tmp_path) / "report.html")]
+    md_path, html_path = out.split()
+    folder = tmp_path / Path(md_path).parent
+    assert folder.parent == tmp_path / "analysis" and folder.name.startswith("multirun_2026-11-26_10-00-00-")
+    assert html_path == str(Path(md_path).parent / "report.html")
     assert "loaded 8 runs" in err and "Traceback" not in err  # progress on stderr
     for name in ("learning_curves", "heatmap", "adaptation", "best_fits", "cost"):
         assert (folder / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
@@ -59,7 +61,7 @@ def test_flags_choose_metric_hue_facet_and_heatmap(real_sweep, tmp_path):
                  "--facet", "bins", "--heatmap", "inner_lr,bins", "-q"])
     assert code == 0
     md = (out / "report.md").read_text()
-    assert "hue `algorithm.inner_lr`, columns `task.bins`" in md
+    assert "colour: `algorithm.inner_lr`, columns: `task.bins`" in md
     assert "you asked for `ms_per_step`; the choice is made on validation: `val_meta_objective`" in md
     assert "Final `ms_per_step` (mean over seeds) over `algorithm.inner_lr` and `task.bins`" in md
 
@@ -88,7 +90,7 @@ def test_two_sweeps_side_by_side_in_one_command(real_sweep, tmp_path):
     out = tmp_path / "cmp"
     assert main([str(a), str(b), "--out", str(out), "-q"]) == 0
     md = (out / "report.md").read_text()
-    assert "`sweep`" in md and "columns `sweep`" in md and "**16 runs**" in md
+    assert "`sweep`" in md and "columns: `sweep`" in md and "**16 runs**" in md
     ranked = pd.read_csv(out / "ranked.csv")
     assert len(ranked) == 8 and set(ranked["sweep"]) == {"10-00-00", "11-00-00"}
 

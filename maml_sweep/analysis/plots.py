@@ -219,8 +219,9 @@ def best_fits(run_path: Path, n_tasks: int = 4) -> plt.Figure | None:
 
 
 def cost(runs: pd.DataFrame, x: str | None, hue: str | None = None, title: str = "") -> plt.Figure | None:
-    """Milliseconds per outer step and wall time per configuration: bars of the mean with 95% CIs
-    over the runs in each bar (seaborn bootstrap, fixed seed)."""
+    """Milliseconds per outer step and wall time (seconds), one point per run (jittered), by ``x``
+    and ``hue``, with each group's median as a short black bar: the spread between runs of one
+    setting (machine load, start-up) stays visible next to any difference between settings."""
     cols = [c for c in ("ms_per_step", "wall_s") if c in runs.columns and runs[c].notna().any()]
     if not cols:
         return None
@@ -228,13 +229,18 @@ def cost(runs: pd.DataFrame, x: str | None, hue: str | None = None, title: str =
     if x is None:
         data = data.assign(all="all runs")
         x, orders["all"] = "all", ["all runs"]
+    palette = _palette(len(orders[hue]), _is_numeric(runs[hue])) if hue else None
     fig, axes = plt.subplots(1, len(cols), figsize=(5.2 * len(cols), 3.6))
     for ax, c in zip(np.atleast_1d(axes), cols):
-        sns.barplot(data=data, x=x, y=c, order=orders[x], hue=hue, hue_order=orders.get(hue),
-                    palette=_palette(len(orders[hue]), _is_numeric(runs[hue])) if hue else None,
-                    errorbar=("ci", 95), seed=BOOT_SEED, n_boot=1000, ax=ax)
+        sns.stripplot(data=data, x=x, y=c, order=orders[x], hue=hue, hue_order=orders.get(hue), palette=palette,
+                      dodge=bool(hue), jitter=0.2, size=5, alpha=0.75, ax=ax, legend=bool(hue))
+        sns.pointplot(data=data, x=x, y=c, order=orders[x], hue=hue, hue_order=orders.get(hue),
+                      dodge=0.8 - 0.8 / len(orders[hue]) if hue else False, estimator="median", errorbar=None,
+                      color="black", palette=["black"] * len(orders[hue]) if hue else None, markers="_",
+                      markersize=18, linestyles="none", ax=ax, legend=False)
         ax.set_ylabel({"ms_per_step": "ms per outer step", "wall_s": "wall time per run (s)"}[c])
         ax.set_xlabel(x if x != "all" else "")
+        ax.set_ylim(bottom=0)
         if ax.get_legend() is not None and c != cols[-1]:
             ax.get_legend().remove()
     if title:

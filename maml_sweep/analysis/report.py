@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import html
 import math
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -124,7 +125,8 @@ class Doc:
                 body.append("<ul>" + "".join(f"<li>{_inline(i)}</li>" for i in b[1]) + "</ul>")
             elif b[0] == "table":
                 frame = b[1].map(fmt) if len(b[1]) else b[1]
-                body.append(frame.to_html(index=False, escape=True, border=0, classes="t"))
+                body.append('<div class="scroll">' + frame.to_html(index=False, escape=True, border=0, classes="t")
+                            + "</div>")
             elif b[0] == "fig":
                 data = base64.b64encode((out_dir / f"{b[1]}.png").read_bytes()).decode()
                 body.append(f'<figure><img alt="{html.escape(b[2])}" src="data:image/png;base64,{data}">'
@@ -132,7 +134,9 @@ class Doc:
         style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
                  "table.t{border-collapse:collapse;font-size:0.85em;margin:0.5em 0}"
                  "table.t td,table.t th{border-bottom:1px solid #ddd;padding:2px 8px;text-align:right}"
-                 "img{max-width:100%}figcaption{font-size:0.85em;color:#555}code{background:#f3f3f3}")
+                 ".scroll{overflow-x:auto;max-width:100%}table.t th{white-space:nowrap}"
+                 "p,li,figcaption{overflow-wrap:anywhere}"
+                 "img{max-width:100%;height:auto}figcaption{font-size:0.85em;color:#555}code{background:#f3f3f3}")
         return (f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
                 f"<style>{style}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
 
@@ -157,13 +161,74 @@ def _md_table(frame: pd.DataFrame) -> str:
 
 # ---------------------------------------------------------------- the report
 
+def plural(n: int, word: str) -> str:
+    """``1 run``, ``3 runs``."""
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def mean_ci(mean, ci, n) -> str:
+    """``0.2174 ± 0.01 (95% CI, n=3)``, or ``0.2174 (n=1: no CI)`` when there is no interval."""
+    if ci is None or not np.isfinite(ci):
+        return f"{fmt(mean)} (n={n}: no CI)"
+    return f"{fmt(mean)} ± {fmt(ci)} (95% CI, n={n})"
+
+
+def report_title(sources: list[str], runs: pd.DataFrame) -> str:
+    """``Report on outputs/multirun/X (18 runs)``: what was loaded, as the user named it."""
+    shown = sources[:3] + ([f"{len(sources) - 3} more"] if len(sources) > 3 else [])
+    return f"Report on {', '.join(shown)} ({plural(len(runs), 'run')})"
+
+
+@dataclass
+class Section:
+    """What every section of the report reads, and where it writes."""
+
+    rs: RunSet
+    roles: Roles
+    out_dir: Path
+    say: Callable[[str], None]
+    doc: Doc = field(default_factory=Doc)
+    written: dict = field(default_factory=dict)
+    metrics: list = field(default_factory=list)  # metrics with at least one value
+    agg: pd.DataFrame = field(default_factory=pd.DataFrame)  # aggregate over seeds, tidy
+    best: pd.Series | None = None  # the best configuration's aggregate row, or None
+
+    @property
+    def runs(self) -> pd.DataFrame:
+        return self.rs.runs
+
+    @property
+    def keys(self) -> list[str]:
+        return self.rs.group_keys
+
+    def csv(self, frame: pd.DataFrame, name: str) -> None:
+        write_csv(frame, self.out_dir / name)
+        self.written[name] = self.out_dir / name
+
+    def figure(self, fig, name: str, caption: str, missing: str) -> None:
+        """Save ``fig`` (PNG + PDF) and show it with ``caption``; or say ``missing`` when it is None."""
+        if fig is None:
+            self.doc.p(missing)
+            return
+        self.say(f"figure {name}")
+        for path in plots.save_figure(fig, self.out_dir, name):
+            self.written[path.name] = path
+        self.doc.figure(name, caption)
+
+    def fixed_note(self, fixed: list[str]) -> str:
+        """``; other keys at the best configuration's values: k=v, ...`` for keys held fixed in a figure."""
+        if not fixed or self.best is None:
+            return ""
+        return "; other keys at the best configuration's values: " + \
+            ", ".join(f"{k}={plots.label(self.best[k])}" for k in fixed)
+
+    def at_best(self, frame: pd.DataFrame, fixed: list[str]) -> pd.DataFrame:
+        """Rows of ``frame`` whose ``fixed`` keys equal the best configuration's."""
+        return frame[config_mask(frame, fixed, self.best)] if (self.best is not None and fixed) else frame
+
+
 def _config_text(config, keys: list[str]) -> str:
     return ", ".join(f"`{k}={plots.label(config[k])}`" for k in keys) or "(the only configuration)"
-
-
-def _at_best(frame: pd.DataFrame, best, keys: list[str]) -> pd.DataFrame:
-    """Rows of ``frame`` whose ``keys`` equal the best configuration's."""
-    return frame[config_mask(frame, keys, best)] if (best is not None and keys) else frame
 
 
 def _ranked_table(agg: pd.DataFrame, keys: list[str], roles: Roles, extra: list[str]) -> pd.DataFrame:
@@ -184,177 +249,237 @@ def _ranked_table(agg: pd.DataFrame, keys: list[str], roles: Roles, extra: list[
     return table
 
 
+def problem_runs(rs: RunSet) -> pd.DataFrame:
+    """(run, path, issue) for every run that did not complete (its error text, the step it diverged
+    at, how far it got) followed by the loader's issues with kept runs: ``issues.csv``."""
+    rows = []
+    for r in rs.runs.itertuples(index=False):
+        status = str(r.status)
+        if status == COMPLETED:
+            continue
+        error = getattr(r, "error", None)
+        step = getattr(r, "diverged_step", None)
+        got = getattr(r, "last_step", None)
+        if status == "diverged":
+            text = f"diverged at step {step}" if not pd.isna(step) else "diverged"
+        elif status == "failed":
+            text = f"failed: {error}" if isinstance(error, str) and error else "failed (no error text recorded)"
+        else:
+            text = status + (f" at step {got}" if got is not None and not pd.isna(got) else "")
+        if status != "failed" and isinstance(error, str) and error:
+            text += f": {error}"
+        rows.append((r.run, r.path, text))
+    frame = pd.DataFrame.from_records(rows, columns=["run", "path", "issue"])
+    return pd.concat([frame, rs.issues[["run", "path", "issue"]]], ignore_index=True) if len(rs.issues) else frame
+
+
+def section_loaded(s: Section, sources: list[str], command: str) -> None:
+    """Title, the command, what was loaded (counts by status, skipped directories) and what was swept."""
+    runs, keys = s.runs, s.keys
+    s.doc.h(1, report_title(sources, runs))
+    if command:
+        s.doc.p(f"Made by `{command}`.")
+    status_text = ", ".join(f"{n} {st}" for st, n in runs["status"].value_counts().items())
+    s.doc.p(f"**{plural(len(runs), 'run')}** loaded from {', '.join(f'`{x}`' for x in sources)}: {status_text}"
+            + (f"; **{len(s.rs.skipped)} skipped**." if len(s.rs.skipped) else "."))
+    if len(s.rs.skipped):
+        s.doc.items([f"{n} skipped: {reason}" for reason, n in s.rs.skipped["reason"].value_counts().items()])
+    n_seeds = runs["seed"].nunique() if "seed" in runs.columns else 1
+    if not keys:
+        what = "one configuration" + (f" over {plural(n_seeds, 'seed')}" if n_seeds > 1 else "")
+        s.doc.p(f"Nothing swept besides `seed`: {what}." if n_seeds > 1 else "One configuration, one seed.")
+        return
+    swept_text = ", ".join(f"`{k}` ({s.roles.levels.get(k, runs[k].nunique())} levels: "
+                           f"{', '.join(plots.ordered_labels(runs[k])[:8])}"
+                           f"{', ...' if runs[k].nunique() > 8 else ''})" for k in keys)
+    s.doc.p(f"Swept: {swept_text}; {plural(n_seeds, 'seed')}. A configuration is one combination of the swept "
+            f"keys other than `seed`; statistics are over the seeds of its **completed** runs "
+            f"(mean, 95% CI = t-based for tables, bootstrap for curve bands). Diverged and failed runs are "
+            f"counted, not averaged.")
+
+
+def section_problems(s: Section) -> None:
+    """Runs that did not complete, each with its error text or diverged step, and other issues (``issues.csv``)."""
+    problems = problem_runs(s.rs)
+    s.csv(problems, "issues.csv")
+    if problems.empty:
+        return
+    s.doc.h(2, "Failed, diverged and unfinished runs")
+    s.doc.p(f"{plural(len(problems), 'issue')} (all in `issues.csv`):")
+    s.doc.table(problems[["run", "issue"]].head(TOP * 2))
+
+
+def section_settings(s: Section) -> None:
+    """Which settings work: the best configuration, by how much, the ranked table, each key's effect."""
+    s.say("aggregating over seeds")
+    runs, keys, roles = s.runs, s.keys, s.roles
+    s.metrics = [m for m in s.rs.metrics if runs[m].notna().any()]
+    s.agg = aggregate(runs, keys, s.metrics) if s.metrics else pd.DataFrame()
+    s.csv(runs, "runs.csv")
+    s.csv(s.agg, "aggregate.csv")
+    s.csv(s.rs.skipped, "skipped.csv")
+    s.doc.h(2, "Which settings work")
+    n_done = int((runs["status"].astype(str) == COMPLETED).sum())
+    if n_done == 0:
+        s.doc.p("No run completed, so there is nothing to rank: see the runs listed above for why.")
+        return
+    try:
+        s.best = best_config(s.agg, keys, roles.select)
+    except ValueError as e:
+        s.doc.p(f"No best configuration yet: {e}.")
+        return
+    best = s.best
+    select_note = "" if roles.select == roles.metric else \
+        f" (you asked for `{roles.metric}`; the choice is made on validation: `{roles.select}`)"
+    order = ranked(s.agg, keys, roles.select)
+    order = order[order["n"] > 0]
+    if len(order) == 1 and not keys:
+        s.doc.p(f"`{roles.select}`: **{mean_ci(best['mean'], best['ci95'], best['n'])}**"
+                f" over the completed {plural(int(best['n']), 'run')}.")
+    else:
+        s.doc.p(f"Best configuration, chosen on **`{roles.select}`**{select_note} (lowest mean over seeds among "
+                f"configurations with no diverged or failed run; never on the test bank): "
+                f"{_config_text(best, keys)}: **{mean_ci(best['mean'], best['ci95'], best['n'])}**.")
+    if len(order) > 1:
+        second, worst = order.iloc[1], order.iloc[-1]
+        diff, ci = welch_difference(best, second)
+        sure = ("the difference is clear at 95%" if np.isfinite(ci) and diff - ci > 0 else
+                "the difference is within noise at 95%: run more seeds to separate them" if np.isfinite(ci)
+                else "too few seeds for a CI on the difference")
+        s.doc.p(f"By how much: the runner-up {_config_text(second, keys)} is worse by **{fmt(diff)}"
+                f"{' ± ' + fmt(ci) if np.isfinite(ci) else ''}** (Welch 95% CI; {sure}); the worst "
+                f"configuration ({_config_text(worst, keys)}) by {fmt(float(worst['mean'] - best['mean']))}.")
+    extra = [m for m in s.metrics if is_test_metric(m)][:3] + [m for m in ("ms_per_step",) if m in s.metrics]
+    table = _ranked_table(s.agg, keys, roles, extra)
+    s.csv(table, "ranked.csv")
+    if len(table) > 1:
+        s.doc.p(f"Configurations ranked on `{roles.select}` (top {min(TOP, len(table))} of {len(table)}; "
+                f"all in `aggregate.csv`, tidy: one row per configuration and metric):")
+    else:
+        s.doc.p("Its metrics (mean and 95% CI over seeds; all in `aggregate.csv`):")
+    s.doc.table(table.head(TOP))
+    if keys and roles.metric in runs.columns:
+        effects = key_effects(runs, keys, roles.metric)
+        s.csv(effects, "key_effects.csv")
+        s.doc.p(f"Each swept key on its own (mean `{roles.metric}` over completed runs at each level, "
+                f"other keys pooled):")
+        s.doc.table(effects)
+
+
+def section_curves(s: Section) -> None:
+    """Learning curves of the validation metric with bootstrap bands over seeds."""
+    roles, keys = s.roles, s.keys
+    fixed = [k for k in keys if k not in roles.curve_keys()]
+    metric = "val_meta_objective" if roles.select in ("val_meta_objective", "last_val_meta_objective") \
+        else roles.select
+    if metric not in set(s.rs.curves["metric"].astype(str)):
+        metric = "val_meta_objective"
+    s.doc.h(2, "Learning curves")
+    s.say("learning curves: bootstrap CIs")
+    bands = curve_bands(s.rs.curves, s.runs, keys, metric=metric, seed=plots.BOOT_SEED)
+    s.csv(bands, "learning_curves.csv")
+    several = s.runs["seed"].nunique() > 1 if "seed" in s.runs.columns else False
+    band_text = ("bands: 95% bootstrap CI over seeds (all runs but diverged and failed ones, as far as each got)"
+                 if several else "one seed per line, so no band")
+    fig = plots.learning_curves(s.at_best(bands, fixed), metric, roles.hue, roles.col, roles.row,
+                                title=f"{metric}: mean over seeds, 95% bootstrap CI{s.fixed_note(fixed)}"
+                                if several else f"{metric}{s.fixed_note(fixed)}")
+    by = [f"colour: `{roles.hue}`"] * bool(roles.hue) + [f"columns: `{roles.col}`"] * bool(roles.col) + \
+        [f"rows: `{roles.row}`"] * bool(roles.row)
+    s.figure(fig, "learning_curves",
+             f"Validation meta-objective against outer step{'; ' + ', '.join(by) if by else ''}; "
+             f"{band_text}{s.fixed_note(fixed)}.",
+             "No learning curves: no run has logged `metrics.csv` rows yet.")
+
+
+def section_heatmap(s: Section) -> None:
+    """The final metric over two swept keys (only when two keys besides ``seed`` were swept)."""
+    roles = s.roles
+    if not (roles.heat_x and roles.heat_y and len(s.agg)):
+        return  # nothing to show; said once in the swept line
+    s.doc.h(2, "Heatmap")
+    fixed = [k for k in s.keys if k not in (roles.heat_x, roles.heat_y)]
+    rows = s.at_best(s.agg[s.agg["metric"] == roles.metric], fixed)
+    best = s.best
+    fig = plots.heatmap(rows, roles.heat_x, roles.heat_y, roles.metric,
+                        best=(best[roles.heat_x], best[roles.heat_y]) if best is not None else None,
+                        title=f"{roles.metric}, mean over seeds{s.fixed_note(fixed)}")
+    s.figure(fig, "heatmap", f"Final `{roles.metric}` (mean over seeds) over `{roles.heat_x}` and "
+                             f"`{roles.heat_y}`; the red box is the best configuration{s.fixed_note(fixed)}.",
+             "No heatmap: no completed runs.")
+
+
+def section_adaptation(s: Section) -> None:
+    """Test MSE against adaptation steps for each initialisation, with the noise floor."""
+    s.doc.h(2, "Adaptation")
+    if not len(s.rs.adaptation):
+        s.doc.p("No adaptation curves: no run has `adaptation.csv` (only completed runs are tested).")
+        return
+    keys, runs = s.keys, s.runs
+    style = "algorithm.name" if "algorithm.name" in keys else None
+    data = s.rs.adaptation.merge(runs[["run"] + keys + [c for c in ("noise_floor", "task.noise")
+                                                        if c in runs.columns and c not in keys]], on="run")
+    fixed = [k for k in keys if k != style]
+    data = s.at_best(data, fixed)
+    floor = data["noise_floor"].mean() if "noise_floor" in data.columns and data["noise_floor"].notna().any() \
+        else (float(data["task.noise"].mean()) ** 2 if "task.noise" in data.columns else None)
+    fig = plots.adaptation_curves(data, style=style, noise_floor=floor,
+                                  title=f"test MSE after k steps{s.fixed_note(fixed)}")
+    s.csv(data, "adaptation.csv")
+    s.figure(fig, "adaptation", "Test MSE against adaptation steps k for each initialisation"
+             + (" and algorithm" if style else "") + "; 95% CI over seeds (over test tasks for a single run); "
+             + f"dashed: the noise floor{s.fixed_note(fixed)}.", "No adaptation curves.")
+
+
+def section_fits(s: Section) -> None:
+    """The best run adapted to the first tasks of its test bank."""
+    s.doc.h(2, "The best run's fits")
+    if s.best is None:
+        s.doc.p("No fits: there is no best configuration.")
+        return
+    runs, select = s.runs, s.roles.select
+    cand = runs[config_mask(runs, s.keys, s.best) & (runs["status"].astype(str) == COMPLETED)]
+    cand = cand[np.isfinite(cand[select].astype(float))].sort_values(select)
+    fig = plots.best_fits(Path(cand.iloc[0]["path"])) if len(cand) else None
+    s.figure(fig, "best_fits",
+             f"Run `{cand.iloc[0]['run'] if len(cand) else ''}` (lowest `{select}` in the best "
+             f"configuration) adapted to the first four tasks of its test bank: data as blue crosses, each inner "
+             f"step's prediction in red, fading in.",
+             "No fits: the best run has no `params.npz`, or its task family is not known to this report.")
+
+
+def section_cost(s: Section) -> None:
+    """Milliseconds per outer step and wall time, one point per run."""
+    s.doc.h(2, "Cost")
+    roles = s.roles
+    x, hue = roles.hue, (roles.col if roles.col != roles.hue else None)
+    fig = plots.cost(s.runs, x, hue)
+    by = (f" by `{x}`" if x else "") + (f" and `{hue}`" if hue else "")
+    s.figure(fig, "cost", f"Milliseconds per outer step and wall time{by}: each point is one run (other keys "
+                          f"pooled), the bar its group's median. Timings vary with machine load: read an "
+                          f"effect only where the points separate.", "No cost figure: no summaries with timings.")
+    if "ms_per_step" in s.metrics:
+        s.csv(s.agg[s.agg["metric"].isin(["ms_per_step", "wall_s"])], "cost.csv")
+
+
 def write_report(rs: RunSet, out_dir: Path, roles: Roles, *, sources: list[str], command: str = "",
                  progress: Callable[[str], None] | None = None) -> dict[str, Path]:
     """Write the report for a loaded :class:`RunSet` into ``out_dir``; returns the written files by name."""
-    say = progress or (lambda msg: None)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    runs, keys = rs.runs, rs.group_keys
-    written: dict[str, Path] = {}
-    doc = Doc()
-    title = f"Sweep report: {', '.join(sorted(runs['sweep'].unique()))}"
-    doc.h(1, title)
-    if command:
-        doc.p(f"Made by `{command}`.")
-
-    # What was loaded.
-    counts = runs["status"].value_counts()
-    status_text = ", ".join(f"{n} {s}" for s, n in counts.items())
-    doc.p(f"**{len(runs)} runs** loaded from {', '.join(f'`{s}`' for s in sources)}: {status_text}"
-          + (f"; **{len(rs.skipped)} skipped**." if len(rs.skipped) else "."))
-    notes = [f"{n} skipped: {reason}" for reason, n in rs.skipped["reason"].value_counts().items()] if len(rs.skipped) else []
-    if len(rs.issues):
-        notes += [f"{n} run(s): {issue}" for issue, n in rs.issues["issue"].value_counts().items()]
-    doc.items(notes)
-    swept_text = ", ".join(f"`{k}` ({roles.levels.get(k, runs[k].nunique())} levels: "
-                           f"{', '.join(plots.ordered_labels(runs[k])[:8])}"
-                           f"{', ...' if runs[k].nunique() > 8 else ''})" for k in keys) or "none"
-    n_seeds = runs["seed"].nunique() if "seed" in runs.columns else 1
-    doc.p(f"Swept: {swept_text}; {n_seeds} seed(s). A configuration is one combination of the swept "
-          f"keys other than `seed`; statistics are over the seeds of its **completed** runs "
-          f"(mean, 95% CI = t-based for tables, bootstrap for curve bands). Diverged and failed runs are "
-          f"counted, not averaged.")
-
-    # Tables.
-    say("aggregating over seeds")
-    metrics = [m for m in rs.metrics if runs[m].notna().any()]
-    agg = aggregate(runs, keys, metrics) if metrics else pd.DataFrame()
-    best = None
-    doc.h(2, "Which settings work")
-    if len(agg):
-        try:
-            best = best_config(agg, keys, roles.select)
-        except ValueError as e:
-            doc.p(f"No best configuration yet: {e}.")
-    for name, frame in (("runs", runs), ("aggregate", agg), ("skipped", rs.skipped), ("issues", rs.issues)):
-        write_csv(frame, out_dir / f"{name}.csv")
-        written[f"{name}.csv"] = out_dir / f"{name}.csv"
-
-    if best is not None:
-        select_note = "" if roles.select == roles.metric else \
-            f" (you asked for `{roles.metric}`; the choice is made on validation: `{roles.select}`)"
-        doc.p(f"Best configuration, chosen on **`{roles.select}`**{select_note} (lowest mean over seeds among "
-              f"configurations with no diverged or failed run; never on the test bank): "
-              f"{_config_text(best, keys)}: **{fmt(best['mean'])} ± {fmt(best['ci95'])}** (95% CI, n={best['n']}).")
-        order = ranked(agg, keys, roles.select)
-        order = order[order["n"] > 0]
-        if len(order) > 1:
-            second, worst = order.iloc[1], order.iloc[-1]
-            diff, ci = welch_difference(best, second)
-            sure = ("the difference is clear at 95%" if np.isfinite(ci) and diff - ci > 0 else
-                    "the difference is within noise at 95%: run more seeds to separate them" if np.isfinite(ci)
-                    else "too few seeds for a CI on the difference")
-            doc.p(f"By how much: the runner-up {_config_text(second, keys)} is worse by **{fmt(diff)}"
-                  f"{' ± ' + fmt(ci) if np.isfinite(ci) else ''}** (Welch 95% CI; {sure}); the worst "
-                  f"configuration ({_config_text(worst, keys)}) by {fmt(float(worst['mean'] - best['mean']))}.")
-        test_cols = [m for m in metrics if is_test_metric(m)]
-        extra = test_cols[:3] + [m for m in ("ms_per_step",) if m in metrics]
-        table = _ranked_table(agg, keys, roles, extra)
-        doc.p(f"Configurations ranked on `{roles.select}` (top {min(TOP, len(table))} of {len(table)}; "
-              f"all in `aggregate.csv`, tidy: one row per configuration and metric):")
-        doc.table(table.head(TOP))
-        write_csv(table, out_dir / "ranked.csv")
-        written["ranked.csv"] = out_dir / "ranked.csv"
-        if keys and roles.metric in runs.columns:
-            effects = key_effects(runs, keys, roles.metric)
-            write_csv(effects, out_dir / "key_effects.csv")
-            doc.p(f"Each swept key on its own (mean `{roles.metric}` over completed runs at each level, "
-                  f"other keys pooled):")
-            doc.table(effects)
-
-    # Figures.
-    fixed_curve = [k for k in keys if k not in roles.curve_keys()]
-    fixed_note = lambda fixed: ("; other keys at the best configuration's values: " +  # noqa: E731
-                                ", ".join(f"{k}={plots.label(best[k])}" for k in fixed)) if fixed and best is not None else ""
-    curve_metric = "val_meta_objective" if roles.select in ("val_meta_objective", "last_val_meta_objective") \
-        else roles.select
-    if curve_metric not in set(rs.curves["metric"].astype(str)):
-        curve_metric = "val_meta_objective"
-    doc.h(2, "Learning curves")
-    say("learning curves: bootstrap CIs")
-    bands = curve_bands(rs.curves, runs, keys, metric=curve_metric, seed=plots.BOOT_SEED)
-    write_csv(bands, out_dir / "learning_curves.csv")
-    shown = _at_best(bands, best, fixed_curve)
-    fig = plots.learning_curves(shown, curve_metric, roles.hue, roles.col, roles.row,
-                                title=f"{curve_metric}: mean over seeds, 95% bootstrap CI{fixed_note(fixed_curve)}")
-    _emit(doc, fig, out_dir, "learning_curves", written, say,
-          f"Validation meta-objective against outer step; hue `{roles.hue}`"
-          + (f", columns `{roles.col}`" if roles.col else "") + (f", rows `{roles.row}`" if roles.row else "")
-          + f"; bands: 95% bootstrap CI over seeds (all runs but diverged and failed ones, as far as each got){fixed_note(fixed_curve)}.",
-          "No learning curves: no run has logged `metrics.csv` rows yet.")
-
-    doc.h(2, "Heatmap")
-    if roles.heat_x and roles.heat_y and len(agg):
-        fixed_heat = [k for k in keys if k not in (roles.heat_x, roles.heat_y)]
-        rows = _at_best(agg[agg["metric"] == roles.metric], best, fixed_heat)
-        fig = plots.heatmap(rows, roles.heat_x, roles.heat_y, roles.metric,
-                            best=(best[roles.heat_x], best[roles.heat_y]) if best is not None else None,
-                            title=f"{roles.metric}, mean over seeds{fixed_note(fixed_heat)}")
-        _emit(doc, fig, out_dir, "heatmap", written, say,
-              f"Final `{roles.metric}` (mean over seeds) over `{roles.heat_x}` and `{roles.heat_y}`; "
-              f"the red box is the best configuration{fixed_note(fixed_heat)}.", "No heatmap: no completed runs.")
-    else:
-        doc.p("No heatmap: it needs two swept keys besides `seed` (or `--heatmap X,Y`).")
-
-    doc.h(2, "Adaptation")
-    if len(rs.adaptation):
-        style = "algorithm.name" if "algorithm.name" in keys else None
-        data = rs.adaptation.merge(runs[["run"] + keys + [c for c in ("noise_floor", "task.noise")
-                                                         if c in runs.columns and c not in keys]], on="run")
-        fixed_ad = [k for k in keys if k != style]
-        data = _at_best(data, best, fixed_ad)
-        floor = data["noise_floor"].mean() if "noise_floor" in data.columns and data["noise_floor"].notna().any() \
-            else (float(data["task.noise"].mean()) ** 2 if "task.noise" in data.columns else None)
-        fig = plots.adaptation_curves(data, style=style, noise_floor=floor,
-                                      title=f"test MSE after k steps{fixed_note(fixed_ad)}")
-        write_csv(data, out_dir / "adaptation.csv")
-        _emit(doc, fig, out_dir, "adaptation", written, say,
-              "Test MSE against adaptation steps k for each initialisation"
-              + (" and algorithm" if style else "") + "; 95% CI over seeds; dashed: the noise floor"
-              + f"{fixed_note(fixed_ad)}.", "No adaptation curves.")
-    else:
-        doc.p("No adaptation curves: no run has `adaptation.csv`.")
-
-    doc.h(2, "The best run's fits")
-    if best is not None:
-        cand = runs[config_mask(runs, keys, best) & (runs["status"].astype(str) == COMPLETED)]
-        cand = cand[np.isfinite(cand[roles.select].astype(float))].sort_values(roles.select)
-        fig = plots.best_fits(Path(cand.iloc[0]["path"])) if len(cand) else None
-        _emit(doc, fig, out_dir, "best_fits", written, say,
-              f"Run `{cand.iloc[0]['run'] if len(cand) else ''}` (lowest `{roles.select}` in the best "
-              f"configuration) adapted to the first four tasks of its test bank: data as blue crosses, each inner step's "
-              f"prediction in red, fading in.",
-              "No fits: the best run has no `params.npz`, or its task family is not known to this report.")
-    else:
-        doc.p("No fits: there is no best configuration.")
-
-    doc.h(2, "Cost")
-    cost_x = roles.hue
-    fig = plots.cost(runs, cost_x, roles.col if roles.col != cost_x else None,
-                     title="mean over runs, 95% bootstrap CI")
-    _emit(doc, fig, out_dir, "cost", written, say,
-          f"Milliseconds per outer step and wall time per run by `{cost_x}`"
-          + (f" and `{roles.col}`" if roles.col and roles.col != cost_x else "")
-          + " (other keys pooled; all runs with timings); 95% bootstrap CI over runs.",
-          "No cost figure: no summaries with timings.")
-    if "ms_per_step" in metrics:
-        cost_rows = agg[agg["metric"].isin(["ms_per_step", "wall_s"])]
-        write_csv(cost_rows, out_dir / "cost.csv")
-
-    say("writing report.md and report.html")
-    atomic_write(out_dir / "report.md", doc.markdown())
-    atomic_write(out_dir / "report.html", doc.html(out_dir, title))
-    written["report.md"] = out_dir / "report.md"
-    written["report.html"] = out_dir / "report.html"
-    return written
+    s = Section(rs, roles, out_dir, progress or (lambda msg: None))
+    section_loaded(s, sources, command)
+    section_problems(s)
+    for section in SECTIONS:
+        section(s)
+    s.say("writing report.md and report.html")
+    atomic_write(out_dir / "report.md", s.doc.markdown())
+    atomic_write(out_dir / "report.html", s.doc.html(out_dir, report_title(sources, rs.runs)))
+    s.written["report.md"] = out_dir / "report.md"
+    s.written["report.html"] = out_dir / "report.html"
+    return s.written
 
 
-def _emit(doc: Doc, fig, out_dir: Path, name: str, written: dict, say, caption: str, missing: str) -> None:
-    if fig is None:
-        doc.p(missing)
-        return
-    say(f"figure {name}")
-    for path in plots.save_figure(fig, out_dir, name):
-        written[path.name] = path
-    doc.figure(name, caption)
+# The sections after the header, in order; each takes the shared :class:`Section`.
+SECTIONS: tuple[Callable[[Section], None], ...] = (
+    section_settings, section_curves, section_heatmap, section_adaptation, section_fits, section_cost)

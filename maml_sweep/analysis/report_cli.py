@@ -2,11 +2,12 @@
 
 Loads run directories, sweep directories, parents of several sweeps or globs, and writes
 ``report.md``, a self-contained ``report.html``, the figures (PNG + PDF) and the tables (CSV)
-into ``analysis/<name>/``. Several sweeps in one command are compared side by side.
+into ``analysis/<name>-<hash>/`` (one folder per set of inputs) or ``--out DIR``. Several sweeps in one command are compared side by side.
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import re
 import shlex
 import sys
@@ -29,7 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
                 epilog="Keys may be given by a unique suffix: --hue bins means task.bins, "
                        "--hue algorithm means algorithm.name.")
     p.add_argument("paths", nargs="+", metavar="PATH", help="run or sweep directories, parents of sweeps, or globs")
-    p.add_argument("--out", metavar="DIR", help="output directory (default: analysis/<name of the sweeps>)")
+    p.add_argument("--out", metavar="DIR", help="output directory (default: analysis/<name of the inputs>-<hash of the inputs>, one per "
+                        "input set)")
     p.add_argument("--metric", metavar="M", help="metric for tables and heatmap (default val_meta_objective); "
                                                   "the best configuration is always chosen on validation")
     p.add_argument("--hue", metavar="K", help="swept key coloured in the learning curves")
@@ -40,12 +42,39 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def default_name(sweeps: list[str]) -> str:
-    """Output folder name from the sweep labels: ``2026-11-26_10-00-00``, or ``A_vs_B``."""
-    clean = [re.sub(r"[^A-Za-z0-9._-]+", "_", s).strip("_") or "runs" for s in sweeps]
-    if len(clean) <= 3:
-        return "_vs_".join(clean)
-    return f"{clean[0]}_and_{len(clean) - 1}_more"
+INPUTS_FILE = "report_inputs.txt"  # the resolved input paths a report folder was made from, one a line
+
+
+def _short(path: Path) -> str:
+    """A path's readable part: relative to the working directory without ``outputs/``, else its last 3 parts."""
+    try:
+        rel = path.relative_to(Path.cwd().resolve())
+        parts = rel.parts[1:] if rel.parts[:1] == ("outputs",) else rel.parts
+    except ValueError:
+        parts = path.parts[-3:]
+    return "_".join(parts) or "here"
+
+
+def input_set(paths: list[str]) -> list[str]:
+    """The inputs as a set: resolved, sorted, without duplicates."""
+    return sorted({str(Path(p).resolve()) for p in paths})
+
+
+def default_out(paths: list[str]) -> Path:
+    """``analysis/<label>-<hash>``: the label names the inputs (``multirun_2026-11-26_10-00-00``,
+    ``A_and_2_more``), the hash of the resolved input set makes it unique: two different input sets
+    never share a folder, and the same inputs refresh their own report."""
+    inputs = input_set(paths)
+    names = [re.sub(r"[^A-Za-z0-9._-]+", "_", _short(Path(p))).strip("_") or "runs" for p in inputs]
+    label = names[0][:60] + (f"_and_{len(names) - 1}_more" if len(names) > 1 else "")
+    digest = hashlib.sha1("\n".join(inputs).encode()).hexdigest()[:8]
+    return Path("analysis") / f"{label}-{digest}"
+
+
+def previous_inputs(out: Path) -> list[str] | None:
+    """The input set of the report already in ``out``, or None when there is none."""
+    f = out / INPUTS_FILE
+    return f.read_text().splitlines() if f.is_file() else None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,10 +99,16 @@ def main(argv: list[str] | None = None) -> int:
     say(f"loaded {len(rs.runs)} runs ({counts_text(rs)}); swept: {', '.join(rs.swept) or 'none'}")
     say(f"metric {roles.metric} (best chosen on {roles.select}); hue {roles.hue}, columns {roles.col}, "
         f"rows {roles.row}; heatmap {roles.heat_x} x {roles.heat_y}")
-    out = Path(args.out) if args.out else Path("analysis") / default_name(sorted(rs.runs["sweep"].unique()))
+    out = Path(args.out) if args.out else default_out(args.paths)
+    inputs, before = input_set(args.paths), previous_inputs(out)
+    if before is not None and before != inputs:
+        print(f"{PROG}: warning: replacing the report in {out} (it was made from {', '.join(before)})",
+              file=sys.stderr)
     command = " ".join([PROG] + [shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])])
     try:
         written = write_report(rs, out, roles, sources=list(args.paths), command=command, progress=say)
+        from .report import atomic_write
+        atomic_write(out / INPUTS_FILE, "\n".join(inputs) + "\n")
     except OSError as e:
         print(f"{PROG}: error: --out {str(out)!r}: cannot write ({e.strerror})", file=sys.stderr)
         return 1
