@@ -6,12 +6,10 @@ k = 0..max_steps inner steps, whatever the training loss scale; mean and 95% CI 
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 import numpy as np
 
 from .maml import InnerLoop
-from .rundir import ADAPTATION_COLUMNS, atomic_path
 from .streams import keyed_stream
 from .tasks import Task
 
@@ -39,13 +37,6 @@ def summarise(init: str, mse: np.ndarray) -> list[dict]:
     sem = mse.std(axis=0, ddof=1) / np.sqrt(n)
     return [{"init": init, "k": k, "mse_mean": float(m), "mse_ci95": float(Z95 * s), "n_tasks": n}
             for k, (m, s) in enumerate(zip(mse.mean(axis=0), sem))]
-
-
-def write_adaptation_csv(path: Path, rows: list[dict]) -> None:
-    with atomic_path(path) as tmp:
-        lines = [",".join(ADAPTATION_COLUMNS)]
-        lines += [f"{r['init']},{r['k']},{r['mse_mean']:.10g},{r['mse_ci95']:.10g},{r['n_tasks']}" for r in rows]
-        tmp.write_text("\n".join(lines) + "\n")
 
 
 def eval_inner(inner: InnerLoop, eval_cfg) -> InnerLoop:

@@ -4,10 +4,10 @@ sweep's progress (runs finished of planned, rate, ETA).
 Written by the :class:`SweepSummary` Hydra callback after every job (inside the worker, so it works
 with every launcher) and at the end of the multirun; a lock serialises concurrent writers.
 
-A row's status is the run's own (:data:`rundir.STATUSES`), except: ``killed`` for a run whose summary
-says running while nobody holds its lock; ``failed`` for a job this sweep refused (its directory holds
-another config's run, recorded in ``.sweep_refused.json``), for a damaged summary, and, once the sweep
-has ended, for a job directory left without a summary; ``pending`` for a job that is just starting.
+A row's status is what :func:`rundir.read_state` reads (``killed`` for a summary saying running while
+nobody holds the run's lock), except ``failed`` for a job this sweep refused (its directory holds
+another config's run; recorded in ``.sweep_refused.json``) and, once the sweep has ended, for a job
+directory left without a summary.
 
 A sweep started into a directory holding another sweep's record (``multirun.yaml`` with other
 overrides or sweeper settings) is refused as a whole before anything is written there.
@@ -26,7 +26,6 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-import yaml
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
@@ -40,47 +39,34 @@ log = logging.getLogger(__name__)
 PLAN = ".sweep_plan.json"
 REFUSED = ".sweep_refused.json"  # job number -> why this sweep's job was refused (its dir is untouched)
 RECORD = "multirun.yaml"  # Hydra's record of the sweep
-ENDED = (rundir.COMPLETED, rundir.DIVERGED, rundir.FAILED, rundir.INTERRUPTED, rundir.KILLED)
-PENDING = "pending"
 
 SWEEP_SUMMARY = "sweep_summary.csv"
 HEADLINE = ("status", "steps", "outer_steps", "val_meta_objective", "train_meta_objective", "wall_s",
             "ms_per_step", "diverged_step", "error")
 
 
-def run_dirs(sweep_dir: Path) -> list[Path]:
-    """The sweep's run directories (numbered subdirectories holding a Hydra config), in job order."""
-    found = [p for p in Path(sweep_dir).iterdir() if p.is_dir() and p.name.isdigit()]
-    return sorted(found, key=lambda p: int(p.name))
-
-
 def summary_rows(sweep_dir: Path, ended: bool = False) -> list[dict]:
-    """One dict per run: job number, overrides (joined, and one column per key), headline metrics.
-    ``ended``: the sweep is over, so a job directory without a summary is a failed job."""
+    """One dict per job: job number, overrides (joined, and one column per key: a deleted key's
+    cell is empty), status (a :mod:`rundir` status word) and headline metrics. A job this sweep
+    refused is failed; ``ended``: the sweep is over, so a job left without a summary failed too."""
     refused = _read_json(Path(sweep_dir) / REFUSED) or {}
     rows = []
-    for run in run_dirs(sweep_dir):
-        overrides_file = run / rundir.HYDRA_OVERRIDES
-        overrides = yaml.safe_load(overrides_file.read_text()) if overrides_file.exists() else []
-        row = {"job": int(run.name), "overrides": " ".join(overrides)}
-        row.update(dict(o.lstrip("+~").split("=", 1) for o in overrides if "=" in o))
-        row.update({k: _row_summary(run, ended, refused.get(run.name)).get(k) for k in HEADLINE})
+    for run in rundir.sweep_jobs(sweep_dir):
+        state = rundir.read_state(run)
+        try:
+            overrides = rundir.read_overrides(run)
+            row = {"job": int(run.name), "overrides": " ".join(o.text for o in overrides)}
+        except rundir.DamagedFile as e:
+            overrides, row = [], {"job": int(run.name), "overrides": f"({e})"}
+        row.update({o.key: o.value for o in overrides})
+        status, summary = state.status, state.summary
+        if run.name in refused:
+            status, summary = rundir.FAILED, {"error": f"refused: {refused[run.name]}"}
+        elif status == rundir.NO_SUMMARY and ended and not rundir.is_live(run):
+            status, summary = rundir.FAILED, {"error": "the job ended without writing a summary (see its log)"}
+        row.update({k: summary.get(k) for k in HEADLINE}, status=status)
         rows.append(row)
     return rows
-
-
-def _row_summary(run: Path, ended: bool, refusal: str | None) -> dict:
-    if refusal is not None:
-        return {"status": rundir.FAILED, "error": f"refused: {refusal}"}
-    try:
-        summary = rundir.read_summary(run)
-    except rundir.DamagedFile as exc:
-        return {"status": rundir.FAILED, "error": str(exc)}
-    if summary is None:
-        if rundir.is_live(run) or not ended:
-            return {"status": PENDING}
-        return {"status": rundir.FAILED, "error": "the job ended without writing a summary (see its log)"}
-    return {**summary, "status": rundir.run_status(run, summary)}
 
 
 def record_refusal(sweep_dir: Path, job: int, message: str) -> None:
@@ -133,13 +119,13 @@ def planned_jobs(config) -> int | None:
 
 def progress(rows: list[dict], plan: dict, now: float) -> dict:
     """Runs ended (by status), planned, rate since the sweep started (runs/min) and ETA (s)."""
-    ended = [r["status"] for r in rows if r["status"] in ENDED]
+    ended = [r["status"] for r in rows if r["status"] in rundir.ENDED]
     minutes = max(now - plan["started"], 1e-9) / 60
     rate = len(ended) / minutes
     planned = plan.get("planned")
     eta = (planned - len(ended)) / rate * 60 if planned and rate > 0 else None
     return {"ended": len(ended), "planned": planned, "per_min": rate, "eta_s": eta,
-            "counts": {s: ended.count(s) for s in ENDED if s in ended}}
+            "counts": {s: ended.count(s) for s in rundir.ENDED if s in ended}}
 
 
 @contextmanager

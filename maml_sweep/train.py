@@ -26,28 +26,16 @@ from omegaconf import DictConfig, OmegaConf
 from threadpoolctl import threadpool_limits
 
 from . import evaluate, rundir, streams
-from .algorithms import ALGORITHMS, MAML
+from .algorithms import MAML
+from .components import build
 from .config import ConfigError, check_values
 from .figures import panel_steps, plot_validation_fits
-from .maml import InnerLoop
-from .model import MLP
-from .optim import OPTIMIZERS
-from .tasks import Task, make_tasks
+from .tasks import Task
 from .rundir import COMPLETED, DIVERGED, FAILED, INTERRUPTED, RUNNING
 
 log = logging.getLogger(__name__)
 
 EXPLODED = 1e6  # a meta-objective above this (or non-finite) counts as diverged
-
-
-def build(cfg):
-    """(model, task distribution, algorithm, outer optimizer, inner loop) from a config."""
-    model = MLP(tuple(cfg.model.hidden), cfg.model.activation)
-    opt_kwargs = {k: v for k, v in cfg.optimizer.items() if k != "name"}
-    optimizer = OPTIMIZERS[cfg.optimizer.name](**opt_kwargs)
-    a = cfg.algorithm
-    inner = InnerLoop(lr=a.inner_lr, steps=a.inner_steps, first_order=a.first_order, loss_scale=a.loss_scale)
-    return model, make_tasks(cfg.task), ALGORITHMS[a.name](), optimizer, inner
 
 
 def run(cfg, out_dir, on_accept=None) -> dict:
@@ -221,7 +209,7 @@ class Trainer:
                           rng_state=streams.get_state(task_rng), val_tasks=val_tasks, config_hash=self.chash)
 
     def restore(self, checkpoint: dict) -> TrainState:
-        """The state saved in ``checkpoint``; :class:`rundir.DamagedFile` if it does not fit this config."""
+        """The state saved in ``checkpoint``; :class:`rundir.DamagedRunFile` if it does not fit this config."""
         path = self.out_dir / rundir.CHECKPOINT
         fresh = self.fresh_state()
         try:
@@ -231,9 +219,9 @@ class Trainer:
                   and 0 <= state.step <= self.outer_steps and len(state.val_tasks) == len(fresh.val_tasks)
                   and state.config_hash == self.chash)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise rundir.DamagedFile(path, f"wrong layout: {type(exc).__name__} {exc}") from None
+            raise rundir.DamagedRunFile(path, f"wrong layout: {type(exc).__name__} {exc}") from None
         if not ok:
-            raise rundir.DamagedFile(path, "arrays or step do not fit this config")
+            raise rundir.DamagedRunFile(path, "arrays or step do not fit this config")
         self.saved_step = state.step
         log.info("resuming %s from step %d", self.out_dir, state.step)
         return state
@@ -320,7 +308,7 @@ class Trainer:
             rng = streams.keyed_stream(self.cfg.model, ev.seed, "scratch")
             scratch = self.model.init(rng, self.cfg.model.init_std)
             rows += evaluate.summarise("scratch", MAML().adaptation_mse(self.model, scratch, bank, inner))
-        evaluate.write_adaptation_csv(self.out_dir / rundir.ADAPTATION, rows)
+        rundir.write_adaptation_csv(self.out_dir / rundir.ADAPTATION, rows)
         curve = mse.mean(axis=0)
         ks = sorted({min(1, ev.max_steps), min(self.inner.steps, ev.max_steps), ev.max_steps})
         return {**{f"test_mse_k{k}": float(curve[k]) for k in ks},

@@ -155,9 +155,9 @@ def test_a_live_run_is_refused_naming_its_holder_and_readers_tell_live_from_dead
     data = json.loads((run_dir / rundir.SUMMARY).read_text())
     rundir.write_json(run_dir / rundir.SUMMARY, {**data, "status": "running"})
     before = snapshot(run_dir)
-    assert rundir.run_status(run_dir, summary(run_dir)) == rundir.KILLED  # says running, lock free
+    assert rundir.read_state(run_dir).status == rundir.KILLED  # says running, lock free
     with rundir.RunLock(run_dir):
-        assert rundir.is_live(run_dir) and rundir.run_status(run_dir, summary(run_dir)) == "running"
+        assert rundir.is_live(run_dir) and rundir.read_state(run_dir).status == "running"
         with pytest.raises(rundir.RunDirBusy, match=f"in use by PID {os.getpid()} on host "):
             train.run(tiny_cfg, run_dir)
         with pytest.raises(rundir.RunDirBusy):
@@ -179,7 +179,7 @@ def test_sweep_rows_show_killed_refused_and_vanished_jobs_as_ended(straight, tmp
         during = [r["status"] for r in sweep.summary_rows(tmp_path)]
         rows = sweep.summary_rows(tmp_path, ended=True)
     ended = [r["status"] for r in rows]
-    assert during == ["killed", "pending", "failed", "running"]
+    assert during == ["killed", "no_summary", "failed", "running"]
     assert ended == ["killed", "failed", "failed", "running"]
     plan = {"planned": 4, "started": 0.0}
     p = sweep.progress(rows, plan, 60.0)

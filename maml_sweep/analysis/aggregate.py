@@ -12,7 +12,8 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from .load import COMPLETED, FAILED_STATUSES, STR
+from ..rundir import COMPLETED, DIVERGED, FAILED, UNUSABLE
+from .load import STR
 
 # Two-sided 95% Student-t critical values t_{0.975, df} for df = 1..30.
 _T975 = [12.706205, 4.302653, 3.182446, 2.776445, 2.570582, 2.446912, 2.364624, 2.306004,
@@ -52,8 +53,8 @@ def aggregate(runs: pd.DataFrame, by: list[str], metrics: list[str] | None = Non
     keys = key or ["_all"]
     status = work["status"].astype(str)
     work["_completed"] = status == COMPLETED
-    work["_diverged"] = status == "diverged"
-    work["_failed"] = status == "failed"
+    work["_diverged"] = status == DIVERGED
+    work["_failed"] = status == FAILED
     grouped = work.groupby(keys, dropna=False, sort=True, observed=True)
     counts = grouped.agg(n_runs=("status", "size"), n_completed=("_completed", "sum"),
                          n_diverged=("_diverged", "sum"), n_failed=("_failed", "sum"))
@@ -118,7 +119,7 @@ def config_mask(runs: pd.DataFrame, by: list[str], config) -> pd.Series:
 
 
 def curve_bands(curves: pd.DataFrame, runs: pd.DataFrame, by: list[str], metric: str = "val_meta_objective",
-                exclude=FAILED_STATUSES, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+                exclude=UNUSABLE, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
     """Per configuration and step: n, mean and a 95% percentile-bootstrap CI of the mean over seeds.
 
     The same estimate as seaborn's ``errorbar=("ci", 95)``, vectorised over steps (seaborn

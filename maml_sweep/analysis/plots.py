@@ -183,33 +183,23 @@ def adaptation_curves(data: pd.DataFrame, style: str | None = None, noise_floor:
 def best_fits(run_path: Path, n_tasks: int = 4) -> plt.Figure | None:
     """The run's meta-parameters adapted to the first tasks of its test bank (``eval.seed``'s,
     the same tasks for every run of a task config), the notebook's style: data as
-    blue crosses, each inner-loop step's prediction as a red line fading in. The model, task
-    family, algorithm and inner loop are rebuilt from the run's config by the trainer's own
-    ``build``. None when the run has no params.npz or a task family, model or algorithm this
-    version does not know."""
-    import yaml
+    blue crosses, each inner-loop step's prediction as a red line fading in. The run is rebuilt
+    by :func:`rundir.restore` (the trainer's own components). None when the run has no params.npz;
+    a run this version cannot rebuild raises :class:`rundir.RestoreError` naming why."""
     from omegaconf import OmegaConf
 
     from ..evaluate import test_bank
-    from ..train import build
 
-    run_path = Path(run_path)
-    params_file = run_path / rundir.PARAMS
-    if not params_file.exists():
+    if not (Path(run_path) / rundir.PARAMS).exists():
         return None
-    try:
-        cfg = OmegaConf.create(yaml.safe_load((run_path / rundir.HYDRA_CONFIG).read_text()))
-        model, family, algorithm, _, inner = build(cfg)
-        meta = rundir.load_params(params_file)
-        tasks = test_bank(family, cfg.task, OmegaConf.merge(cfg.eval, {"num_tasks": n_tasks}))
-        trajectories = [algorithm.adapt(model, meta, task, inner) for task in tasks]
-    except (KeyError, AttributeError, TypeError, ValueError, OSError, yaml.YAMLError):
-        return None
+    run = rundir.restore(run_path)
+    tasks = test_bank(run.tasks, run.config.task, OmegaConf.merge(run.config.eval, {"num_tasks": n_tasks}))
+    trajectories = [run.algorithm.adapt(run.model, run.params, task, run.inner) for task in tasks]
     fig, axes = plt.subplots(1, n_tasks, figsize=(3.2 * n_tasks, 2.8), sharey=True)
     axes = np.atleast_1d(axes)
     for i, (ax, task, trajectory) in enumerate(zip(axes, tasks, trajectories)):
-        xlim = getattr(family, "xmin", task.x.min()), getattr(family, "xmax", task.x.max())
-        draw_adaptation(ax, model.predict, task, trajectory, xlim, ms=4, lw=1.2)
+        xlim = getattr(run.tasks, "xmin", task.x.min()), getattr(run.tasks, "xmax", task.x.max())
+        draw_adaptation(ax, run.model.predict, task, trajectory, xlim, ms=4, lw=1.2)
         ax.set_title(f"test task {i + 1}", fontsize=9)
         ax.set_xlabel("x")
     axes[0].set_ylabel("y")

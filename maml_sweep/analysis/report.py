@@ -18,7 +18,8 @@ import pandas as pd
 from .. import rundir
 from . import plots
 from .aggregate import aggregate, best_config, config_mask, curve_bands, is_test_metric, ranked, t975
-from .load import COMPLETED, RunSet
+from ..rundir import COMPLETED, DIVERGED, FAILED
+from .load import RunSet
 from .roles import Roles
 
 TOP = 15  # configurations listed in the report (all of them are in the CSV)
@@ -260,13 +261,13 @@ def problem_runs(rs: RunSet) -> pd.DataFrame:
         error = getattr(r, "error", None)
         step = getattr(r, "diverged_step", None)
         got = getattr(r, "last_step", None)
-        if status == "diverged":
-            text = f"diverged at step {step}" if not pd.isna(step) else "diverged"
-        elif status == "failed":
+        if status == DIVERGED:
+            text = f"{DIVERGED} at step {step}" if not pd.isna(step) else DIVERGED
+        elif status == FAILED:
             text = f"failed: {error}" if isinstance(error, str) and error else "failed (no error text recorded)"
         else:
             text = status + (f" at step {got}" if got is not None and not pd.isna(got) else "")
-        if status != "failed" and isinstance(error, str) and error:
+        if status != FAILED and isinstance(error, str) and error:
             text += f": {error}"
         rows.append((r.run, r.path, text))
     frame = pd.DataFrame.from_records(rows, columns=["run", "path", "issue"])
@@ -440,12 +441,15 @@ def section_fits(s: Section) -> None:
     runs, select = s.runs, s.roles.select
     cand = runs[config_mask(runs, s.keys, s.best) & (runs["status"].astype(str) == COMPLETED)]
     cand = cand[np.isfinite(cand[select].astype(float))].sort_values(select)
-    fig = plots.best_fits(Path(cand.iloc[0]["path"])) if len(cand) else None
+    missing = "No fits: the best run has no `params.npz`."
+    try:
+        fig = plots.best_fits(Path(cand.iloc[0]["path"])) if len(cand) else None
+    except rundir.RestoreError as e:  # a run this version cannot rebuild: say why
+        fig, missing = None, f"No fits: {e}."
     s.figure(fig, "best_fits",
              f"Run `{cand.iloc[0]['run'] if len(cand) else ''}` (lowest `{select}` in the best "
              f"configuration) adapted to the first four tasks of its test bank: data as blue crosses, each inner "
-             f"step's prediction in red, fading in.",
-             "No fits: the best run has no `params.npz`, or its task family is not known to this report.")
+             f"step's prediction in red, fading in.", missing)
 
 
 def section_cost(s: Section) -> None:

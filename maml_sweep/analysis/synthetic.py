@@ -17,7 +17,6 @@ import yaml
 from .. import rundir
 
 
-
 def base_config(seed: int = 0) -> dict:
     """The full composed job config with the project's default values (composed by Hydra from
     ``conf/``, resolved), so synthetic runs stay in the contract's exact format."""
@@ -36,6 +35,18 @@ def _default_config() -> dict:
     register_configs()
     with initialize_config_module("maml_sweep.conf", version_base="1.3"):
         return OmegaConf.to_container(compose("config"), resolve=True)
+
+
+@functools.lru_cache(maxsize=None)
+def _model(hidden: tuple):
+    """The model the trainer would build for the default config with these hidden sizes."""
+    from omegaconf import OmegaConf
+
+    from ..components import build
+
+    config = base_config()
+    config["model"]["hidden"] = list(hidden)
+    return build(OmegaConf.create(config)).model
 
 
 def set_key(config: dict, dotted: str, value) -> None:
@@ -61,27 +72,30 @@ def override_string(key: str, value) -> str:
 def write_run(run_dir: Path, config: dict, overrides: list[str], *, metrics: list[tuple] | None = None,
               summary: dict | None = None, params: dict | None = None,
               adaptation: list[tuple] | None = None, truncate_last_line: bool = False) -> Path:
-    """Write one run directory; ``None`` leaves the corresponding file out."""
+    """Write one run directory through :mod:`maml_sweep.rundir`'s writers; ``None`` leaves the
+    corresponding file out. ``metrics``: (step, val, train, elapsed_s) rows; ``adaptation``:
+    (init, k, mse_mean, mse_ci95, n_tasks) rows; ``truncate_last_line`` then cuts the last metrics
+    row in half, as a killed writer would leave it."""
     run_dir = Path(run_dir)
-    hydra_dir = run_dir / ".hydra"
-    hydra_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / rundir.HYDRA_CONFIG).write_text(yaml.safe_dump(config, sort_keys=False))
-    (run_dir / rundir.HYDRA_OVERRIDES).write_text(yaml.safe_dump(list(overrides)))
-    (hydra_dir / "hydra.yaml").write_text(yaml.safe_dump(
-        {"hydra": {"job": {"name": "maml_sweep", "override_dirname": ",".join(overrides)}}}))
+    rundir.save_hydra_record(run_dir, {
+        "config.yaml": yaml.safe_dump(config, sort_keys=False),
+        "overrides.yaml": yaml.safe_dump(list(overrides)),
+        "hydra.yaml": yaml.safe_dump({"hydra": {"job": {"name": "maml_sweep", "override_dirname": ",".join(overrides)}}}),
+    })
     if metrics is not None:
-        lines = [",".join(rundir.METRIC_COLUMNS)] + [f"{s},{v:.10g},{t:.10g},{e:.4f}" for s, v, t, e in metrics]
-        text = "\n".join(lines) + "\n"
+        rundir.write_metrics(run_dir, metrics)
         if truncate_last_line and metrics:
-            text = text[: len(text) - len(lines[-1]) // 2 - 1]
-        (run_dir / rundir.METRICS).write_text(text)
+            path = run_dir / rundir.METRICS
+            text = path.read_text()
+            last = len(rundir.metrics_line(*metrics[-1]))
+            path.write_text(text[: len(text) - last + last // 2])
     if summary is not None:
         rundir.write_json(run_dir / rundir.SUMMARY, summary)
     if params is not None:
         rundir.save_params(run_dir / rundir.PARAMS, params)
     if adaptation is not None:
-        rows = [",".join(rundir.ADAPTATION_COLUMNS)] + [f"{i},{k},{m:.6g},{c:.6g},{n}" for i, k, m, c, n in adaptation]
-        (run_dir / rundir.ADAPTATION).write_text("\n".join(rows) + "\n")
+        rundir.write_adaptation_csv(run_dir / rundir.ADAPTATION, [dict(zip(rundir.ADAPTATION_COLUMNS, row))
+                                                                  for row in adaptation])
     (run_dir / "maml_sweep.log").write_text("synthetic run\n")
     return run_dir
 
@@ -131,7 +145,7 @@ def make_sweep(sweep_dir: Path, grid: dict, seeds=(0, 1, 2), *, outer_steps: int
         level = 0.05 + 0.5 * sum((p - 0.3) ** 2 for p in positions)
         ms = 2.0 + 0.5 * positions[0] if positions else 2.0
         rows, val, train = synthetic_curve(level, outer_steps, eval_every, rng, ms)
-        summary = {"status": "completed", "steps": outer_steps, "outer_steps": outer_steps,
+        summary = {"status": rundir.COMPLETED, "steps": outer_steps, "outer_steps": outer_steps,
                    "val_meta_objective": val, "train_meta_objective": train,
                    "wall_s": outer_steps * ms / 1000.0, "ms_per_step": ms, "diverged_step": None,
                    "error": None, "config_hash": f"{num:016x}", "versions": {"maml-sweep": "0.1.0"},
@@ -145,8 +159,7 @@ def make_sweep(sweep_dir: Path, grid: dict, seeds=(0, 1, 2), *, outer_steps: int
                     adaptation.append((init, k, m, 0.1 * m, 50))
         params = None
         if with_params:
-            from ..model import MLP
-            params = MLP(hidden=tuple(config["model"]["hidden"])).init(np.random.RandomState(seed), 0.1)
+            params = _model(tuple(config["model"]["hidden"])).init(np.random.RandomState(seed), 0.1)
         runs.append(write_run(sweep_dir / str(num), config, overrides, metrics=rows, summary=summary,
                               params=params, adaptation=adaptation))
     return runs
