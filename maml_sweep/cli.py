@@ -84,7 +84,7 @@ def _hydra_main(cfg) -> float:
         if multirun:
             sweep.write_sweep_summary(Path(hc.sweep.dir))  # Hydra's on_job_end will not run
             sweep.close(Path(hc.sweep.dir))  # this line is the sweep's last word
-        _SAID.append(f"maml-sweep: {job}{summary['error'] or 'interrupted'} at step {summary['steps']}"
+        _SAID.append(f"maml-sweep: {job}{summary['error'] or rundir.INTERRUPTED} at step {summary['steps']}"
                      f"/{summary.get('outer_steps', '?')}, checkpoint kept; resume with: {resume}")
         print(_SAID[-1], file=sys.stderr)
         sys.exit(130)  # stop here; with the basic launcher this also stops the rest of the sweep

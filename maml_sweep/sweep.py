@@ -26,12 +26,14 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+import yaml
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from . import rundir
 
@@ -153,7 +155,7 @@ def check_sweep_dir(config) -> str | None:
         return None
     try:
         before = sweep_identity(OmegaConf.load(record))
-    except Exception as exc:  # any damage to Hydra's file; noqa: BLE001 (OmegaConf raises many kinds)
+    except (OSError, yaml.YAMLError, OmegaConfBaseException, AttributeError, KeyError, TypeError) as exc:
         return f"{record} is unreadable ({type(exc).__name__}); choose a new hydra.sweep.dir"
     now = sweep_identity(config)
     if before == now:
