@@ -55,6 +55,14 @@ def meta_objective(model: MLP, params: dict, tasks: Sequence[Task], inner: Inner
     return maml.batch_meta_objective(model.predict, params, tasks, inner, lrs)
 
 
+def adaptation_mse(model: MLP, params: dict, tasks: Sequence[Task], inner: InnerLoop, lrs=None) -> np.ndarray:
+    """Test-bank adaptation curves (T, steps + 1): the fast path's tape where it applies (all
+    parameters adapted), else the batched numpy loop; both float64 MSE."""
+    if fast.supports(model) and inner.only is None:
+        return fast.adaptation_mse(model, params, tasks, inner, lrs)
+    return batched.adaptation_mse(model, params, tasks, inner, lrs)
+
+
 class MAML:
     """Model-Agnostic Meta-Learning (Finn et al. 2017); ``first_order`` for FOMAML."""
 
@@ -85,7 +93,7 @@ class MAML:
 
     def adaptation_mse(self, model: MLP, meta: dict, tasks: Sequence[Task], inner: InnerLoop) -> np.ndarray:
         """Plain MSE on each task's query set after k = 0..inner.steps steps, shape (T, steps + 1)."""
-        return batched.adaptation_mse(model, meta, tasks, self.inner(model, inner))
+        return adaptation_mse(model, model_params(model, meta), tasks, self.inner(model, inner))
 
 
 class ANIL(MAML):
@@ -103,7 +111,8 @@ class MetaSGD(MAML):
         return {k: meta[f"lr_{k}"] for k in model.names}
 
     def init(self, model: MLP, params: dict, inner: InnerLoop) -> dict:
-        rates = {f"lr_{k}": np.full(np.shape(v), float(inner.lr)) for k, v in params.items()}
+        rates = {f"lr_{k}": np.full(np.shape(v), float(inner.lr), dtype=np.asarray(v).dtype)
+                 for k, v in params.items()}
         return {**params, **rates}
 
     def direction(self, model: MLP, meta: dict, tasks: Sequence[Task], inner: InnerLoop):
@@ -117,7 +126,7 @@ class MetaSGD(MAML):
         return maml.adapt(model.predict, model_params(model, meta), task, inner, self.rates(model, meta))
 
     def adaptation_mse(self, model: MLP, meta: dict, tasks: Sequence[Task], inner: InnerLoop) -> np.ndarray:
-        return batched.adaptation_mse(model, meta, tasks, inner, self.rates(model, meta))
+        return adaptation_mse(model, model_params(model, meta), tasks, inner, self.rates(model, meta))
 
 
 class Reptile(MAML):
@@ -148,7 +157,7 @@ class Scratch(MAML):
 
     def direction(self, model: MLP, meta: dict, tasks: Sequence[Task], inner: InnerLoop):
         loss = meta_objective(model, meta, pooled(tasks), dataclasses.replace(inner, steps=0))
-        return loss, {k: np.zeros_like(v, dtype=float) for k, v in meta.items()}
+        return loss, {k: np.zeros_like(np.asarray(v)) for k, v in meta.items()}
 
 
 ALGORITHMS = {

@@ -1,5 +1,7 @@
-"""Benchmark: the fast meta-gradient (:mod:`maml_sweep.fast`) against the nested-autograd
-reference (:func:`maml_sweep.maml.meta_value_and_grad`), in one process, BLAS pinned to 1 thread.
+"""Benchmark: the fast meta-gradient (:mod:`maml_sweep.fast`) in float64 and float32 against the
+nested-autograd reference (:func:`maml_sweep.maml.meta_value_and_grad`, float64), in one process,
+BLAS pinned to 1 thread, with T=1 and T=16 tasks per meta-batch, and the arithmetic bound (the
+tape's matrix-product FLOPs at the measured matmul peak).
 
     python -m maml_sweep.bench            # full table (about a minute)
     python -m maml_sweep.bench --quick    # a few rows
@@ -11,6 +13,7 @@ reference and the fast path alternate batch by batch so both see the same machin
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import platform
 import statistics
@@ -69,11 +72,20 @@ def machine() -> str:
             f"numpy {np.__version__}, BLAS: {'; '.join(blas) or 'unknown'}; BLAS threads pinned to 1")
 
 
-def _setup(case: Case, seed: int = 0):
+def loadavg() -> str:
+    """The machine's load averages (1, 5, 15 min) and what else runs, for the record."""
+    try:
+        with open("/proc/loadavg") as fh:
+            return "load average " + " ".join(fh.read().split()[:3])
+    except OSError:
+        return "load average unknown"
+
+
+def _setup(case: Case, seed: int = 0, dtype: str = "float64"):
     rng = np.random.RandomState(seed)
-    model = MLP(case.hidden)
+    model = MLP(case.hidden, dtype=dtype)
     params = model.init(rng, 0.1)
-    tasks = [StepTasks(support_size=case.points).sample(rng) for _ in range(case.tasks)]
+    tasks = [StepTasks(support_size=case.points, dtype=dtype).sample(rng) for _ in range(case.tasks)]
     return model, params, tasks, InnerLoop(0.1, case.steps, case.first_order)
 
 
@@ -104,46 +116,84 @@ def compare(fns: dict, repeats: int, budget_ms: float = 40.0, stat=statistics.me
 
 STATS = {"median": statistics.median, "min": min}
 STAT = "median"  # set by --stat: the statistic over timed batches
+DTYPES = ("float64", "float32")
 
 
 def time_case(case: Case, repeats: int, budget_ms: float = 40.0) -> dict:
-    """ms per meta-gradient for the reference and the fast path, and their ratio."""
+    """ms per meta-gradient: the float64 reference, the fast path in each dtype, and the ratios."""
     model, params, tasks, inner = _setup(case)
-    t = compare({
-        "ref": lambda: meta_value_and_grad(model.predict, params, tasks, inner),
-        "fast": lambda: fast.fast_meta_value_and_grad(model, params, tasks, inner),
-    }, repeats, budget_ms, STATS[STAT])
-    return {"case": case, "ref": t["ref"], "fast": t["fast"], "ratio": t["ref"] / t["fast"]}
+    fns = {"ref": lambda: meta_value_and_grad(model.predict, params, tasks, inner)}
+    for dtype in DTYPES:
+        m, p, ts, i = _setup(case, dtype=dtype)
+        fns[dtype] = lambda m=m, p=p, ts=ts, i=i: fast.fast_meta_value_and_grad(m, p, ts, i)
+    t = compare(fns, repeats, budget_ms, STATS[STAT])
+    return {"case": case, **t, **{f"ratio_{d}": t["ref"] / t[d] for d in DTYPES}}
 
 
 def time_outer_step(case: Case, repeats: int, budget_ms: float = 40.0) -> dict:
-    """ms per full outer step (meta-gradient + SGD update of the params) for both paths."""
-    model, params, tasks, inner = _setup(case)
+    """ms per full outer step (meta-gradient + SGD update of the params): the float64 reference
+    and the fast path in each dtype."""
     opt = SGD(0.01)
-    state = {"ref": dict(params), "fast": dict(params)}
+    fns, state = {}, {}
+    for name, dtype, fn in (("ref", "float64", None), *((d, d, fast.fast_meta_value_and_grad) for d in DTYPES)):
+        model, params, tasks, inner = _setup(case, dtype=dtype)
+        state[name] = params
 
-    def ref_step():
-        _, g = meta_value_and_grad(model.predict, state["ref"], tasks, inner)
-        state["ref"] = opt.update(state["ref"], g, {})[0]
+        def step(name=name, model=model, tasks=tasks, inner=inner, fn=fn):
+            if fn is None:
+                _, g = meta_value_and_grad(model.predict, state[name], tasks, inner)
+            else:
+                _, g = fn(model, state[name], tasks, inner)
+            state[name] = opt.update(state[name], g, {})[0]
 
-    def fast_step():
-        _, g = fast.fast_meta_value_and_grad(model, state["fast"], tasks, inner)
-        state["fast"] = opt.update(state["fast"], g, {})[0]
-
-    t = compare({"ref": ref_step, "fast": fast_step}, repeats, budget_ms, STATS[STAT])
-    return {"case": case, "ref": t["ref"], "fast": t["fast"], "ratio": t["ref"] / t["fast"]}
+        fns[name] = step
+    t = compare(fns, repeats, budget_ms, STATS[STAT])
+    return {"case": case, **t, **{f"ratio_{d}": t["ref"] / t[d] for d in DTYPES}}
 
 
 def time_per_task(case: Case, repeats: int, big: int = 16, budget_ms: float = 40.0) -> dict:
-    """Fast path ms per task at T=1 and at T=``big`` (same other settings), and their ratio."""
+    """Fast path ms per task at T=1 and at T=``big`` in each dtype, and the ratios big/1."""
     fns = {}
-    for T in (1, big):
-        model, params, tasks, inner = _setup(Case(case.steps, T, case.first_order, case.points, case.hidden))
-        fns[T] = (lambda m=model, p=params, ts=tasks, i=inner:
-                  fast.fast_meta_value_and_grad(m, p, ts, i))
+    for dtype in DTYPES:
+        for T in (1, big):
+            model, params, tasks, inner = _setup(Case(case.steps, T, case.first_order, case.points, case.hidden),
+                                                 dtype=dtype)
+            fns[dtype, T] = (lambda m=model, p=params, ts=tasks, i=inner:
+                             fast.fast_meta_value_and_grad(m, p, ts, i))
     t = compare(fns, repeats, budget_ms, STATS[STAT])
-    one, many = t[1], t[big] / big
-    return {"case": case, "T1": one, "Tbig": many, "big": big, "ratio": many / one}
+    out = {"case": case, "big": big}
+    for dtype in DTYPES:
+        out[dtype] = {"T1": t[dtype, 1], "Tbig": t[dtype, big] / big, "ratio": t[dtype, big] / big / t[dtype, 1]}
+    return out
+
+
+def matmul_peak(dtype: str, n: int = 512, repeats: int = 5) -> float:
+    """GFLOP/s of one BLAS thread on an n x n x n product (best of ``repeats``)."""
+    rng = np.random.default_rng(0)
+    a, b = (rng.standard_normal((n, n)).astype(dtype) for _ in range(2))
+    out = a @ b
+    best = math.inf
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        np.matmul(a, b, out=out)
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n ** 3 / best / 1e9
+
+
+def tape_flops(case: Case) -> float:
+    """Floating-point operations of the matrix products in the fast path's tape for ``case``."""
+    model, params, tasks, inner = _setup(case)
+    fast.clear_workspaces()
+    fast.fast_meta_value_and_grad(model, params, tasks, inner)
+    flops = 0.0
+    for ws in fast._WORKSPACES.d.values():
+        for tape in ws.tapes.values():
+            for fn, args in tape:
+                if fn is np.matmul:
+                    a, b = args[0], args[1]
+                    flops += 2 * np.prod(a.shape[:-1]) * a.shape[-1] * b.shape[-1]
+    fast.clear_workspaces()
+    return flops
 
 
 def cases(quick: bool) -> list[Case]:
@@ -153,26 +203,42 @@ def cases(quick: bool) -> list[Case]:
 
 
 def run(quick: bool = False, repeats: int = 7, out=print) -> list[dict]:
-    """Print the benchmark table; return its rows (meta-gradient rows, then the outer step)."""
+    """Print the benchmark table; return its rows (meta-gradient rows, outer step, per task, bound)."""
     budget = 15.0 if quick else 40.0
     out(machine())
-    out("Notebook setting: 1-50-50-1 ReLU MLP, 100 points per task, inner lr 0.1, float64;")
+    out(loadavg() + " at start")
+    out("Notebook setting: 1-50-50-1 ReLU MLP, 100 points per task, inner lr 0.1; the reference is float64.")
     out(f"ms per meta-gradient, {STAT} of {repeats} batches; K inner steps, T tasks per meta-batch.")
-    out(f"{'setting':<16} {'reference ms':>13} {'fast ms':>9} {'speed-up':>9}")
+    out(f"{'setting':<16} {'reference':>10} {'fast f64':>9} {'fast f32':>9} {'speed-up f64':>13} {'f32':>6}")
     rows = []
     for case in cases(quick):
         row = time_case(case, repeats, budget)
         rows.append(row)
-        out(f"{case.label:<16} {row['ref']:>13.3f} {row['fast']:>9.3f} {row['ratio']:>8.1f}x")
-    step = time_outer_step(Case(5, 1, False), repeats, budget)
+        out(f"{case.label:<16} {row['ref']:>10.3f} {row['float64']:>9.3f} {row['float32']:>9.3f} "
+            f"{row['ratio_float64']:>12.1f}x {row['ratio_float32']:>5.1f}x")
+    notebook = Case(5, 1, False)
+    step = time_outer_step(notebook, repeats, budget)
     rows.append(step)
     out(f"outer step (meta-gradient + SGD update), K=5 T=1 2nd: reference {step['ref']:.3f} ms, "
-        f"fast {step['fast']:.3f} ms, {step['ratio']:.1f}x")
+        f"fast float64 {step['float64']:.3f} ms ({step['ratio_float64']:.1f}x), "
+        f"float32 {step['float32']:.3f} ms ({step['ratio_float32']:.1f}x)")
     for fo in (False, True):
         pt = time_per_task(Case(5, 1, fo), repeats, budget_ms=budget)
         rows.append(pt)
-        out(f"per-task cost (fast), K=5 {'1st' if fo else '2nd'} order: T=1 {pt['T1']:.3f} ms, "
-            f"T={pt['big']} {pt['Tbig']:.3f} ms/task, ratio {pt['ratio']:.2f}")
+        out(f"per-task cost (fast), K=5 {'1st' if fo else '2nd'} order: " + "; ".join(
+            f"{d} T=1 {pt[d]['T1']:.3f} ms, T={pt['big']} {pt[d]['Tbig']:.3f} ms/task ({pt[d]['ratio']:.2f})"
+            for d in DTYPES))
+    flops = tape_flops(notebook)
+    bound = {"case": notebook, "mflop": flops / 1e6}
+    for dtype in DTYPES:
+        peak = matmul_peak(dtype)
+        bound[dtype] = {"gflops": peak, "ms": flops / peak / 1e6}
+    rows.append(bound)
+    out(f"arithmetic bound, K=5 T=1 2nd: {flops / 1e6:.1f} MFLOP of matrix products at the measured "
+        "512^3 matmul peak: " + "; ".join(
+            f"{d} {bound[d]['gflops']:.0f} GFLOP/s -> {bound[d]['ms']:.3f} ms (outer step at "
+            f"{bound[d]['ms'] / step[d]:.0%} of it)" for d in DTYPES))
+    out(loadavg() + " at end")
     return rows
 
 

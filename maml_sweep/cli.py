@@ -18,11 +18,12 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import OmegaConf
 
-from . import rundir, sweep
+from . import logs, rundir, sweep
 from .config import ConfigError, register_configs
 from .train import run
 
 register_configs()
+log = logging.getLogger(__name__)
 _RESUME: list[str] = []  # the resume command of the run in progress, for an interrupt that escapes it
 _SAID: list[str] = []  # the interrupt line, once printed
 
@@ -46,6 +47,8 @@ def _hydra_main(cfg) -> float:
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN
     out_dir = Path(hc.runtime.output_dir)
+    if hc.mode == RunMode.MULTIRUN and not _in_process_launcher(hc):
+        logs.tag_job(hc.job.num)  # parallel jobs' lines interleave: each says which job it is
     if not multirun and not str(hc.run.dir).strip():
         _fail(["hydra.run.dir is empty (that would write the run into the current directory); "
                "give the run a directory of its own"], 2)
@@ -54,8 +57,9 @@ def _hydra_main(cfg) -> float:
 
     accepted = []
 
-    def record() -> None:
+    def record() -> None:  # the directory is accepted: ours for this run
         accepted.append(True)
+        log.info("run directory: %s", out_dir)  # not before: a refused directory gets no log file
         rundir.save_hydra_record(out_dir, {
             "config.yaml": OmegaConf.to_yaml(cfg, resolve=True),  # self-contained: readers need no resolver
             "hydra.yaml": OmegaConf.to_yaml({"hydra": hc}),

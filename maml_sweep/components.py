@@ -3,6 +3,7 @@ inner loop. One place, used by the trainer and by :func:`maml_sweep.rundir.resto
 rebuilds a finished run from its directory without importing the trainer)."""
 from __future__ import annotations
 
+import dataclasses
 from typing import NamedTuple
 
 from .algorithms import ALGORITHMS
@@ -22,9 +23,11 @@ class Components(NamedTuple):
 
 def build(cfg) -> Components:
     """(model, task distribution, algorithm, outer optimizer, inner loop) from a config."""
-    model = MLP(tuple(cfg.model.hidden), cfg.model.activation)
+    dtype = cfg.train.get("dtype", "float64")  # runs recorded before train.dtype existed: float64
+    model = MLP(tuple(cfg.model.hidden), cfg.model.activation, dtype)
     opt_kwargs = {k: v for k, v in cfg.optimizer.items() if k != "name"}
     optimizer = OPTIMIZERS[cfg.optimizer.name](**opt_kwargs)
     a = cfg.algorithm
     inner = InnerLoop(lr=a.inner_lr, steps=a.inner_steps, first_order=a.first_order, loss_scale=a.loss_scale)
-    return Components(model, make_tasks(cfg.task), ALGORITHMS[a.name](), optimizer, inner)
+    tasks = dataclasses.replace(make_tasks(cfg.task), dtype=dtype)
+    return Components(model, tasks, ALGORITHMS[a.name](), optimizer, inner)

@@ -13,7 +13,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import II, MISSING
 
 from .algorithms import ALGORITHMS
-from .model import ACTIVATIONS
+from .model import ACTIVATIONS, DTYPES
 from .tasks import TASK_FAMILIES
 
 
@@ -85,6 +85,8 @@ class TrainConfig:
     eval_every: int = 100
     blas_threads: int = 1
     rng: str = "notebook"  # notebook: one legacy RandomState stream; streams: independent SeedSequence streams
+    dtype: str = "float64"  # float64 | float32: params, tasks, meta-gradient, optimizer state, evaluation
+    figures: bool = False  # draw validation_fits.png at the end of a completed run (~1-2 s per run)
 
 
 @dataclass
@@ -185,6 +187,7 @@ def check_values(cfg) -> list[str]:
     need(tr.eval_every >= 1, "train.eval_every", "an integer >= 1", tr.eval_every)
     need(tr.blas_threads >= 0, "train.blas_threads", "an integer >= 0 (0 leaves BLAS as it is)", tr.blas_threads)
     need(tr.rng in RNG_MODES, "train.rng", f"one of {', '.join(RNG_MODES)}", tr.rng)
+    need(tr.dtype in DTYPES, "train.dtype", f"one of {', '.join(DTYPES)}", tr.dtype)
     need(ev.seed >= 0, "eval.seed", "an integer >= 0", ev.seed)
     need(ev.num_tasks >= 2, "eval.num_tasks", "an integer >= 2", ev.num_tasks)
     need(ev.val_tasks >= 1, "eval.val_tasks", "an integer >= 1", ev.val_tasks)

@@ -26,16 +26,48 @@ wants); :func:`meta_loss` wraps the same core as an autograd primitive, so ``aut
 any expression built on it works, for the params and for the inner lr (once differentiable:
 the VJP is plain numpy).
 
+Hessian-vector products use the R-operator of Pearlmutter (1994): ``R{f} = d/dr f(theta + r v)``
+at r = 0, pushed through the forward pass (Rz, Rh) and then through the backward pass
+(R(dl/dz), R(dl/dh)), giving Hess(l) v exactly at the cost of about two gradients.
+B. A. Pearlmutter, "Fast exact multiplication by the Hessian", Neural Computation 6(1):147-160, 1994.
+
+dtype. The computation runs in the params' dtype: float32 params give a float32 path end to end
+(tasks are cast, BLAS sgemm); anything else runs in float64.
+
 Speed. Per outer step the cost is ~48 small gemms plus ~100 elementwise passes and ~250 numpy
 calls, so: buffers are reused across calls (per problem size and thread), weights are copied
 transposed once per step, elementwise work runs on contiguous arrays, and big meta-batches go
 through in L2-sized chunks of tasks (see ``CHUNK_BYTES``).
+
+The tape: rules every change must keep
+--------------------------------------
+The numpy calls of one meta-gradient are recorded once, as a list of (function, buffers), and
+replayed on later calls with the same key (see :class:`_Tape`). A replay re-reads nothing but
+the buffers' contents, so:
+
+1. Buffers are allocated once per workspace and never rebound or reallocated: inputs are loaded
+   into them in place (``buf[...] = value``), never by assigning a new array to the attribute.
+2. Every Python value that a recording function reads, whether baked into a call as a constant
+   (the loss scale, the mean's 1/N) or deciding which calls are recorded (K, the activation,
+   first/second order, a vector lr, the d/d lr, a separate query set, the dtype, the shapes), is
+   a field of :class:`TapeKey`, built in ONE place, :func:`tape_key`. Recording functions take
+   their constants from the key, never from an ``InnerLoop`` or the data. Values that change
+   between replays (the params, the tasks, the inner lr) live in buffers.
+3. Results point into the workspace: copy (or reduce) them before returning; the next call
+   overwrites them.
+4. A recorded call must not depend on buffer contents at record time (recording only makes views).
+
+``tests/test_fast.py::test_tape_not_reused_across_baked_in_constants`` changes each baked-in
+constant for the same shapes and fails when a tape is reused. For debugging, ``MAML_SWEEP_FAST_EAGER=1``
+(or :func:`eager`) runs each call as it is recorded and keeps no tape, so an error's traceback
+points at the recording line rather than at :meth:`_Tape.run`.
 """
 from __future__ import annotations
 
+import os
 import threading
-from functools import partial
-from typing import Sequence
+from contextlib import contextmanager
+from typing import NamedTuple, Sequence
 
 import autograd.numpy as anp
 import numpy as np
@@ -46,7 +78,8 @@ from .maml import InnerLoop
 from .model import MLP, param_shapes
 from .tasks import Task
 
-__all__ = ["supports", "fast_meta_value_and_grad", "fast_meta_objective", "meta_loss"]
+__all__ = ["supports", "fast_meta_value_and_grad", "fast_meta_objective", "meta_loss", "eager",
+           "hessian_vector_product"]
 
 
 # ----------------------------------------------------------------------------- layout
@@ -89,9 +122,9 @@ class _Layout:
         """Blocks of ``flat`` with their weight parts and transposes, made once per buffer."""
         return _Views(self.blocks(flat))
 
-    def pack(self, params: dict) -> np.ndarray:
+    def pack(self, params: dict, dtype=np.float64) -> np.ndarray:
         """Flat vector (P,) of a parameter dict."""
-        out = np.empty(self.size)
+        out = np.empty(self.size, dtype)
         for name in self.names:
             out[self.slices[name]] = np.reshape(params[name], -1)
         return out
@@ -131,8 +164,14 @@ def supports(model) -> bool:
 # ----------------------------------------------------------------------------- data
 
 
-def _stack(tasks: Sequence[Task]):
-    """(x, y, xq, yq) stacked over tasks: (T, N), (T, N), (T, M), (T, M), float64."""
+def dtype_of(params: dict) -> np.dtype:
+    """The dtype the fast path runs in for ``params``: float32 if they all are, else float64."""
+    kinds = {np.asarray(getval(v)).dtype for v in params.values()}
+    return np.dtype(np.float32) if kinds == {np.dtype(np.float32)} else np.dtype(np.float64)
+
+
+def _stack(tasks: Sequence[Task], dtype=np.float64):
+    """(x, y, xq, yq) stacked over tasks: (T, N), (T, N), (T, M), (T, M), in ``dtype``."""
     if len(tasks) == 0:
         raise ValueError("empty meta-batch")
     xs, ys, xqs, yqs = [], [], [], []
@@ -140,17 +179,53 @@ def _stack(tasks: Sequence[Task]):
         xq, yq = t.query
         xs.append(t.x), ys.append(t.y), xqs.append(xq), yqs.append(yq)
     if len(tasks) == 1:  # views, no copies
-        x, y, xq, yq = (np.asarray(v[0], dtype=float)[None] for v in (xs, ys, xqs, yqs))
+        x, y, xq, yq = (np.asarray(v[0], dtype=dtype)[None] for v in (xs, ys, xqs, yqs))
         return (x, y, x, y) if xqs[0] is xs[0] and yqs[0] is ys[0] else (x, y, xq, yq)
     try:
-        x, y = (np.asarray(np.stack(v), dtype=float) for v in (xs, ys))
+        x, y = (np.asarray(np.stack(v), dtype=dtype) for v in (xs, ys))
         if all(q is s for q, s in zip(xqs, xs)) and all(q is s for q, s in zip(yqs, ys)):
             return x, y, x, y  # query set = support set: identity lets the caller reuse work
-        xq, yq = (np.asarray(np.stack(v), dtype=float) for v in (xqs, yqs))
+        xq, yq = (np.asarray(np.stack(v), dtype=dtype) for v in (xqs, yqs))
     except ValueError as err:
         raise ValueError("fast path: tasks in one meta-batch need equal support sizes and "
                          "equal query sizes") from err
     return x, y, xq, yq
+
+
+class TapeKey(NamedTuple):
+    """Everything a tape and its workspace bake in (rule 2 of the module docstring). Built only by
+    :func:`tape_key`; the workspace's buffers and the recorded calls are made from these fields."""
+
+    hidden: tuple       # layer sizes: the layout of theta and every buffer's shape
+    activation: str     # which calls the forward pass and the HVP record
+    dtype: str          # every buffer's dtype
+    T: int              # tasks in the chunk
+    N: int              # support points per task
+    M: int              # query points per task
+    same_query: bool    # query set = support set: one buffer, one forward pass fewer
+    steps: int          # K inner steps
+    second: bool        # second-order terms (Hessian-vector products) recorded
+    loss_scale: float   # the inner/query loss is loss_scale * mean((f - y)^2): baked into calls
+    vector_lr: bool     # inner lr a (P,) vector (else a scalar)
+    lr_grad: bool       # d/d lr recorded
+    kind: str           # "value" (meta-objective), "grad" (and its gradient) or "curve" (query
+                        # MSE after each inner step)
+
+    @property
+    def workspace(self) -> tuple:
+        """The fields that size the workspace's buffers (its tapes are keyed by the whole key)."""
+        return self[:9]
+
+
+def tape_key(lay: "_Layout", data, inner: InnerLoop, lr, kind: str, lr_grad: bool = False) -> TapeKey:
+    """THE key of a tape and of its workspace, for one chunk of stacked task ``data``; the one
+    place that decides what a tape bakes in."""
+    x, _, xq, _ = data
+    T, N = x.shape
+    second = kind == "grad" and not inner.first_order
+    return TapeKey(lay.dims[1:-1], "relu" if lay.relu else "tanh", x.dtype.str, T, N, xq.shape[1],
+                   xq is x, int(inner.steps), second, float(inner.loss_scale), bool(np.ndim(lr) > 0),
+                   bool(lr_grad and kind == "grad"), kind)
 
 
 class _Cache:
@@ -165,91 +240,124 @@ class _Cache:
     __slots__ = ("A", "AT", "H", "S", "D", "WT", "DR", "RO", "DZ")
 
     def __init__(self, xa: np.ndarray, lay: _Layout):
-        lead, dims, L = xa.shape[:-1], lay.dims, len(lay.dims) - 2
-        self.A = [xa] + [np.ones(lead + (dims[k] + 1,)) for k in range(1, L + 1)]
+        lead, dims, L, dt = xa.shape[:-1], lay.dims, len(lay.dims) - 2, xa.dtype
+        self.A = [xa] + [np.ones(lead + (dims[k] + 1,), dt) for k in range(1, L + 1)]
         self.AT = [a.swapaxes(-1, -2) for a in self.A]
         self.H = [a[..., :-1] for a in self.A]
-        self.S = [None] + [np.empty(lead + (dims[k],)) for k in range(1, L + 1)]
-        self.D = [None] + [np.empty(lead + (dims[k],)) for k in range(1, L + 1)]
-        self.DR = np.zeros(lead + (3,))
+        self.S = [None] + [np.empty(lead + (dims[k],), dt) for k in range(1, L + 1)]
+        self.D = [None] + [np.empty(lead + (dims[k],), dt) for k in range(1, L + 1)]
+        self.DR = np.zeros(lead + (3,), dt)
         self.RO, self.DZ = self.DR[..., :1], self.DR[..., 1:]  # [RO | D], [D | 0]: (T, N, 2) views
         self.D.append(self.DR[..., 1:2])
         self.DR = self.DR[..., :2]
-        self.WT = [None, None] + [np.empty((lead[0], dims[k], dims[k - 1])) for k in range(2, L + 1)]
+        self.WT = [None, None] + [np.empty((lead[0], dims[k], dims[k - 1]), dt) for k in range(2, L + 1)]
 
 
 class _Workspace:
-    """All buffers of one problem size, reused across calls: fresh large arrays would cost a
-    page fault per 4 KiB on every call. T tasks, N support and M query points, K inner steps."""
+    """All buffers of one problem size (``key.workspace``), reused across calls: fresh large arrays
+    would cost a page fault per 4 KiB on every call. T tasks, N support and M query points, K steps.
+    ``tapes`` maps full :class:`TapeKey` s to the tapes recorded on these buffers."""
 
-    def __init__(self, lay: _Layout, T: int, N: int, M: int, K: int, second: bool, same_query: bool):
+    def __init__(self, lay: _Layout, key: TapeKey):
+        T, N, M, K, dt = key.T, key.N, key.M, key.steps, np.dtype(key.dtype)
         P, dims, L = lay.size, lay.dims, len(lay.dims) - 2
-        self.xa = np.ones((T, N, 2))
-        self.xqa = self.xa if same_query else np.ones((T, M, 2))
-        self.caches = [_Cache(self.xa, lay) for _ in range(K if second else min(K, 1))]
+
+        def empty(*shape):
+            return np.empty(shape, dt)
+
+        self.xa = np.ones((T, N, 2), dt)
+        self.xqa = self.xa if key.same_query else np.ones((T, M, 2), dt)
+        self.caches = [_Cache(self.xa, lay) for _ in range(K if key.second else min(K, 1))]
         self.qcache = _Cache(self.xqa, lay)
-        self.thetas, self.grads = np.empty((K, T, P)), np.empty((K, T, P))
+        self.thetas, self.grads = empty(K, T, P), empty(K, T, P)
         self.theta_views = [lay.views(t) for t in self.thetas]
-        self.theta0 = np.empty((1, P))  # (1, ...): a 2-D matmul operand is slower at T=1
+        self.theta0 = empty(1, P)  # (1, ...): a 2-D matmul operand is slower at T=1
         self.theta0_views = lay.views(self.theta0)
-        self.y = np.empty((T, N))
-        self.yq = self.y if same_query else np.empty((T, M))
-        self.F, self.Fq = np.empty((T, N, 1)), np.empty((T, M, 1))  # predictions, then residuals
-        self.lrs = {0: np.empty(()), 1: np.empty(P)}  # scalar / per-parameter inner lr
-        self.glr = {0: np.empty(1), 1: np.empty(P)}
+        self.y = empty(T, N)
+        self.yq = self.y if key.same_query else empty(T, M)
+        self.F, self.Fq = empty(T, N, 1), empty(T, M, 1)  # predictions, then residuals
+        self.curve = np.empty((T, K + 1))  # plain query MSE after k = 0..K steps (kind "curve")
+        self.lrs = {False: empty(), True: empty(P)}  # the inner lr: scalar / per parameter
+        self.glrs = {False: empty(1), True: empty(P)}  # d/d lr, summed over tasks
         self.tapes = {}
         self.grad_blocks = [lay.blocks(g) for g in self.grads]
-        self.a, self.v, self.hv, self.tmp = (np.empty((T, P)) for _ in range(4))
+        self.a, self.v, self.hv, self.tmp = (empty(T, P) for _ in range(4))
         self.a_blocks = lay.blocks(self.a)
         self.v_views, self.hv_views = lay.views(self.v), lay.views(self.hv)
         # Scratch: pre-activations Z, tangents Y (T, N, d_k), k = 1..L+1; errors E, R (T, N, d_k),
         # tanh's Rh, k = 1..L (R: to L+1); VT like WT.
-        self.Z = [None] + [np.empty((T, N, dims[k])) for k in range(1, L + 2)]
-        self.Zq = self.Z if M == N else [None] + [np.empty((T, M, dims[k])) for k in range(1, L + 2)]
-        self.Y = [None] + [np.empty((T, N, dims[k])) for k in range(1, L + 2)]
-        self.E = [None] + [np.empty((T, N, dims[k])) for k in range(1, L + 1)]
-        self.R = [None] + [np.empty((T, N, dims[k])) for k in range(1, L + 1)]
-        self.WVo = np.empty((T, 2, dims[L]))  # [w^T; v^T] of the output layer
-        self.Wo = np.zeros((T, 2, dims[L]))  # [w^T; 0]
-        self.RH = [None] + [np.empty((T, N, dims[k])) for k in range(1, L + 1)]
+        self.Z = [None] + [empty(T, N, dims[k]) for k in range(1, L + 2)]
+        self.Zq = self.Z if M == N else [None] + [empty(T, M, dims[k]) for k in range(1, L + 2)]
+        self.Y = [None] + [empty(T, N, dims[k]) for k in range(1, L + 2)]
+        self.E = [None] + [empty(T, N, dims[k]) for k in range(1, L + 1)]
+        self.R = [None] + [empty(T, N, dims[k]) for k in range(1, L + 1)]
+        self.WVo = empty(T, 2, dims[L])  # [w^T; v^T] of the output layer
+        self.Wo = np.zeros((T, 2, dims[L]), dt)  # [w^T; 0]
+        self.RH = [None] + [empty(T, N, dims[k]) for k in range(1, L + 1)]
         rh = self.Z[1:L + 1] if lay.relu else self.RH[1:]  # where the HVP puts Rh_k
         self.RHT = [None] + [r.swapaxes(-1, -2) for r in rh]
         # Weight-gradient terms Rh^T D of the HVP go to the W parts of mw (T, P), zero elsewhere,
         # so that one contiguous add folds them in (adds into (T, P)-strided views are ~3x slower).
-        self.mw = np.zeros((T, P))
+        self.mw = np.zeros((T, P), dt)
         self.Mw = lay.views(self.mw).W
-        self.VT = [None, None] + [np.empty((T, dims[k], dims[k - 1])) for k in range(2, L + 1)]
+        self.VT = [None, None] + [empty(T, dims[k], dims[k - 1]) for k in range(2, L + 1)]
 
 
 _WORKSPACES = threading.local()
 
 
-def _workspace(lay, T, N, M, K, second, same_query) -> _Workspace:
-    """The calling thread's workspace for this problem size (a few sizes are kept)."""
+def _workspace(lay: _Layout, key: TapeKey) -> _Workspace:
+    """The calling thread's workspace for this key's problem size (a few sizes are kept)."""
     cache = getattr(_WORKSPACES, "d", None)
     if cache is None:
         cache = _WORKSPACES.d = {}
-    key = (id(lay), T, N, M, K, second, same_query)
-    ws = cache.get(key)
+    ws = cache.get(key.workspace)
     if ws is None:
         if len(cache) >= 8:
             cache.clear()
-        ws = cache[key] = _Workspace(lay, T, N, M, K, second, same_query)
+        ws = cache[key.workspace] = _Workspace(lay, key)
     return ws
+
+
+def clear_workspaces() -> None:
+    """Drop this thread's workspaces and their tapes (tests; memory)."""
+    _WORKSPACES.d = {}
 
 
 # ----------------------------------------------------------------------------- one step
 #
-# The computation is recorded once per workspace as a tape: a list of numpy calls on the
-# workspace's buffers (outputs passed positionally). Running it costs one Python loop iteration
-# per numpy call, instead of re-deriving views, indices and branches on every call.
+# The computation is recorded once per key as a tape: a list of numpy calls on the workspace's
+# buffers (outputs passed positionally). Running it costs one Python loop iteration per numpy
+# call, instead of re-deriving views, indices and branches on every call.
+
+EAGER = os.environ.get("MAML_SWEEP_FAST_EAGER", "") not in ("", "0")
+
+
+@contextmanager
+def eager(on: bool = True):
+    """Within ``with``: run every numpy call as it is recorded and keep no tape (debugging: a
+    failing call's traceback then shows the recording line). Same numbers, slower."""
+    global EAGER
+    old, EAGER = EAGER, on
+    try:
+        yield
+    finally:
+        EAGER = old
 
 
 class _Tape(list):
-    """A fixed sequence of numpy calls ``fn(*args)``; record with ``tape(fn, *args)``."""
+    """A fixed sequence of numpy calls ``fn(*args)``; record with ``tape(fn, *args)``. An eager
+    tape runs each call at once instead of keeping it."""
+
+    def __init__(self, eager: bool = False):
+        super().__init__()
+        self.eager = eager
 
     def __call__(self, fn, *args):
-        self.append((fn, args))
+        if self.eager:
+            fn(*args)
+        else:
+            self.append((fn, args))
 
     def run(self) -> None:
         for fn, args in self:
@@ -265,17 +373,17 @@ def _relu_ties(z: np.ndarray, s: np.ndarray) -> None:
         s[z == 0.0] = 0.5
 
 
-def _rec_forward(t: _Tape, lay: _Layout, P: _Views, c: _Cache, Z: list, F: np.ndarray) -> None:
+def _rec_forward(t: _Tape, key: TapeKey, P: _Views, c: _Cache, Z: list, F: np.ndarray) -> None:
     """Forward pass with params P (blocks (1 or T, d+1, d')): fills c.A, c.S via pre-activation
     scratch Z[k] (T, N, d_k); predictions into F (T, N, 1)."""
     A, S, Hs, B = c.A, c.S, c.H, P.B
     L = len(B) - 1
     for k in range(1, L + 1):
         t(np.matmul, A[k - 1], B[k - 1], Z[k])
-        if lay.relu:
+        if key.activation == "relu":
             t(np.greater, Z[k], 0.0, S[k])
             t(_relu_ties, Z[k], S[k])
-            t(partial(np.maximum, out=Hs[k]), Z[k], 0.0)  # positional out is deprecated here
+            t(np.multiply, Z[k], S[k], Hs[k])  # = max(z, 0) (-0.0 for z < 0), faster than maximum
         else:
             t(np.tanh, Z[k], Hs[k])
             t(np.square, Hs[k], S[k])
@@ -301,26 +409,27 @@ def _rec_backward(t: _Tape, P: _Views, c: _Cache, G: list, Wo: np.ndarray) -> No
         t(np.multiply, D[k - 1], S[k - 1], D[k - 1])
 
 
-def _rec_loss_grad(t, lay, P, c, Z, F, y, scale, G, Wo) -> None:
-    """Gradient of ``scale * mean((f - y)^2)`` into blocks G; leaves the residuals f - y in F."""
-    _rec_forward(t, lay, P, c, Z, F)
+def _rec_loss_grad(t, key, P, c, Z, F, y, G, Wo) -> None:
+    """Gradient of ``key.loss_scale * mean((f - y)^2)`` into blocks G; leaves the residuals f - y
+    in F."""
+    _rec_forward(t, key, P, c, Z, F)
     f = F[..., 0]
     t(np.subtract, f, y, f)
-    t(np.multiply, f, 2.0 * scale / f.shape[-1], c.D[-1][..., 0])
+    t(np.multiply, f, 2.0 * key.loss_scale / f.shape[-1], c.D[-1][..., 0])
     _rec_backward(t, P, c, G, Wo)
 
 
-def _rec_hvp(t, lay, P, c, V, H, scale, ws) -> None:
-    """Hessian-vector product of the inner loss at the cached step with params P: H = Hess(l) V,
-    for views V, H of per-task (T, P) vectors.
+def _rec_hvp(t, key, P, c, V, ws) -> None:
+    """Hessian-vector product of the inner loss at the cached step with params P, for the view V
+    of the per-task vectors ws.v (T, P): ws.hv = Hess(l) V.
 
-    Forward-over-reverse: tangents of the forward pass (Rz, Rh) in direction V, then of the
-    backward pass, reusing c's activations and errors."""
-    A, AT, S, D = c.A, c.AT, c.S, c.D
+    Pearlmutter's (1994) R-operator, forward-over-reverse: tangents of the forward pass
+    (Rz, Rh) in direction V, then of the backward pass, reusing c's activations and errors."""
+    A, AT, S, D, H = c.A, c.AT, c.S, c.D, ws.hv_views
     Z, Y, E = ws.Z, ws.Y, ws.E
     R = ws.R + [c.RO]  # R[k] = R(dl/dz_k), k = 1..L+1
     L = len(P.B) - 1
-    relu = lay.relu
+    relu = key.activation == "relu"
     t(np.matmul, A[0], V.B[0], Z[1])
     for k in range(1, L + 1):  # Z[k] = Rz_k, rh = Rh_k
         rh = Z[k] if relu else ws.RH[k]
@@ -328,7 +437,7 @@ def _rec_hvp(t, lay, P, c, V, H, scale, ws) -> None:
         t(np.matmul, rh, P.W[k], Z[k + 1])
         t(np.matmul, A[k], V.B[k], Y[k + 1])
         t(np.add, Z[k + 1], Y[k + 1], Z[k + 1])
-    t(np.multiply, Z[L + 1], 2.0 * scale / Z[L + 1].shape[-2], R[L + 1])  # R(dl/df)
+    t(np.multiply, Z[L + 1], 2.0 * key.loss_scale / Z[L + 1].shape[-2], R[L + 1])  # R(dl/df)
     for k in range(L + 1, 0, -1):
         t(np.matmul, AT[k - 1], R[k], H.B[k - 1])
         if k == 1:
@@ -350,24 +459,30 @@ def _rec_hvp(t, lay, P, c, V, H, scale, ws) -> None:
             t(np.multiply, y, Z[k - 1], y)
             t(np.multiply, y, 2.0, y)
             t(np.subtract, R[k - 1], y, R[k - 1])
-    t(np.add, ws.hv, ws.mw, ws.hv)  # H is ws.hv_views
+    t(np.add, ws.hv, ws.mw, ws.hv)
 
 
 # ----------------------------------------------------------------------------- whole loop
 
 
-def _rec_inner_loop(t, lay, ws, lr, K, scale, keep: bool) -> list:
+def _rec_inner_loop(t, key, ws, keep: bool) -> list:
     """Record the inner loop from ws.theta0; returns the views of theta_0..theta_K. With ``keep``,
     step j's activations stay in ws.caches[j] (for the Hessian-vector products)."""
     B, prev = [ws.theta0_views], ws.theta0
-    for j in range(K):
-        _rec_loss_grad(t, lay, B[j], ws.caches[j if keep else 0], ws.Z, ws.F, ws.y, scale,
+    for j in range(key.steps):
+        _rec_loss_grad(t, key, B[j], ws.caches[j if keep else 0], ws.Z, ws.F, ws.y,
                        ws.grad_blocks[j], ws.Wo)
-        t(np.multiply, ws.grads[j], lr, ws.tmp)
+        t(np.multiply, ws.grads[j], ws.lrs[key.vector_lr], ws.tmp)
         t(np.subtract, prev, ws.tmp, ws.thetas[j])
         prev = ws.thetas[j]
         B.append(ws.theta_views[j])
     return B
+
+
+def _mse_into(r, out):
+    """Mean of squares of residuals r (T, M) per task into out (T,), summed in float64."""
+    np.einsum("tm,tm->t", r, r, dtype=np.float64, out=out)
+    out /= r.shape[-1]
 
 
 def _lr_grad_scalar(a, g, out):
@@ -378,45 +493,53 @@ def _lr_grad_vector(a, g, out):
     out -= np.einsum("tp,tp->p", a, g)
 
 
-def _value_tape(lay, ws, K, scale, vector_lr: bool) -> _Tape:
-    """Tape for the meta-objective: residuals at the adapted params in ws.Fq."""
-    t = _Tape()
-    B = _rec_inner_loop(t, lay, ws, ws.lrs[vector_lr], K, scale, False)
-    _rec_forward(t, lay, B[K], ws.qcache, ws.Zq, ws.Fq)
-    t(np.subtract, ws.Fq[..., 0], ws.yq, ws.Fq[..., 0])
-    return t
-
-
-def _grad_tape(lay, ws, K, scale, second: bool, vector_lr: bool, lr_grad: bool) -> _Tape:
-    """Tape for the meta-objective (residuals in ws.Fq), the per-task meta-gradients (ws.a)
-    and, with ``lr_grad``, the summed d/d lr (ws.glr[vector_lr])."""
-    t = _Tape()
-    lr, glr = ws.lrs[vector_lr], ws.glr[vector_lr]
-    B = _rec_inner_loop(t, lay, ws, lr, K, scale, second)
-    _rec_loss_grad(t, lay, B[K], ws.qcache, ws.Zq, ws.Fq, ws.yq, scale, ws.a_blocks, ws.Wo)
+def _record(lay: _Layout, ws: _Workspace, key: TapeKey, eager: bool = False) -> _Tape:
+    """Record the tape of ``key`` on ``ws``: the meta-objective's residuals in ws.Fq and, for
+    kind "grad", the per-task meta-gradients (ws.a) and, with ``key.lr_grad``, the summed d/d lr
+    (ws.glrs[key.vector_lr]). Constants come from ``key`` only (rule 2)."""
+    t = _Tape(eager)
+    lr, glr = ws.lrs[key.vector_lr], ws.glrs[key.vector_lr]
+    B = _rec_inner_loop(t, key, ws, key.second)
+    K = key.steps
+    if key.kind in ("value", "curve"):
+        for j in range(K + 1) if key.kind == "curve" else (K,):
+            _rec_forward(t, key, B[j], ws.qcache, ws.Zq, ws.Fq)
+            t(np.subtract, ws.Fq[..., 0], ws.yq, ws.Fq[..., 0])
+            if key.kind == "curve":
+                t(_mse_into, ws.Fq[..., 0], ws.curve[:, j])
+        return t
+    _rec_loss_grad(t, key, B[K], ws.qcache, ws.Zq, ws.Fq, ws.yq, ws.a_blocks, ws.Wo)
     t(np.copyto, glr, 0.0)
     for j in range(K - 1, -1, -1):
-        if lr_grad:
-            t(_lr_grad_vector if vector_lr else _lr_grad_scalar, ws.a, ws.grads[j], glr)
-        if second:
+        if key.lr_grad:
+            t(_lr_grad_vector if key.vector_lr else _lr_grad_scalar, ws.a, ws.grads[j], glr)
+        if key.second:
             t(np.multiply, ws.a, lr, ws.v)
-            _rec_hvp(t, lay, B[j], ws.caches[j], ws.v_views, ws.hv_views, scale, ws)
+            _rec_hvp(t, key, B[j], ws.caches[j], ws.v_views, ws)
             t(np.subtract, ws.a, ws.hv, ws.a)
     return t
 
 
-def _prepare(lay, theta, lr, data, inner, second):
-    """The workspace for this chunk, loaded with its data, theta (P,) and lr."""
+def _run(lay, theta, lr, data, inner, kind: str, lr_grad: bool = False) -> _Workspace:
+    """Load one chunk (theta (P,), lr, stacked data) into its workspace and run its tape (recorded
+    on first use; recorded and run at once, and not kept, in eager mode)."""
     x, y, xq, yq = data
-    T, N = x.shape
-    ws = _workspace(lay, T, N, xq.shape[1], inner.steps, second, xq is x)
+    key = tape_key(lay, data, inner, lr, kind, lr_grad)
+    ws = _workspace(lay, key)
     ws.xa[..., 0] = x
     ws.y[...] = y
-    if xq is not x:
+    if not key.same_query:
         ws.xqa[..., 0] = xq
         ws.yq[...] = yq
     ws.theta0[0] = theta
-    ws.lrs[np.ndim(lr) > 0][...] = lr
+    ws.lrs[key.vector_lr][...] = lr
+    if EAGER:
+        _record(lay, ws, key, eager=True)
+        return ws
+    tape = ws.tapes.get(key)
+    if tape is None:
+        tape = ws.tapes[key] = _record(lay, ws, key)
+    tape.run()
     return ws
 
 
@@ -433,12 +556,17 @@ def _query_losses(ws, scale) -> np.ndarray:
 CHUNK_BYTES = 1 << 21
 
 
+def chunk_size(lay: _Layout, N: int, M: int, itemsize: int) -> int:
+    """Tasks per chunk: as many as keep one inner step's buffers within ``CHUNK_BYTES`` (>= 1)."""
+    per_task = itemsize * (N + M) * (2 + 3 * sum(lay.dims[1:-1]))
+    return max(1, CHUNK_BYTES // per_task)
+
+
 def _chunks(lay, data) -> list:
     """Split stacked task data into chunks of tasks (each a tuple like ``data``)."""
     x, _, xq, _ = data
     T, N = x.shape
-    per_task = 8 * (N + xq.shape[1]) * (2 + 3 * sum(lay.dims[1:-1]))
-    size = max(1, min(T, CHUNK_BYTES // per_task))
+    size = min(T, chunk_size(lay, N, xq.shape[1], x.dtype.itemsize))
     if size >= T:
         return [data]
     out = []
@@ -450,41 +578,55 @@ def _chunks(lay, data) -> list:
 
 def _value(lay, theta, lr, data, inner) -> np.ndarray:
     """Meta-objective per task (T,) at flat params theta (P,), no gradient."""
-    out = []
-    for part in _chunks(lay, data):
-        ws = _prepare(lay, theta, lr, part, inner, False)
-        key = ("value", inner.loss_scale, np.ndim(lr) > 0)
-        if key not in ws.tapes:
-            ws.tapes[key] = _value_tape(lay, ws, inner.steps, inner.loss_scale, key[2])
-        ws.tapes[key].run()
-        out.append(_query_losses(ws, inner.loss_scale))
-    return np.concatenate(out)
+    return np.concatenate([_query_losses(_run(lay, theta, lr, part, inner, "value"), inner.loss_scale)
+                           for part in _chunks(lay, data)])
+
+
+def _curves(lay, theta, lr, data, inner) -> np.ndarray:
+    """Plain query MSE per task after k = 0..inner.steps steps (T, steps + 1), float64."""
+    return np.concatenate([_run(lay, theta, lr, part, inner, "curve").curve.copy()
+                           for part in _chunks(lay, data)])
 
 
 def _value_and_grads(lay, theta, lr, data, inner, lr_grad: bool = True):
     """(mean meta-objective, d/d theta (P,), d/d lr (shape of lr; 0 without ``lr_grad``)) for
-    flat theta (P,)."""
-    second, vector_lr = not inner.first_order, np.ndim(lr) > 0
+    flat theta (P,), in theta's dtype."""
+    vector_lr = np.ndim(lr) > 0
     value, g, glr = 0.0, 0.0, 0.0
     for part in _chunks(lay, data):
-        ws = _prepare(lay, theta, lr, part, inner, second)
-        key = ("grad", inner.loss_scale, vector_lr, lr_grad)
-        if key not in ws.tapes:
-            ws.tapes[key] = _grad_tape(lay, ws, inner.steps, inner.loss_scale, second, vector_lr,
-                                       lr_grad)
-        ws.tapes[key].run()
+        ws = _run(lay, theta, lr, part, inner, "grad", lr_grad)
         value = value + _query_losses(ws, inner.loss_scale).sum()
         g = g + ws.a.sum(axis=0)
-        glr = glr + (ws.glr[1] if vector_lr else ws.glr[0][0])
+        glr = glr + (ws.glrs[True] if vector_lr else ws.glrs[False][0])
     T = data[0].shape[0]
     glr = glr / T
     return float(value / T), g / T, glr if vector_lr else float(glr)
+
+
+def hessian_vector_product(model: MLP, params: dict, task: Task, v: dict, loss_scale: float = 0.5) -> dict:
+    """Hess(l) v (a dict like params) of the inner loss ``loss_scale * mean((f - y)^2)`` on the
+    task's support set at ``params``, by the tape's own R-operator code (for tests and checks)."""
+    lay, dtype = _layout(model), dtype_of(params)
+    x, y, _, _ = _stack([Task(task.x, task.y)], dtype)
+    key = tape_key(lay, (x, y, x, y), InnerLoop(0.0, 1, False, loss_scale), 0.0, "grad")
+    ws = _Workspace(lay, key)
+    ws.xa[..., 0], ws.y[...], ws.theta0[0] = x, y, lay.pack(params, dtype)
+    ws.v[...] = lay.pack(v, dtype)
+    t = _Tape(eager=True)
+    _rec_loss_grad(t, key, ws.theta0_views, ws.caches[0], ws.Z, ws.F, ws.y, ws.grad_blocks[0], ws.Wo)
+    _rec_hvp(t, key, ws.theta0_views, ws.caches[0], ws.v_views, ws)
+    return lay.unpack(ws.hv[0].copy())
 
 
 # ----------------------------------------------------------------------------- autograd
 
 
 _STASH = threading.local()
+
+
+def _pack_arrays(lay, arrays, data) -> np.ndarray:
+    """Flat theta from parameter arrays in ``lay.names`` order, in the stacked data's dtype."""
+    return lay.pack(dict(zip(lay.names, arrays)), data[0].dtype)
 
 
 @primitive
@@ -495,7 +637,7 @@ def _meta_loss_prim(lr, ctx, *arrays):
     Computes the gradients as well and stashes them for the VJPs, which autograd builds right
     after this call, so a gradient costs one pass."""
     lay, data, inner = ctx
-    value, g_theta, g_lr = _value_and_grads(lay, lay.pack(dict(zip(lay.names, arrays))), lr, data, inner)
+    value, g_theta, g_lr = _value_and_grads(lay, _pack_arrays(lay, arrays, data), lr, data, inner)
     _STASH.last = (value, lay.unpack(g_theta), g_lr)
     return value
 
@@ -504,7 +646,7 @@ def _stashed(ans, lr, ctx, arrays):
     last = getattr(_STASH, "last", None)
     if last is None or last[0] is not ans:  # not built right after its forward: recompute
         lay, data, inner = ctx
-        _, g_theta, g_lr = _value_and_grads(lay, lay.pack(dict(zip(lay.names, arrays))), lr, data, inner)
+        _, g_theta, g_lr = _value_and_grads(lay, _pack_arrays(lay, arrays, data), lr, data, inner)
         last = (ans, lay.unpack(g_theta), g_lr)
     return last
 
@@ -529,9 +671,10 @@ def meta_loss(model: MLP, params: dict, tasks: Sequence[Task], inner: InnerLoop,
     if isinstance(getval(lr), dict):  # also a dict being differentiated (a DictBox)
         lr = anp.concatenate([anp.ravel(lr[k] * np.ones(lay.shapes[k])) for k in lay.names])
     arrays = [params[k] for k in lay.names]
-    ctx = (lay, _stack(tasks), inner)
+    dtype = dtype_of(params)
+    ctx = (lay, _stack(tasks, dtype), inner)
     if not (isbox(lr) or any(isbox(a) for a in arrays)):
-        return float(_value(lay, lay.pack(params), lr, ctx[1], inner).mean())
+        return float(_value(lay, lay.pack(params, dtype), lr, ctx[1], inner).mean())
     return _meta_loss_prim(lr, ctx, *arrays)
 
 
@@ -539,14 +682,28 @@ def meta_loss(model: MLP, params: dict, tasks: Sequence[Task], inner: InnerLoop,
 
 
 def fast_meta_value_and_grad(model: MLP, params: dict, tasks: Sequence[Task], inner: InnerLoop):
-    """(mean meta-objective, gradient dict like params): the numbers of
+    """(mean meta-objective, gradient dict like params, in the params' dtype): the numbers of
     ``maml.meta_value_and_grad(model.predict, params, tasks, inner)``, in one batched pass."""
-    lay = _layout(model)
-    value, g, _ = _value_and_grads(lay, lay.pack(params), inner.lr, _stack(tasks), inner, lr_grad=False)
+    lay, dtype = _layout(model), dtype_of(params)
+    value, g, _ = _value_and_grads(lay, lay.pack(params, dtype), inner.lr, _stack(tasks, dtype), inner,
+                                   lr_grad=False)
     return value, lay.unpack(g)
+
+
+def adaptation_mse(model: MLP, params: dict, tasks: Sequence[Task], inner: InnerLoop,
+                   lrs: dict | None = None) -> np.ndarray:
+    """Plain MSE on each task's query set after k = 0..inner.steps inner steps (T, steps + 1),
+    float64: the numbers of :func:`maml_sweep.batched.adaptation_mse` (``lrs``: per-parameter
+    rates like params; ``inner.only`` is not supported here)."""
+    if inner.only is not None:
+        raise ValueError("fast.adaptation_mse adapts all parameters (inner.only must be None)")
+    lay, dtype = _layout(model), dtype_of(params)
+    lr = inner.lr if lrs is None else np.concatenate(
+        [np.ravel(np.broadcast_to(lrs[k], lay.shapes[k])) for k in lay.names]).astype(dtype)
+    return _curves(lay, lay.pack(params, dtype), lr, _stack(tasks, dtype), inner)
 
 
 def fast_meta_objective(model: MLP, params: dict, tasks: Sequence[Task], inner: InnerLoop) -> float:
     """Mean meta-objective over ``tasks`` (evaluation; no gradient)."""
-    lay = _layout(model)
-    return float(_value(lay, lay.pack(params), inner.lr, _stack(tasks), inner).mean())
+    lay, dtype = _layout(model), dtype_of(params)
+    return float(_value(lay, lay.pack(params, dtype), inner.lr, _stack(tasks, dtype), inner).mean())

@@ -7,12 +7,17 @@ Parameter names follow the notebook. For hidden sizes ``(h1, ..., hL)``:
 - ``w{L+1}`` (h_L,), ``b{L+1}`` (): the linear output layer.
 
 Two hidden layers give exactly the notebook's ``W1, b1, W2, b2, w3, b3``, drawn in that order.
+Parameters are drawn in float64 and stored in the model's ``dtype`` (float64 or float32), so a
+float32 model starts from the float64 model's init rounded, and the random streams stay the same.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import autograd.numpy as anp
+import numpy as np
+
+DTYPES = ("float64", "float32")  # floating-point types a run can train in (train.dtype)
 
 ACTIVATIONS = {
     "relu": lambda z: anp.maximum(z, 0.0),
@@ -43,23 +48,27 @@ def param_shapes(hidden: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
 
 @dataclass(frozen=True)
 class MLP:
-    """A ReLU/tanh MLP from a scalar input to a scalar output."""
+    """A ReLU/tanh MLP from a scalar input to a scalar output, parameters in ``dtype``."""
 
     hidden: tuple[int, ...] = (50, 50)
     activation: str = "relu"
+    dtype: str = "float64"
 
     def __post_init__(self):
         object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
 
     @property
     def names(self) -> list[str]:
         return param_names(self.hidden)
 
     def init(self, rng, std: float) -> dict:
-        """Draw every parameter from N(0, std^2) in draw order (the notebook's ``random_init``)."""
-        return {name: rng.normal(0.0, std, size=shape or None)
+        """Draw every parameter from N(0, std^2) in draw order (the notebook's ``random_init``),
+        as arrays of the model's dtype (0-d for the output bias)."""
+        return {name: np.asarray(rng.normal(0.0, std, size=shape or None), dtype=self.dtype)
                 for name, shape in param_shapes(self.hidden).items()}
 
     def predict(self, params: dict, x):

@@ -2,7 +2,8 @@
 
 Each optimizer has ``init(params) -> state`` and ``update(params, grads, state) -> (params, state)``;
 params, grads and every array in state are dicts of numpy arrays keyed by parameter name, so the
-state saves to and loads from a checkpoint as it is.
+state saves to and loads from a checkpoint as it is. Updates keep the params' dtype (Python-float
+hyperparameters do not promote float32 arrays under NumPy 2's promotion rules).
 """
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ import numpy as np
 
 
 def _zeros_like(params: dict) -> dict:
-    return {k: np.zeros_like(v, dtype=float) for k, v in params.items()}
+    """Zeros shaped and typed like each parameter (float32 params keep float32 state)."""
+    return {k: np.zeros_like(np.asarray(v)) for k, v in params.items()}
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,9 @@
 
 Every family draws ``support_size + query_size`` points per task; the first ``support_size`` adapt,
 the others score the meta-objective. ``query_size`` 0 scores on the support points themselves (the
-notebook's behaviour). Generators may be numpy ``RandomState`` or ``Generator``.
+notebook's behaviour). Generators may be numpy ``RandomState`` or ``Generator``. Points are drawn in
+float64 (the same draws whatever the dtype) and returned in the family's ``dtype`` (float64 or
+float32, the run's ``train.dtype``).
 """
 from __future__ import annotations
 
@@ -30,7 +32,8 @@ class Task(NamedTuple):
         return self.x_query, self.y_query
 
 
-def _split(x: np.ndarray, y: np.ndarray, support_size: int) -> Task:
+def _split(x: np.ndarray, y: np.ndarray, support_size: int, dtype: str) -> Task:
+    x, y = np.asarray(x, dtype=dtype), np.asarray(y, dtype=dtype)
     if support_size >= len(x):
         return Task(x, y)
     return Task(x[:support_size], y[:support_size], x[support_size:], y[support_size:])
@@ -52,13 +55,14 @@ class StepTasks:
     bins: int = 6
     support_size: int = 100
     query_size: int = 0
+    dtype: str = "float64"
 
     def sample(self, rng) -> Task:
         x = rng.uniform(self.xmin, self.xmax, size=self.support_size + self.query_size)
         heights = rng.uniform(self.ymin, self.ymax, size=self.bins)
         idx = np.floor((x - self.xmin) / (self.xmax - self.xmin) * self.bins).astype(int)
         y = rng.normal(heights[idx], self.noise)
-        return _split(x, y, self.support_size)
+        return _split(x, y, self.support_size, self.dtype)
 
     def with_sizes(self, support_size: int, query_size: int) -> "StepTasks":
         return dataclasses.replace(self, support_size=support_size, query_size=query_size)
@@ -78,6 +82,7 @@ class SineTasks:
     noise: float = 0.0
     support_size: int = 10
     query_size: int = 10
+    dtype: str = "float64"
 
     def sample(self, rng) -> Task:
         amplitude = rng.uniform(self.amp_min, self.amp_max)
@@ -86,7 +91,7 @@ class SineTasks:
         y = amplitude * np.sin(x - phase)
         if self.noise > 0:
             y = y + rng.normal(0.0, self.noise, size=x.shape)
-        return _split(x, y, self.support_size)
+        return _split(x, y, self.support_size, self.dtype)
 
     def with_sizes(self, support_size: int, query_size: int) -> "SineTasks":
         return dataclasses.replace(self, support_size=support_size, query_size=query_size)

@@ -25,7 +25,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 from threadpoolctl import threadpool_limits
 
-from . import evaluate, rundir, streams
+from . import evaluate, rundir, scratch_cache, streams
 from .algorithms import MAML
 from .components import build
 from .config import ConfigError, check_values
@@ -280,16 +280,17 @@ class Trainer:
         self.saved_step = state.step
 
     def write_results(self, state: TrainState, outcome: Outcome) -> None:
-        """A completed run's params, test-bank evaluation and figure (``outcome.results``)."""
-        rundir.save_params(self.out_dir / rundir.PARAMS, state.params)
+        """A completed run's test-bank evaluation (into ``self.results``), then its params and figure."""
         if outcome.val is None:  # resumed at the very end: the last step's validation is not in memory
             outcome.val = self.validate(state)
         t0 = time.perf_counter()
         results = self.evaluate(state.params)
         results["eval_s"] = time.perf_counter() - t0
-        adapt = lambda meta, task: self.algorithm.adapt(self.model, meta, task, self.inner)
-        plot_validation_fits(self.model.predict, adapt, state.snapshots, state.val_tasks[0],
-                             (self.cfg.task.xmin, self.cfg.task.xmax), self.out_dir / rundir.FITS)
+        rundir.save_params(self.out_dir / rundir.PARAMS, state.params)
+        if self.cfg.train.get("figures", False):
+            adapt = lambda meta, task: self.algorithm.adapt(self.model, meta, task, self.inner)
+            plot_validation_fits(self.model.predict, adapt, state.snapshots, state.val_tasks[0],
+                                 (self.cfg.task.xmin, self.cfg.task.xmax), self.out_dir / rundir.FITS)
         self.results = results
 
     def validate(self, state: TrainState) -> float:
@@ -305,9 +306,13 @@ class Trainer:
         mse = self.algorithm.adaptation_mse(self.model, params, bank, inner)
         rows = evaluate.summarise(self.algorithm.label, mse)
         if self.algorithm.label != "scratch":
-            rng = streams.keyed_stream(self.cfg.model, ev.seed, "scratch")
-            scratch = self.model.init(rng, self.cfg.model.init_std)
-            rows += evaluate.summarise("scratch", MAML().adaptation_mse(self.model, scratch, bank, inner))
+            def scratch_mse():
+                rng = streams.keyed_stream(self.cfg.model, ev.seed, "scratch")
+                scratch = self.model.init(rng, self.cfg.model.init_std)
+                return MAML().adaptation_mse(self.model, scratch, bank, inner)
+
+            rows += evaluate.summarise("scratch", scratch_cache.scratch_mse(self.cfg, self.model, bank, inner,
+                                                                           scratch_mse))
         rundir.write_adaptation_csv(self.out_dir / rundir.ADAPTATION, rows)
         curve = mse.mean(axis=0)
         ks = sorted({min(1, ev.max_steps), min(self.inner.steps, ev.max_steps), ev.max_steps})

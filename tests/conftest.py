@@ -70,3 +70,15 @@ def start_cli(args, cwd, **popen) -> subprocess.Popen:
     """Start ``maml-sweep ARGS`` in ``cwd`` without waiting (to signal it); output discarded."""
     return subprocess.Popen(command("maml_sweep", args), cwd=cwd, env=subprocess_env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **popen)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _scratch_cache_in_a_temp_dir(tmp_path_factory):
+    """Runs started by the tests (in-process or by run_cli) cache into a temp dir, not ~/.cache."""
+    old = os.environ.get("MAML_SWEEP_CACHE_DIR")
+    os.environ["MAML_SWEEP_CACHE_DIR"] = str(tmp_path_factory.mktemp("maml-sweep-cache"))
+    yield
+    if old is None:
+        os.environ.pop("MAML_SWEEP_CACHE_DIR", None)
+    else:
+        os.environ["MAML_SWEEP_CACHE_DIR"] = old

@@ -162,9 +162,13 @@ def test_repeated_calls_do_not_share_results():
 
 
 def test_bench_quick_runs():
-    rows = bench.run(quick=True, repeats=1, out=lambda line: None)
-    ratios = [r["ratio"] for r in rows]
-    assert ratios and all(np.isfinite(ratios)) and all(r > 0 for r in ratios)
+    lines = []
+    rows = bench.run(quick=True, repeats=1, out=lines.append)
+    ratios = [v for r in rows for k, v in r.items() if k.startswith("ratio_")]
+    ratios += [r[d]["ratio"] for r in rows for d in bench.DTYPES if isinstance(r.get(d), dict) and "ratio" in r[d]]
+    assert len(ratios) == 3 * 2 + 2 + 2 * 2 and all(np.isfinite(ratios)) and all(r > 0 for r in ratios)
+    assert rows[-1]["mflop"] > 0 and all(rows[-1][d]["ms"] > 0 for d in bench.DTYPES)
+    assert any(line.startswith("arithmetic bound") for line in lines)
 
 
 @pytest.mark.slow
@@ -180,8 +184,125 @@ def test_chunked_meta_batch(monkeypatch, first_order):
     """Meta-batches split into chunks of tasks (here of 1 and 2) give the same numbers."""
     model, params, tasks = make((5, 6), "relu", 5, True, seed=11)
     inner = InnerLoop(0.1, 3, first_order)
-    for budget in (1, 2 * 8 * (7 + 5) * (2 + 3 * 11)):  # chunks of 1 and of 2 tasks
-        monkeypatch.setattr(fast, "CHUNK_BYTES", budget)
+    for size in (1, 2):
+        monkeypatch.setattr(fast, "chunk_size", lambda *args, size=size: size)
+        assert len(fast._chunks(fast._layout(model), fast._stack(tasks))) == -(-5 // size)
         assert_matches(model, params, tasks, inner)
         ref = batch_meta_objective(model.predict, params, tasks, inner)
         assert fast.fast_meta_objective(model, params, tasks, inner) == pytest.approx(ref, rel=TOL)
+
+
+def test_chunk_size_follows_the_byte_budget(monkeypatch):
+    lay = fast._layout(MLP((50, 50)))
+    assert fast.chunk_size(lay, 100, 100, 4) == 2 * fast.chunk_size(lay, 100, 100, 8)
+    monkeypatch.setattr(fast, "CHUNK_BYTES", 1)
+    assert fast.chunk_size(lay, 100, 100, 8) == 1
+
+
+# ----------------------------------------------------------------------------- the tape's rules
+
+
+def _grad_with(model, params, tasks, inner, lr=None):
+    """(value, flat gradient, d/d lr) through the autograd primitive (lr: scalar or per-parameter)."""
+    lr = inner.lr if lr is None else lr
+    v, g = fast.fast_meta_value_and_grad(model, params, tasks, inner) if np.ndim(lr) == 0 and lr == inner.lr \
+        else (None, None)
+    if v is None:
+        v = fast.meta_loss(model, params, tasks, inner, lr=lr)
+        g = grad(lambda p: fast.meta_loss(model, p, tasks, inner, lr=lr))(params)
+    return v, np.concatenate([np.ravel(g[k]) for k in model.names])
+
+
+def test_tape_not_reused_across_baked_in_constants():
+    """Rule 2 of fast.py: for the same shapes, change each constant a tape bakes in (or that
+    decides what it records) right after a call that recorded the base tape: the result must be
+    what a fresh process computes. Fails if tape_key() leaves any of them out."""
+    base_model, params, tasks = make((5, 6), "relu", 2, False, seed=12)
+    split = [Task(t.x, t.y, t.x[::-1].copy(), t.y[::-1].copy()) for t in tasks]  # same M as N
+    base = InnerLoop(0.1, 3, False, 0.5)
+    vector_lr = {k: 0.1 * np.ones(np.shape(v)) for k, v in params.items()}
+    variants = {
+        "loss_scale": (base_model, params, tasks, InnerLoop(0.1, 3, False, 1.0), None),
+        "steps": (base_model, params, tasks, InnerLoop(0.1, 2, False, 0.5), None),
+        "first_order": (base_model, params, tasks, InnerLoop(0.1, 3, True, 0.5), None),
+        "activation": (MLP((5, 6), "tanh"), params, tasks, base, None),
+        "dtype": (base_model, {k: np.asarray(v, np.float32) for k, v in params.items()}, tasks, base, None),
+        "query_split": (base_model, params, split, base, None),
+        "vector_lr": (base_model, params, tasks, base, vector_lr),
+        "lr_value": (base_model, params, tasks, InnerLoop(0.2, 3, False, 0.5), None),  # a buffer, not baked
+    }
+    for name, (model, p, ts, inner, lr) in variants.items():
+        fast.clear_workspaces()
+        fresh = _grad_with(model, p, ts, inner, lr)
+        fast.clear_workspaces()
+        _grad_with(base_model, params, tasks, base)  # records the base tapes
+        fast.meta_loss(base_model, params, tasks, base)  # and the value tape
+        warm = _grad_with(model, p, ts, inner, lr)
+        assert warm[0] == pytest.approx(fresh[0], rel=1e-12), name
+        assert np.allclose(warm[1], fresh[1], rtol=1e-9, atol=1e-12 * np.abs(fresh[1]).max()), name
+        assert fast.meta_loss(model, p, ts, inner, lr=lr) == pytest.approx(fresh[0], rel=1e-6), name
+
+
+def test_tape_key_is_the_only_key():
+    """Workspaces are keyed by the tape key's workspace fields, tapes by the whole key."""
+    model, params, tasks = make((4,), "relu", 2, False, seed=13)
+    fast.clear_workspaces()
+    fast.fast_meta_value_and_grad(model, params, tasks, InnerLoop(0.1, 2))
+    fast.fast_meta_value_and_grad(model, params, tasks, InnerLoop(0.1, 2, loss_scale=1.0))
+    (ws_key, ws), = fast._WORKSPACES.d.items()
+    assert all(isinstance(k, fast.TapeKey) and k.workspace == ws_key for k in ws.tapes)
+    assert {k.loss_scale for k in ws.tapes} == {0.5, 1.0}
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh"])
+@pytest.mark.parametrize("hidden", [(4,), (5, 6), (3, 4, 5)])
+def test_hessian_vector_product_matches_autograd(hidden, activation):
+    """The tape's R-operator (Pearlmutter 1994) against autograd's grad of <grad l, v>."""
+    model, params, tasks = make(hidden, activation, 1, False, seed=14)
+    v = model.init(np.random.RandomState(15), 1.0)
+    for scale in (0.5, 1.0):
+        def loss(p):
+            return scale * anp.mean((tasks[0].y - model.predict(p, tasks[0].x)) ** 2)
+
+        ref = grad(lambda p: sum(anp.sum(grad(loss)(p)[k] * v[k]) for k in v))(params)
+        got = fast.hessian_vector_product(model, params, tasks[0], v, scale)
+        assert max(rel_errors(ref, got).values()) <= TOL
+
+
+def test_eager_mode_same_numbers_and_errors_point_at_the_recording_line(monkeypatch):
+    model, params, tasks = make((5, 6), "tanh", 2, True, seed=16)
+    inner = InnerLoop(0.1, 3)
+    taped = fast.fast_meta_value_and_grad(model, params, tasks, inner)
+    with fast.eager():
+        eager = fast.fast_meta_value_and_grad(model, params, tasks, inner)
+    assert eager[0] == pytest.approx(taped[0], rel=1e-14)
+    assert all(np.allclose(eager[1][k], taped[1][k], rtol=1e-13, atol=0) for k in params)
+
+    def broken(*args):
+        raise FloatingPointError("broken op")
+
+    def frames(excinfo):
+        return [entry.name for entry in excinfo.traceback]
+
+    monkeypatch.setattr(fast, "_lr_grad_scalar", broken)
+    fast.clear_workspaces()
+    with fast.eager(), pytest.raises(FloatingPointError) as excinfo:
+        grad(lambda lr: fast.meta_loss(model, params, tasks, inner, lr=lr))(0.1)
+    assert "_record" in frames(excinfo) and "run" not in frames(excinfo)
+    fast.clear_workspaces()
+    with pytest.raises(FloatingPointError) as excinfo:
+        grad(lambda lr: fast.meta_loss(model, params, tasks, inner, lr=lr))(0.1)
+    assert "run" in frames(excinfo)  # taped: the error surfaces in _Tape.run
+    fast.clear_workspaces()
+
+
+def test_adaptation_curves_match_batched():
+    """fast.adaptation_mse (the evaluation's tape) equals batched.adaptation_mse, with and
+    without per-parameter rates."""
+    from maml_sweep import batched
+    model, params, tasks = make((5, 6), "tanh", 5, True, seed=17)
+    inner = InnerLoop(0.05, 4, loss_scale=1.0)
+    lrs = {k: np.random.RandomState(18).uniform(0.01, 0.05, np.shape(v)) for k, v in params.items()}
+    for rates in (None, lrs):
+        want = batched.adaptation_mse(model, params, tasks, inner, rates)
+        assert np.allclose(fast.adaptation_mse(model, params, tasks, inner, rates), want, rtol=1e-12, atol=0)

@@ -21,15 +21,6 @@ def tiny_cfg():
     return compose(TINY)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def no_figure():
-    """Drawing the 12-panel figure is most of a tiny run's time and none of what is tested here."""
-    mp = pytest.MonkeyPatch()
-    mp.setattr(train, "plot_validation_fits", lambda *a: Path(a[-1]).write_bytes(b"png"))
-    yield
-    mp.undo()
-
-
 def snapshot(folder: Path) -> dict:
     """Every file under ``folder`` (relative path -> bytes)."""
     return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
@@ -247,7 +238,7 @@ class Boom(RuntimeError):
 
 def phase_hook(monkeypatch, phase, action):
     """Make ``action()`` happen in ``phase``: start (building the trainer), training (step 16),
-    evaluation (test bank) or final writes (the figure)."""
+    evaluation (test bank) or final writes (params.npz)."""
     if phase == "start":
         original = train.Trainer.__init__
 
@@ -266,7 +257,7 @@ def phase_hook(monkeypatch, phase, action):
     elif phase == "evaluation":
         monkeypatch.setattr(train.Trainer, "evaluate", lambda self, params: action())
     elif phase == "final writes":
-        monkeypatch.setattr(train, "plot_validation_fits", lambda *a, **k: action())
+        monkeypatch.setattr(rundir, "save_params", lambda *a, **k: action())
 
 
 def raise_boom():

@@ -1,0 +1,95 @@
+"""A content-keyed cache of the scratch baseline's test-bank MSE matrix.
+
+Every run of one model/task/evaluation config evaluates the same never-trained initialisation on
+the same test bank, so its per-task MSE matrix (tasks x adaptation steps, float64) is computed once
+and shared by all runs, sweeps and processes.
+
+- Where: ``$MAML_SWEEP_CACHE_DIR`` if set (``off`` or empty: no cache), else
+  ``$XDG_CACHE_HOME/maml-sweep``, else ``~/.cache/maml-sweep``. Deleting the folder is always safe.
+- Key: the SHA-256 of everything the numbers depend on: the model, task and eval configs, the
+  evaluation inner loop (lr, steps, loss scale), the dtype, the numpy version and the source code of
+  the modules that compute the matrix. Any change gives a new file; nothing is ever stale.
+- Files: ``scratch-<key>.npz`` with the matrix ``mse`` and the ``key`` (JSON) it was computed
+  for, checked on every read (a mismatch or an unreadable file is recomputed and rewritten).
+- Concurrency: written to a temporary file in the same folder and renamed over the target, so
+  concurrent runs (a parallel sweep) may both compute a missing entry, but a reader only ever sees
+  a whole file, and every writer writes the same content.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+ENV = "MAML_SWEEP_CACHE_DIR"
+# Modules whose code determines the matrix (init, task draws, streams, adaptation).
+SOURCES = ("model.py", "tasks.py", "streams.py", "fast.py", "batched.py", "maml.py", "algorithms.py")
+
+
+def cache_dir() -> Path | None:
+    """The cache folder (see the module docstring), or None when caching is off."""
+    if ENV in os.environ:
+        value = os.environ[ENV].strip()
+        return None if value in ("", "off") else Path(value).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "maml-sweep"
+
+
+def _code_digest() -> str:
+    here = Path(__file__).parent
+    digest = hashlib.sha256()
+    for name in SOURCES:
+        digest.update((here / name).read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def content_key(**parts) -> dict:
+    """The full key: ``parts`` (JSON-able: configs as plain dicts) plus numpy's version and the code's."""
+    return {**parts, "numpy": np.__version__, "code": _code_digest()}
+
+
+def cached(kind: str, key: dict, compute: Callable[[], np.ndarray]) -> np.ndarray:
+    """The array stored for ``key`` under ``kind``, or ``compute()`` stored atomically and returned."""
+    text = json.dumps(key, sort_keys=True, separators=(",", ":"), default=str)
+    folder = cache_dir()
+    if folder is None:
+        return compute()
+    path = folder / f"{kind}-{hashlib.sha256(text.encode()).hexdigest()[:24]}.npz"
+    try:
+        with np.load(path) as data:
+            if str(data["key"]) == text:
+                return data["value"]
+    except (OSError, KeyError, ValueError, EOFError):
+        pass  # missing, unreadable or half-written by a crashed writer: recompute
+    value = compute()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.stem}.", suffix=".npz")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                np.savez(fh, value=value, key=np.array(text))
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    except OSError:
+        pass  # a read-only or full cache folder costs time, never a run
+    return value
+
+
+def scratch_mse(cfg, model, bank, inner, compute: Callable[[], np.ndarray]) -> np.ndarray:
+    """The scratch init's per-task MSE matrix (tasks, steps + 1) for run config ``cfg`` on ``bank``
+    with the evaluation inner loop ``inner``: from the cache, else ``compute()``."""
+    from omegaconf import OmegaConf
+
+    plain = lambda node: OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else dict(node)
+    key = content_key(model=plain(cfg.model), task=plain(cfg.task), eval=plain(cfg.eval), dtype=model.dtype,
+                      inner={"lr": float(inner.lr), "steps": int(inner.steps), "loss_scale": float(inner.loss_scale)},
+                      bank=[len(bank), int(np.size(bank[0].x)), int(np.size(bank[0].query[0]))])
+    return cached("scratch", key, compute)
