@@ -124,16 +124,30 @@ def test_command_composes_or_parses(page, cmd, compose_cfg):
 
 @pytest.mark.slow
 def test_maml_sweep_commands_print_their_config(tmp_path):
-    """Each ``maml-sweep`` command of the docs, run for real with ``--cfg job`` (prints, trains nothing)."""
+    """Each ``maml-sweep`` command of the docs, run for real with ``--cfg job`` (prints, trains nothing);
+    a sweep's job config is shown at its sweeps' first values."""
     seen = set()
     for page, cmd in ALL:
         argv = argv_of(cmd)
         if argv[0] != "maml-sweep" or cmd in seen or "-sc" in argv or "--cfg" in argv:
             continue
         seen.add(cmd)
-        args = [a for a in argv[1:] if a not in HYDRA_FLAGS]
+        args = hydra_overrides(argv[1:])  # --cfg shows one job: a sweep at its first value
         proc = run_cli([*args, "--cfg", "job"], cwd=tmp_path, timeout=120)
         assert proc.returncode == 0, f"{page}: {cmd}\n{proc.stderr[-2000:]}"
         assert "train:" in proc.stdout
     assert len(seen) >= 8
     assert not any(tmp_path.iterdir()), "--cfg job must write nothing"
+
+
+def test_no_documented_report_writes_into_the_tracked_example():
+    """Only ``python -m maml_sweep.analysis.example`` writes analysis/example (tracked files)."""
+    from maml_sweep.analysis.example import OUT
+    from maml_sweep.analysis.report_cli import build_parser, default_out
+
+    reports = [argv_of(c) for _, c in ALL if c.startswith("maml-sweep-report ")]
+    assert reports
+    for argv in reports:
+        args = build_parser().parse_args(argv[1:])
+        out = Path(args.out) if args.out else default_out(args.paths)
+        assert Path(out) != OUT and OUT not in Path(out).parents, argv

@@ -123,3 +123,13 @@ def test_write_report_is_one_short_function_per_section(section):
 
     assert len(inspect.getsource(getattr(report, section)).splitlines()) <= 60
     assert len(inspect.getsource(report.write_report).splitlines()) <= 25
+
+
+def test_ranked_table_shows_each_metric_with_its_ci_in_one_column():
+    from maml_sweep.analysis.report import shown_with_ci
+
+    table = pd.DataFrame({"task.bins": [3, 6], "val": [0.19431, 0.2], "val ±95%CI": [0.1561, float("nan")],
+                          "n (completed)": [5, 1]})
+    shown = shown_with_ci(table)
+    assert list(shown.columns) == ["task.bins", "val (±95% CI)", "n (completed)"]
+    assert list(shown["val (±95% CI)"]) == ["0.1943 ± 0.1561", "0.2"]

@@ -250,6 +250,21 @@ def _ranked_table(agg: pd.DataFrame, keys: list[str], roles: Roles, extra: list[
     return table
 
 
+def shown_with_ci(table: pd.DataFrame) -> pd.DataFrame:
+    """For reading: each ``m`` / ``m ±95%CI`` column pair as one text column ``m (±95% CI)``
+    ("0.194 ± 0.156", or "0.194" alone when there is no interval); ``ranked.csv`` keeps the numbers."""
+    out = pd.DataFrame(index=table.index)
+    for c in table.columns:
+        if c.endswith(" ±95%CI"):
+            continue
+        if f"{c} ±95%CI" in table.columns:
+            out[f"{c} (±95% CI)"] = [fmt(m) + (f" ± {fmt(ci)}" if pd.notna(ci) and np.isfinite(ci) else "")
+                                     for m, ci in zip(table[c], table[f"{c} ±95%CI"])]
+        else:
+            out[c] = table[c]
+    return out
+
+
 def problem_runs(rs: RunSet) -> pd.DataFrame:
     """(run, path, issue) for every run that did not complete (its error text, the step it diverged
     at, how far it got) followed by the loader's issues with kept runs: ``issues.csv``."""
@@ -358,7 +373,7 @@ def section_settings(s: Section) -> None:
                 f"all in `aggregate.csv`, tidy: one row per configuration and metric):")
     else:
         s.doc.p("Its metrics (mean and 95% CI over seeds; all in `aggregate.csv`):")
-    s.doc.table(table.head(TOP))
+    s.doc.table(shown_with_ci(table.head(TOP)))
     if keys and roles.metric in runs.columns:
         effects = key_effects(runs, keys, roles.metric)
         s.csv(effects, "key_effects.csv")
