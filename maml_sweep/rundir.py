@@ -407,9 +407,10 @@ _CHUNK_ROWS = 1 << 18  # rows per parser chunk: memory stays bounded for any fil
 
 
 def read_metrics(run_dir: Path, max_points: int | None = None) -> Metrics:
-    """Read ``metrics.csv`` with pandas' C parser in chunks, stopping at the first malformed line and
-    dropping a last line without its newline (a killed or live writer's torn row); never raises for
-    a bad file (the reason is in ``issue``).
+    """Read ``metrics.csv``, stopping at the first malformed line and dropping a last line without
+    its newline (a killed or live writer's torn row); never raises for a bad file (the reason is in
+    ``issue``). Small files are parsed in Python (pandas' fixed cost per call dominates there),
+    large ones with pandas' C parser in chunks; both accept exactly the rows :func:`_row` accepts.
 
     With ``max_points``, a longer file is thinned by :func:`thin_rows` chunk by chunk as it is read,
     so memory stays bounded by the kept rows plus one chunk, whatever the file's length.
@@ -421,20 +422,61 @@ def read_metrics(run_dir: Path, max_points: int | None = None) -> Metrics:
             columns = [h.strip() for h in header.decode("utf-8", "replace").rstrip("\r\n").split(",")]
             if not header.endswith(b"\n") or "step" not in columns:
                 return Metrics([], np.empty((0, 0)), issue="metrics.csv has no header row with 'step'")
+            start, size = len(header), os.fstat(f.fileno()).st_size
+            if size - start <= _SMALL_BYTES:
+                return _read_small(f.read(), columns, max_points)
             rows, torn = _count_lines(f)
-            issue = "metrics.csv: truncated last line dropped" if torn else None
             try:
-                return Metrics(columns, *_parse_rows(f, len(header), columns, rows, max_points), issue=issue)
+                good = rows
+                values = _parse_rows(f, start, columns, rows, max_points)
             except ValueError:  # a malformed line: find it, keep the rows before it
-                good = _first_bad_row(f, len(header), len(columns))
-                last_line = good == rows - 1 and not torn
-                issue = ("metrics.csv: truncated last line dropped" if last_line else
-                         f"metrics.csv: malformed line {good + 2}; kept the {good} row(s) before it")
-                return Metrics(columns, *_parse_rows(f, len(header), columns, good, max_points), issue=issue)
+                good = _first_bad_row(f, start, len(columns))
+                values = _parse_rows(f, start, columns, good, max_points)
+            return Metrics(columns, *values, issue=_damage(good, rows, torn))
     except FileNotFoundError:  # no evaluation yet
         return Metrics([], np.empty((0, 0)))
     except OSError as e:
         return Metrics([], np.empty((0, 0)), issue=f"metrics.csv unreadable ({e.strerror})")
+
+
+_SMALL_BYTES = 1 << 18  # bodies up to this size (~6,000 rows) are parsed in Python
+
+
+def _row(raw: bytes, ncol: int) -> list[float] | None:
+    """One body line as ``ncol`` numbers, or None when it is malformed (wrong field count, an empty
+    field, text that is no number)."""
+    parts = raw.rstrip(b"\r").split(b",")
+    if len(parts) != ncol:
+        return None
+    try:
+        return [float(p) for p in parts]
+    except ValueError:
+        return None
+
+
+def _damage(good: int, complete: int, torn: bool) -> str | None:
+    """The issue text for a body of ``complete`` newline-terminated rows of which the first ``good``
+    are well-formed, followed (``torn``) or not by a line without its newline."""
+    if good < complete - 1 or (good == complete - 1 and torn):
+        return f"metrics.csv: malformed line {good + 2}; kept the {good} row(s) before it"
+    if good == complete - 1 or torn:
+        return "metrics.csv: truncated last line dropped"
+    return None
+
+
+def _read_small(body: bytes, columns: list[str], max_points: int | None) -> Metrics:
+    lines = body.split(b"\n")  # the last item is b"" unless the last line is torn
+    complete, torn = lines[:-1], lines[-1] != b""
+    values = []
+    for raw in complete:
+        row = _row(raw, len(columns))
+        if row is None:
+            break
+        values.append(row)
+    array = np.asarray(values, dtype=float).reshape(len(values), len(columns))
+    last = array[-1].copy() if len(array) else None
+    return Metrics(columns, thin_rows(array, columns, max_points), len(array), last,
+                   _damage(len(values), len(complete), torn))
 
 
 def _count_lines(f) -> tuple[int, bool]:
@@ -467,23 +509,14 @@ def _parse_rows(f, offset: int, columns: list[str], nrows: int, max_points: int 
 
 
 def _first_bad_row(f, offset: int, ncol: int) -> int:
-    """Index of the first body row that is not ``ncol`` numbers (the number of good rows before it)."""
+    """Index of the first body row :func:`_row` rejects (the number of good rows before it)."""
     f.seek(offset)
     good = 0
     for raw in f:
-        parts = raw.rstrip(b"\r\n").split(b",")
-        if len(parts) != ncol or not all(p and p == p.strip() and _is_number(p) for p in parts):
+        if not raw.endswith(b"\n") or _row(raw[:-1], ncol) is None:
             break
         good += 1
     return good
-
-
-def _is_number(text: bytes) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
 
 
 def _primary(columns: list[str]) -> str:

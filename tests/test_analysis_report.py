@@ -133,5 +133,5 @@ def test_the_command_runs_as_a_module_in_a_subprocess(real_sweep, tmp_path):
 def test_benchmark_script_runs_on_a_small_synthetic_sweep(tmp_path, capsys):
     bench_main(["--runs", "100", "--dir", str(tmp_path)])  # its exit code compares a time with a target
     out = capsys.readouterr().out
-    assert "load_runs: 100 runs" in out and "x the 30 s target" in out
+    assert "made 100 synthetic runs" in out and "x the 30 s target" in out and "peak resident" in out
     assert (tmp_path / "report" / "report.html").exists()

@@ -152,10 +152,9 @@ def curve_bands(curves: pd.DataFrame, runs: pd.DataFrame, by: list[str], metric:
             warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns of a resample
             mean = np.nanmean(v, axis=0)
             if len(idx) > 1:
-                rng = np.random.default_rng(seed)
-                draw = rng.integers(0, len(idx), size=(n_boot, len(idx)))
-                boots = np.nanmean(v[draw], axis=1)            # (n_boot, steps)
-                low, high = np.nanpercentile(boots, [2.5, 97.5], axis=0)
+                boots = _bootstrap_means(v, n_boot, np.random.default_rng(seed))
+                percentile = np.nanpercentile if np.isnan(boots).any() else np.percentile  # same; 10x faster
+                low, high = percentile(boots, [2.5, 97.5], axis=0)
             else:
                 low = high = mean
         key = key if isinstance(key, tuple) else (key,)
@@ -169,3 +168,15 @@ def curve_bands(curves: pd.DataFrame, runs: pd.DataFrame, by: list[str], metric:
     for k in by:
         res[k] = res[k].astype(runs[k].dtype)
     return res
+
+
+def _bootstrap_means(v: np.ndarray, n_boot: int, rng) -> np.ndarray:
+    """(n_boot, steps) means of ``v`` (runs, steps) over resampled runs, NaNs left out (NaN where a
+    resample has no finite value): the resamples' counts times the values, one matrix product, so
+    memory is (n_boot, runs + steps) rather than (n_boot, runs, steps)."""
+    runs = v.shape[0]
+    draw = rng.integers(0, runs, size=(n_boot, runs))
+    counts = np.bincount((np.arange(n_boot)[:, None] * runs + draw).ravel(), minlength=n_boot * runs)
+    counts = counts.reshape(n_boot, runs).astype(float)
+    finite = np.isfinite(v)
+    return (counts @ np.where(finite, v, 0.0)) / (counts @ finite.astype(float))

@@ -1,20 +1,31 @@
-"""Speed benchmark: make a synthetic 1,000-run sweep directory, then time loading it and writing its report.
+"""Report benchmark: time and peak memory of ``maml-sweep-report`` on synthetic runs, against targets.
 
-    python -m maml_sweep.analysis.bench [--runs 1000] [--dir DIR]
+    python -m maml_sweep.analysis.bench [--runs 1000] [--dir DIR]     # a many-run sweep
+    python -m maml_sweep.analysis.bench --curve-rows 3000000           # one run with a long curve
 
-The sweep is task.bins (5) x algorithm.inner_lr (5) x optimizer.lr (4) x seeds, 120 evaluations
-per run (the default 12,000 steps logged every 100), with params.npz and adaptation.csv, in the
-run-directory format. The target is under 30 s for 1,000 runs; the ratio is printed.
+``--runs N``: a sweep over task.bins (5) x algorithm.inner_lr (5) x optimizer.lr (4) x N/100 seeds,
+120 evaluations per run (the default 12,000 steps logged every 100), with params.npz and
+adaptation.csv. Targets: 30 s up to 1,000 runs, 60 s up to 10,000.
+``--curve-rows N``: one completed run whose metrics.csv has N rows (3,000,000 rows: ~127 MB).
+Targets: 10 s and 1 GB peak resident memory.
+
+The report runs in a child process (``maml-sweep-report PATH --quiet``), so its time and peak
+resident memory (``getrusage(RUSAGE_CHILDREN)``) are the report's alone; each is printed with its
+ratio to the target. Exit 1 when a target is missed.
 """
 from __future__ import annotations
 
 import argparse
+import resource
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-TARGET_S = 30.0
+RUN_TARGETS_S = ((1000, 30.0), (10000, 60.0))  # (up to this many runs, seconds)
+CURVE_TARGET_S, CURVE_TARGET_MB = 10.0, 1024.0
 GRID = {"task.bins": [2, 3, 4, 6, 8], "algorithm.inner_lr": [0.003, 0.01, 0.03, 0.1, 0.3],
         "optimizer.lr": [0.001, 0.003, 0.01, 0.03]}
 
@@ -33,34 +44,66 @@ def make_bench_sweep(root: Path, runs: int = 1000) -> Path:
     return sweep
 
 
+def make_long_run(root: Path, rows: int) -> Path:
+    """One completed run whose metrics.csv has ``rows`` evaluations (every step), written in
+    blocks so that making it takes little memory."""
+    import numpy as np
+
+    from .. import rundir
+    from .synthetic import base_config, write_run
+
+    run = Path(root) / "long"
+    config = base_config(0)
+    config["train"].update(outer_steps=rows, eval_every=1)
+    write_run(run, config, [f"train.outer_steps={rows}", "train.eval_every=1"],
+              summary={"status": rundir.COMPLETED, "steps": rows, "outer_steps": rows, "val_meta_objective": 0.1,
+                       "ms_per_step": 1.0, "wall_s": rows / 1000})
+    rng = np.random.default_rng(0)
+
+    def curve():
+        for start in range(1, rows + 1, 100_000):
+            steps = np.arange(start, min(rows + 1, start + 100_000))
+            val = 0.1 + 2.9 * np.exp(-3 * steps / rows) * np.exp(rng.normal(0, 0.05, len(steps)))
+            yield from zip(steps.tolist(), val.tolist(), (1.1 * val).tolist(), (steps / 1000).tolist())
+
+    rundir.write_metrics(run, curve())
+    return run
+
+
+def report_in_child(path: Path, out: Path) -> tuple[int, float, float]:
+    """(exit code, seconds, peak resident MB) of ``maml-sweep-report PATH --out OUT --quiet`` in a child."""
+    t = time.perf_counter()
+    code = subprocess.run([sys.executable, "-m", "maml_sweep.analysis.report_cli", str(path), "--out", str(out),
+                           "--quiet"], stdout=subprocess.DEVNULL).returncode
+    seconds = time.perf_counter() - t
+    return code, seconds, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m maml_sweep.analysis.bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--runs", type=int, default=1000, help="runs in the synthetic sweep (default 1000)")
-    p.add_argument("--dir", help="where to make the sweep (default: a temp dir, removed afterwards)")
+    p.add_argument("--curve-rows", type=int, help="instead: one run with this many metrics.csv rows")
+    p.add_argument("--dir", help="where to make the runs (default: a temp dir, removed afterwards)")
     args = p.parse_args(argv)
-
-    from .load import load_runs
-    from .report_cli import main as report_main
 
     root = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="maml-sweep-bench-"))
     try:
         t = time.perf_counter()
-        sweep = make_bench_sweep(root, args.runs)
-        made = time.perf_counter() - t
-        print(f"made {args.runs} synthetic runs in {made:.1f} s under {sweep}")
-
-        t = time.perf_counter()
-        rs = load_runs(sweep)
-        load_s = time.perf_counter() - t
-        print(f"load_runs: {len(rs.runs)} runs, {len(rs.curves)} curve rows, "
-              f"{len(rs.adaptation)} adaptation rows in {load_s:.2f} s")
-
-        t = time.perf_counter()
-        code = report_main([str(sweep), "--out", str(root / "report"), "--quiet"])
-        total = time.perf_counter() - t
-        print(f"maml-sweep-report (load + aggregate + figures + report): {total:.2f} s "
-              f"= {total / TARGET_S:.2f} x the {TARGET_S:.0f} s target (exit {code})")
-        return code if total < TARGET_S else 1
+        if args.curve_rows:
+            path, what = make_long_run(root, args.curve_rows), f"1 run with {args.curve_rows} curve rows"
+            target_s, target_mb = CURVE_TARGET_S, CURVE_TARGET_MB
+        else:
+            path, what = make_bench_sweep(root, args.runs), f"{args.runs} synthetic runs"
+            target_s = next((s for n, s in RUN_TARGETS_S if args.runs <= n), RUN_TARGETS_S[-1][1])
+            target_mb = None
+        print(f"made {what} in {time.perf_counter() - t:.1f} s under {path}")
+        code, seconds, peak_mb = report_in_child(path, root / "report")
+        ok = code == 0 and seconds < target_s and (target_mb is None or peak_mb < target_mb)
+        memory = f" = {peak_mb / target_mb:.2f} x the {target_mb:.0f} MB target" if target_mb else ""
+        print(f"maml-sweep-report (load + aggregate + figures + report, child process): {seconds:.2f} s "
+              f"= {seconds / target_s:.2f} x the {target_s:.0f} s target; peak resident {peak_mb:.0f} MB{memory} "
+              f"(exit {code})")
+        return 0 if ok else 1
     finally:
         if not args.dir:
             shutil.rmtree(root, ignore_errors=True)

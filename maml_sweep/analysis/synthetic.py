@@ -49,6 +49,11 @@ def _model(hidden: tuple):
     return build(OmegaConf.create(config)).model
 
 
+def _yaml(data) -> str:
+    """YAML text in the given key order (libyaml's emitter when there is one: 10,000 runs in seconds)."""
+    return yaml.dump(data, Dumper=getattr(yaml, "CSafeDumper", yaml.SafeDumper), sort_keys=False)
+
+
 def set_key(config: dict, dotted: str, value) -> None:
     """Set ``a.b.c`` in a nested dict."""
     *parents, leaf = dotted.split(".")
@@ -78,9 +83,9 @@ def write_run(run_dir: Path, config: dict, overrides: list[str], *, metrics: lis
     row in half, as a killed writer would leave it."""
     run_dir = Path(run_dir)
     rundir.save_hydra_record(run_dir, {
-        "config.yaml": yaml.safe_dump(config, sort_keys=False),
-        "overrides.yaml": yaml.safe_dump(list(overrides)),
-        "hydra.yaml": yaml.safe_dump({"hydra": {"job": {"name": "maml_sweep", "override_dirname": ",".join(overrides)}}}),
+        "config.yaml": _yaml(config),
+        "overrides.yaml": _yaml(list(overrides)),
+        "hydra.yaml": _yaml({"hydra": {"job": {"name": "maml_sweep", "override_dirname": ",".join(overrides)}}}),
     })
     if metrics is not None:
         rundir.write_metrics(run_dir, metrics)
