@@ -71,6 +71,11 @@ class MAML:
     def __init__(self, first_order: bool = False):
         self.first_order = first_order
 
+    @property
+    def fixed_first_order(self) -> bool | None:
+        """What ``algorithm.first_order`` must be for this algorithm; None: the config chooses."""
+        return True if self.first_order else None
+
     def inner(self, model: MLP, inner: InnerLoop) -> InnerLoop:
         """The inner loop this algorithm runs, from the configured one."""
         return dataclasses.replace(inner, first_order=self.first_order or inner.first_order)
@@ -98,6 +103,8 @@ class MAML:
 
 class ANIL(MAML):
     """Almost No Inner Loop (Raghu et al. 2019): the inner loop adapts the output layer only."""
+
+    fixed_first_order = False  # always second order
 
     def inner(self, model: MLP, inner: InnerLoop) -> InnerLoop:
         return dataclasses.replace(inner, first_order=False, only=tuple(model.names[-2:]))
@@ -133,6 +140,8 @@ class Reptile(MAML):
     """Reptile (Nichol et al. 2018): the direction is params - adapted params, averaged over the
     meta-batch; with SGD of rate eps that is Reptile's interpolation towards the adapted params."""
 
+    fixed_first_order = False  # no meta-gradient: nothing to make first order
+
     def direction(self, model: MLP, meta: dict, tasks: Sequence[Task], inner: InnerLoop):
         inner = self.inner(model, inner)
         adapted = batched.adapt_many(model, meta, tasks, inner)
@@ -144,6 +153,8 @@ class Reptile(MAML):
 class Pretrain(MAML):
     """Baseline: one model trained on the pooled tasks (no inner loop), fine-tuned per task."""
 
+    fixed_first_order = False  # no inner loop in training
+
     label = "pretrain"
 
     def direction(self, model: MLP, meta: dict, tasks: Sequence[Task], inner: InnerLoop):
@@ -152,6 +163,8 @@ class Pretrain(MAML):
 
 class Scratch(MAML):
     """Baseline: the random initialisation, never meta-trained, fine-tuned per task."""
+
+    fixed_first_order = False  # never trained
 
     label = "scratch"
 

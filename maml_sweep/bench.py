@@ -24,10 +24,11 @@ import numpy as np
 from threadpoolctl import threadpool_info, threadpool_limits
 
 from . import fast
+from .config import StepsTaskConfig
 from .maml import InnerLoop, meta_objective, meta_value_and_grad
 from .model import MLP
 from .optim import SGD
-from .tasks import StepTasks
+from .tasks import make_tasks
 
 # The notebook's printed meta-objective on its validation task (RandomState(0), MLP().init(rng, 0.1),
 # InnerLoop(0.1, 5), outer SGD 0.01, one task per step), every 100 steps.
@@ -85,8 +86,9 @@ def _setup(case: Case, seed: int = 0, dtype: str = "float64"):
     rng = np.random.RandomState(seed)
     model = MLP(case.hidden, dtype=dtype)
     params = model.init(rng, 0.1)
-    tasks = [StepTasks(support_size=case.points, dtype=dtype).sample(rng) for _ in range(case.tasks)]
-    return model, params, tasks, InnerLoop(0.1, case.steps, case.first_order)
+    tasks = [make_tasks(StepsTaskConfig(name="steps", num_points=case.points), dtype).sample(rng)
+             for _ in range(case.tasks)]
+    return model, params, tasks, InnerLoop(0.1, case.steps, case.first_order, loss_scale=0.5)
 
 
 def _batch(fn, number: int) -> float:
@@ -247,11 +249,12 @@ def notebook_trajectory(steps: int = 1000, every: int = 100, use_fast: bool = Tr
     rng = np.random.RandomState(0)
     model = MLP()
     params = model.init(rng, 0.1)
-    val = StepTasks().sample(rng)
-    inner = InnerLoop(0.1, 5)
+    notebook = make_tasks(StepsTaskConfig(name="steps"), "float64")
+    val = notebook.sample(rng)
+    inner = InnerLoop(0.1, 5, loss_scale=0.5)
     seen = {}
     for step in range(1, steps + 1):
-        task = StepTasks().sample(rng)
+        task = notebook.sample(rng)
         if use_fast:
             _, g = fast.fast_meta_value_and_grad(model, params, [task], inner)
         else:

@@ -3,7 +3,6 @@ inner loop. One place, used by the trainer and by :func:`maml_sweep.rundir.resto
 rebuilds a finished run from its directory without importing the trainer)."""
 from __future__ import annotations
 
-import dataclasses
 from typing import NamedTuple
 
 from .algorithms import ALGORITHMS
@@ -29,5 +28,5 @@ def build(cfg) -> Components:
     optimizer = OPTIMIZERS[cfg.optimizer.name](**opt_kwargs)
     a = cfg.algorithm
     inner = InnerLoop(lr=a.inner_lr, steps=a.inner_steps, first_order=a.first_order, loss_scale=a.loss_scale)
-    tasks = dataclasses.replace(make_tasks(cfg.task), dtype=dtype)
+    tasks = make_tasks(cfg.task, dtype)
     return Components(model, tasks, ALGORITHMS[a.name](), optimizer, inner)

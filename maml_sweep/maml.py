@@ -23,13 +23,18 @@ class InnerLoop:
     """Inner-loop settings: ``steps`` plain gradient steps of size ``lr`` on
     ``loss_scale * mean squared error`` (the notebook uses 0.5). ``first_order`` drops the
     second-order terms from the meta-gradient (first-order MAML). ``only`` names the parameters
-    the inner loop adapts (None: all; ANIL adapts the output layer only)."""
+    the inner loop adapts (None: all; ANIL adapts the output layer only). No hyperparameter has a
+    default here: runs build it from the config (``algorithm.*``), tests say what they use."""
 
-    lr: float = 0.1
-    steps: int = 5
+    lr: float
+    steps: int
     first_order: bool = False
-    loss_scale: float = 0.5
+    loss_scale: float | None = None  # required (positional or keyword); None only to keep the field order
     only: tuple[str, ...] | None = None
+
+    def __post_init__(self):
+        if self.loss_scale is None:
+            raise TypeError("InnerLoop needs loss_scale (a run's algorithm.loss_scale)")
 
 
 def inner_loss(predict: Predict, params, x, y, scale: float = 0.5):

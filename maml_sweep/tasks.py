@@ -1,10 +1,12 @@
 """Task distributions: each samples a regression task (support and query sets) from a generator.
 
-Every family draws ``support_size + query_size`` points per task; the first ``support_size`` adapt,
-the others score the meta-objective. ``query_size`` 0 scores on the support points themselves (the
-notebook's behaviour). Generators may be numpy ``RandomState`` or ``Generator``. Points are drawn in
-float64 (the same draws whatever the dtype) and returned in the family's ``dtype`` (float64 or
-float32, the run's ``train.dtype``).
+Every family draws ``num_points`` points per task; the last ``query_size`` of them score the
+meta-objective and the others (``support_size = num_points - query_size``) adapt. ``query_size`` 0
+scores on the support points themselves (the notebook's behaviour). Generators may be numpy
+``RandomState`` or ``Generator``. Points are drawn in float64 (the same draws whatever the dtype)
+and returned in the family's ``dtype`` (float64 or float32, the run's ``train.dtype``). The classes
+have no defaults: :func:`make_tasks` builds them from a config (the defaults live in
+``maml_sweep.config``'s schemas).
 """
 from __future__ import annotations
 
@@ -32,76 +34,93 @@ class Task(NamedTuple):
         return self.x_query, self.y_query
 
 
-def _split(x: np.ndarray, y: np.ndarray, support_size: int, dtype: str) -> Task:
+def _split(x: np.ndarray, y: np.ndarray, query_size: int, dtype: str) -> Task:
+    """The first points adapt, the last ``query_size`` score (0: the support points score)."""
     x, y = np.asarray(x, dtype=dtype), np.asarray(y, dtype=dtype)
-    if support_size >= len(x):
+    if query_size == 0:
         return Task(x, y)
-    return Task(x[:support_size], y[:support_size], x[support_size:], y[support_size:])
+    k = len(x) - query_size
+    return Task(x[:k], y[:k], x[k:], y[k:])
+
+
+class _Sizes:
+    """``num_points`` drawn per task, the last ``query_size`` held out to score."""
+
+    @property
+    def support_size(self) -> int:
+        """Points that adapt."""
+        return self.num_points - self.query_size
+
+    def with_sizes(self, support_size: int, query_size: int):
+        """The same family with ``support_size`` points that adapt and ``query_size`` that score."""
+        return dataclasses.replace(self, num_points=support_size + query_size, query_size=query_size)
 
 
 @dataclass(frozen=True)
-class StepTasks:
+class StepTasks(_Sizes):
     """The notebook's random piecewise-constant ("perturbed step") functions.
 
     ``bins`` equal-width pieces on [xmin, xmax) with heights ~ U[ymin, ymax]; inputs x ~ U[xmin, xmax),
     targets height(x) + N(0, noise^2). Draw order (x, heights, noise) is the notebook's.
     """
 
-    xmin: float = -3.0
-    xmax: float = 3.0
-    ymin: float = -3.0
-    ymax: float = 3.0
-    noise: float = 0.1
-    bins: int = 6
-    support_size: int = 100
-    query_size: int = 0
-    dtype: str = "float64"
+    xmin: float
+    xmax: float
+    ymin: float
+    ymax: float
+    noise: float
+    bins: int
+    num_points: int
+    query_size: int
+    dtype: str
 
     def sample(self, rng) -> Task:
-        x = rng.uniform(self.xmin, self.xmax, size=self.support_size + self.query_size)
+        x = rng.uniform(self.xmin, self.xmax, size=self.num_points)
         heights = rng.uniform(self.ymin, self.ymax, size=self.bins)
         idx = np.floor((x - self.xmin) / (self.xmax - self.xmin) * self.bins).astype(int)
         y = rng.normal(heights[idx], self.noise)
-        return _split(x, y, self.support_size, self.dtype)
-
-    def with_sizes(self, support_size: int, query_size: int) -> "StepTasks":
-        return dataclasses.replace(self, support_size=support_size, query_size=query_size)
+        return _split(x, y, self.query_size, self.dtype)
 
 
 @dataclass(frozen=True)
-class SineTasks:
+class SineTasks(_Sizes):
     """The MAML paper's sinusoids: y = amplitude * sin(x - phase) (+ N(0, noise^2)), with
     amplitude ~ U[amp_min, amp_max], phase ~ U[phase_min, phase_max], x ~ U[xmin, xmax]."""
 
-    amp_min: float = 0.1
-    amp_max: float = 5.0
-    phase_min: float = 0.0
-    phase_max: float = float(np.pi)
-    xmin: float = -5.0
-    xmax: float = 5.0
-    noise: float = 0.0
-    support_size: int = 10
-    query_size: int = 10
-    dtype: str = "float64"
+    amp_min: float
+    amp_max: float
+    phase_min: float
+    phase_max: float
+    xmin: float
+    xmax: float
+    noise: float
+    num_points: int
+    query_size: int
+    dtype: str
 
     def sample(self, rng) -> Task:
         amplitude = rng.uniform(self.amp_min, self.amp_max)
         phase = rng.uniform(self.phase_min, self.phase_max)
-        x = rng.uniform(self.xmin, self.xmax, size=self.support_size + self.query_size)
+        x = rng.uniform(self.xmin, self.xmax, size=self.num_points)
         y = amplitude * np.sin(x - phase)
         if self.noise > 0:
             y = y + rng.normal(0.0, self.noise, size=x.shape)
-        return _split(x, y, self.support_size, self.dtype)
-
-    def with_sizes(self, support_size: int, query_size: int) -> "SineTasks":
-        return dataclasses.replace(self, support_size=support_size, query_size=query_size)
+        return _split(x, y, self.query_size, self.dtype)
 
 
 TASK_FAMILIES = {"steps": StepTasks, "sine": SineTasks}
 
 
-def make_tasks(task_cfg) -> StepTasks | SineTasks:
-    """The task distribution named by ``task_cfg.name``, with the config's values."""
-    family = TASK_FAMILIES[task_cfg.name]
-    fields = {f.name for f in dataclasses.fields(family)}
-    return family(**{k: v for k, v in task_cfg.items() if k in fields})
+def make_tasks(task_cfg, dtype: str) -> StepTasks | SineTasks:
+    """The task distribution named by ``task_cfg.name`` with every other value of the config (a
+    composed ``task`` node or a schema instance, e.g. ``StepsTaskConfig(name="steps", bins=3)``),
+    returning points in ``dtype`` (``train.dtype``). A key the family does not take, or one it needs
+    and does not get, is an error, never dropped."""
+    values = dataclasses.asdict(task_cfg) if dataclasses.is_dataclass(task_cfg) else dict(task_cfg.items())
+    name = values.pop("name")
+    family = TASK_FAMILIES[name]
+    fields = {f.name for f in dataclasses.fields(family)} - {"dtype"}
+    if set(values) != fields:
+        raise ValueError(f"task {name!r}: unknown keys {sorted(set(values) - fields)}, "
+                         f"missing keys {sorted(fields - set(values))}")
+    return family(**values, dtype=dtype)

@@ -10,11 +10,12 @@ from maml_sweep.algorithms import ALGORITHMS, model_params
 from maml_sweep.maml import InnerLoop, inner_loss
 from maml_sweep.model import MLP
 from maml_sweep.optim import SGD, Adam
-from maml_sweep.tasks import SineTasks, StepTasks
+from maml_sweep.config import SineTaskConfig, StepsTaskConfig
+from maml_sweep.tasks import make_tasks
 
 MODEL = MLP((12, 12), "tanh")
-INNER = InnerLoop(lr=0.05, steps=2)
-DIST = StepTasks(support_size=15, query_size=15, bins=3)
+INNER = InnerLoop(lr=0.05, steps=2, loss_scale=0.5)
+DIST = make_tasks(StepsTaskConfig(name="steps", num_points=30, query_size=15, bins=3), "float64")
 
 
 def tasks(seed, n):
@@ -145,7 +146,7 @@ def test_loss_scale_scales_the_objective_and_its_gradient():
 
 def test_sine_tasks_follow_the_maml_paper():
     rng = np.random.RandomState(0)
-    dist = SineTasks(support_size=10, query_size=30)
+    dist = make_tasks(SineTaskConfig(name="sine", num_points=40, query_size=30), "float64")
     for _ in range(20):
         task = dist.sample(rng)
         assert task.x.shape == (10,) and task.x_query.shape == (30,)

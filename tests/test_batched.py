@@ -7,7 +7,8 @@ import pytest
 from maml_sweep import batched
 from maml_sweep.maml import InnerLoop, adapt
 from maml_sweep.model import MLP
-from maml_sweep.tasks import SineTasks
+from maml_sweep.config import SineTaskConfig
+from maml_sweep.tasks import make_tasks
 
 
 @pytest.mark.parametrize("hidden", [(5,), (6, 4), (3, 5, 4)])
@@ -17,7 +18,7 @@ def test_batched_adaptation_equals_the_reference_per_task(hidden, activation, va
     model = MLP(hidden, activation)
     rng = np.random.RandomState(0)
     params = model.init(rng, 0.5)
-    tasks = [SineTasks(support_size=7, query_size=9).sample(rng) for _ in range(4)]
+    tasks = [make_tasks(SineTaskConfig(name="sine", num_points=16, query_size=9), "float64").sample(rng) for _ in range(4)]
     inner = InnerLoop(lr=0.03, steps=3, loss_scale=1.0)
     lrs = None
     if variant == "rates":

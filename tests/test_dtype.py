@@ -12,7 +12,8 @@ from conftest import TINY, run_cli, start_cli
 from maml_sweep import fast, maml
 from maml_sweep.maml import InnerLoop
 from maml_sweep.model import MLP
-from maml_sweep.tasks import StepTasks
+from maml_sweep.config import StepsTaskConfig
+from maml_sweep.tasks import make_tasks
 from maml_sweep.train import run
 from test_fast import make
 
@@ -47,7 +48,7 @@ def test_float32_fast_path_matches_float64_reference(hidden, activation, n_tasks
     """The grid of tests/test_fast.py::test_matches_reference, in float32."""
     model, params, tasks = make(hidden, activation, n_tasks, split, seed=zlib.crc32(repr((hidden, activation)).encode()) % 1000)
     for steps in range(6):
-        inner = InnerLoop(0.1, steps, first_order, 0.5 if steps % 2 == 0 else 1.0)
+        inner = InnerLoop(0.1, steps, first_order, loss_scale=0.5 if steps % 2 == 0 else 1.0)
         value, gradient = f32_errors(model, params, tasks, inner)
         assert value <= TOL32_VALUE and gradient <= TOL32_GRAD
 
@@ -55,7 +56,7 @@ def test_float32_fast_path_matches_float64_reference(hidden, activation, n_tasks
 @pytest.mark.parametrize("activation", ["relu", "tanh"])
 def test_float32_notebook_size(activation):
     model, params, tasks = make((50, 50), activation, 2, False, seed=3, points=100, std=0.1)
-    value, gradient = f32_errors(model, params, tasks, InnerLoop(0.1, 5))
+    value, gradient = f32_errors(model, params, tasks, InnerLoop(0.1, 5, loss_scale=0.5))
     assert value <= TOL32_VALUE and gradient <= TOL32_GRAD
 
 
@@ -63,10 +64,10 @@ def test_reference_path_and_model_stay_float32():
     model = MLP((5, 6), dtype="float32")
     rng = np.random.RandomState(0)
     params = model.init(rng, 0.5)
-    tasks = [StepTasks(support_size=7, query_size=5, dtype="float32").sample(rng) for _ in range(2)]
+    tasks = [make_tasks(StepsTaskConfig(name="steps", num_points=12, query_size=5), "float32").sample(rng) for _ in range(2)]
     assert all(v.dtype == np.float32 for v in params.values())
     assert all(a.dtype == np.float32 for t in tasks for a in t)
-    value, grads = maml.meta_value_and_grad(model.predict, params, tasks, InnerLoop(0.1, 3))
+    value, grads = maml.meta_value_and_grad(model.predict, params, tasks, InnerLoop(0.1, 3, loss_scale=0.5))
     assert np.asarray(value).dtype == np.float32
     assert all(np.asarray(g).dtype == np.float32 for g in grads.values())
 
@@ -74,7 +75,7 @@ def test_reference_path_and_model_stay_float32():
 def test_float32_init_and_tasks_are_the_float64_draws_rounded():
     p64, p32 = (MLP(dtype=d).init(np.random.RandomState(1), 0.1) for d in ("float64", "float32"))
     assert all(np.array_equal(p64[k].astype(np.float32), p32[k]) for k in p64)
-    t64, t32 = (StepTasks(dtype=d).sample(np.random.RandomState(2)) for d in ("float64", "float32"))
+    t64, t32 = (make_tasks(StepsTaskConfig(name="steps"), d).sample(np.random.RandomState(2)) for d in ("float64", "float32"))
     assert np.array_equal(t64.x.astype(np.float32), t32.x)
 
 

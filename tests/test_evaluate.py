@@ -14,7 +14,7 @@ from maml_sweep.train import build, run
 
 def bank(compose_cfg, overrides):
     cfg = compose_cfg(overrides)
-    return evaluate.test_bank(make_tasks(cfg.task), cfg.task, cfg.eval)
+    return evaluate.test_bank(make_tasks(cfg.task, cfg.train.dtype), cfg.task, cfg.eval)
 
 
 def same(a, b):

@@ -10,7 +10,8 @@ from autograd.test_util import check_grads
 from maml_sweep import bench, fast
 from maml_sweep.maml import InnerLoop, batch_meta_objective, meta_value_and_grad
 from maml_sweep.model import MLP
-from maml_sweep.tasks import StepTasks, Task
+from maml_sweep.config import StepsTaskConfig
+from maml_sweep.tasks import Task, make_tasks
 
 TOL = 1e-10
 
@@ -28,9 +29,9 @@ def make(hidden, activation, n_tasks, split, seed, points=7, query=5, std=0.5):
     params = model.init(rng, std)
     tasks = []
     for _ in range(n_tasks):
-        t = StepTasks(support_size=points).sample(rng)
+        t = make_tasks(StepsTaskConfig(name="steps", num_points=points), "float64").sample(rng)
         if split:
-            q = StepTasks(support_size=query).sample(rng)
+            q = make_tasks(StepsTaskConfig(name="steps", num_points=query), "float64").sample(rng)
             t = Task(t.x, t.y, q.x, q.y)
         tasks.append(t)
     return model, params, tasks
@@ -58,19 +59,19 @@ def test_matches_reference(hidden, activation, n_tasks, first_order, split):
     model, params, tasks = make(hidden, activation, n_tasks, split, seed=hash((hidden, activation)) % 1000)
     for steps in range(6):
         scale = 0.5 if steps % 2 == 0 else 1.0
-        assert_matches(model, params, tasks, InnerLoop(0.1, steps, first_order, scale))
+        assert_matches(model, params, tasks, InnerLoop(0.1, steps, first_order, loss_scale=scale))
 
 
 @pytest.mark.parametrize("first_order", [False, True])
 @pytest.mark.parametrize("activation", ["relu", "tanh"])
 def test_matches_reference_notebook_size(activation, first_order):
     model, params, tasks = make((50, 50), activation, 2, False, seed=3, points=100, std=0.1)
-    assert_matches(model, params, tasks, InnerLoop(0.1, 5, first_order))
+    assert_matches(model, params, tasks, InnerLoop(0.1, 5, first_order, loss_scale=0.5))
 
 
 def test_value_and_objective_match_reference():
     model, params, tasks = make((5, 6), "tanh", 3, True, seed=1)
-    inner = InnerLoop(0.05, 3)
+    inner = InnerLoop(0.05, 3, loss_scale=0.5)
     ref = batch_meta_objective(model.predict, params, tasks, inner)
     assert abs(fast.fast_meta_objective(model, params, tasks, inner) - ref) <= TOL * ref
     assert abs(fast.fast_meta_value_and_grad(model, params, tasks, inner)[0] - ref) <= TOL * ref
@@ -81,21 +82,21 @@ def test_relu_ties_follow_autograd():
     model, params, tasks = make((4, 3), "relu", 2, False, seed=2)
     params["b1"] = np.zeros(4)
     tasks = [Task(np.concatenate([[0.0, 0.0], t.x[2:]]), t.y) for t in tasks]
-    assert_matches(model, params, tasks, InnerLoop(0.1, 2))
+    assert_matches(model, params, tasks, InnerLoop(0.1, 2, loss_scale=0.5))
 
 
 def test_steps_zero_is_query_loss():
     model, params, tasks = make((4,), "relu", 2, True, seed=4)
-    v, _ = fast.fast_meta_value_and_grad(model, params, tasks, InnerLoop(0.1, 0))
+    v, _ = fast.fast_meta_value_and_grad(model, params, tasks, InnerLoop(0.1, 0, loss_scale=0.5))
     expected = np.mean([0.5 * np.mean((t.y_query - model.predict(params, t.x_query)) ** 2) for t in tasks])
     assert abs(v - expected) <= TOL * expected
-    assert abs(fast.fast_meta_objective(model, params, tasks, InnerLoop(0.1, 0)) - expected) <= TOL * expected
+    assert abs(fast.fast_meta_objective(model, params, tasks, InnerLoop(0.1, 0, loss_scale=0.5)) - expected) <= TOL * expected
 
 
 def test_autograd_through_primitive_params():
     """grad of an expression built on fast.meta_loss: the primitive's VJP composes with autograd."""
     model, params, tasks = make((4, 3), "tanh", 2, True, seed=5)
-    inner = InnerLoop(0.1, 3)
+    inner = InnerLoop(0.1, 3, loss_scale=0.5)
 
     def f(p):
         return 3.0 * fast.meta_loss(model, p, tasks, inner) + anp.sum(p["W2"] ** 2)
@@ -115,10 +116,10 @@ def test_autograd_inner_lr(first_order):
     model, params, tasks = make((4, 3), "relu", 3, True, seed=6)
 
     def ref(lr):
-        return batch_meta_objective(model.predict, params, tasks, InnerLoop(lr, 4, first_order))
+        return batch_meta_objective(model.predict, params, tasks, InnerLoop(lr, 4, first_order, loss_scale=0.5))
 
     def fst(lr):
-        return fast.meta_loss(model, params, tasks, InnerLoop(0.0, 4, first_order), lr=lr)
+        return fast.meta_loss(model, params, tasks, InnerLoop(0.0, 4, first_order, loss_scale=0.5), lr=lr)
 
     assert grad(fst)(0.1) == pytest.approx(grad(ref)(0.1), rel=TOL)
 
@@ -126,7 +127,7 @@ def test_autograd_inner_lr(first_order):
 def test_check_grads_params_and_per_parameter_lr():
     """Finite differences (autograd's check_grads) for params and a per-parameter lr dict."""
     model, params, tasks = make((3, 2), "tanh", 2, True, seed=7)
-    inner = InnerLoop(0.1, 2)
+    inner = InnerLoop(0.1, 2, loss_scale=0.5)
     check_grads(lambda p: fast.meta_loss(model, p, tasks, inner), modes=["rev"], order=1)(params)
     lrs = {k: 0.1 + 0.01 * np.arange(np.size(v)).reshape(np.shape(v)) for k, v in params.items()}
     lrs["b1"] = 0.05  # a scalar broadcasts over its parameter
@@ -135,7 +136,7 @@ def test_check_grads_params_and_per_parameter_lr():
 
 def test_per_parameter_lr_scalar_dict_equals_scalar():
     model, params, tasks = make((3, 2), "relu", 2, False, seed=8)
-    inner = InnerLoop(0.1, 3)
+    inner = InnerLoop(0.1, 3, loss_scale=0.5)
     same = {k: 0.1 for k in params}
     assert fast.meta_loss(model, params, tasks, inner, lr=same) == pytest.approx(
         fast.meta_loss(model, params, tasks, inner), rel=1e-14)
@@ -148,13 +149,13 @@ def test_supports_and_errors():
     model, params, tasks = make((3,), "relu", 2, False, seed=9)
     short = Task(tasks[1].x[:-1], tasks[1].y[:-1])
     with pytest.raises(ValueError):
-        fast.fast_meta_value_and_grad(model, params, [tasks[0], short], InnerLoop())
+        fast.fast_meta_value_and_grad(model, params, [tasks[0], short], InnerLoop(0.1, 5, loss_scale=0.5))
 
 
 def test_repeated_calls_do_not_share_results():
     """Workspaces are reused across calls; returned values must not alias them."""
     model, params, tasks = make((4,), "relu", 2, False, seed=10)
-    inner = InnerLoop(0.1, 2)
+    inner = InnerLoop(0.1, 2, loss_scale=0.5)
     _, g1 = fast.fast_meta_value_and_grad(model, params, tasks, inner)
     kept = {k: np.copy(v) for k, v in g1.items()}
     fast.fast_meta_value_and_grad(model, model.init(np.random.RandomState(1), 1.0), tasks, inner)
@@ -183,7 +184,7 @@ def test_notebook_trajectory_fast():
 def test_chunked_meta_batch(monkeypatch, first_order):
     """Meta-batches split into chunks of tasks (here of 1 and 2) give the same numbers."""
     model, params, tasks = make((5, 6), "relu", 5, True, seed=11)
-    inner = InnerLoop(0.1, 3, first_order)
+    inner = InnerLoop(0.1, 3, first_order, loss_scale=0.5)
     for size in (1, 2):
         monkeypatch.setattr(fast, "chunk_size", lambda *args, size=size: size)
         assert len(fast._chunks(fast._layout(model), fast._stack(tasks))) == -(-5 // size)
@@ -219,17 +220,17 @@ def test_tape_not_reused_across_baked_in_constants():
     what a fresh process computes. Fails if tape_key() leaves any of them out."""
     base_model, params, tasks = make((5, 6), "relu", 2, False, seed=12)
     split = [Task(t.x, t.y, t.x[::-1].copy(), t.y[::-1].copy()) for t in tasks]  # same M as N
-    base = InnerLoop(0.1, 3, False, 0.5)
+    base = InnerLoop(0.1, 3, False, loss_scale=0.5)
     vector_lr = {k: 0.1 * np.ones(np.shape(v)) for k, v in params.items()}
     variants = {
-        "loss_scale": (base_model, params, tasks, InnerLoop(0.1, 3, False, 1.0), None),
-        "steps": (base_model, params, tasks, InnerLoop(0.1, 2, False, 0.5), None),
-        "first_order": (base_model, params, tasks, InnerLoop(0.1, 3, True, 0.5), None),
+        "loss_scale": (base_model, params, tasks, InnerLoop(0.1, 3, False, loss_scale=1.0), None),
+        "steps": (base_model, params, tasks, InnerLoop(0.1, 2, False, loss_scale=0.5), None),
+        "first_order": (base_model, params, tasks, InnerLoop(0.1, 3, True, loss_scale=0.5), None),
         "activation": (MLP((5, 6), "tanh"), params, tasks, base, None),
         "dtype": (base_model, {k: np.asarray(v, np.float32) for k, v in params.items()}, tasks, base, None),
         "query_split": (base_model, params, split, base, None),
         "vector_lr": (base_model, params, tasks, base, vector_lr),
-        "lr_value": (base_model, params, tasks, InnerLoop(0.2, 3, False, 0.5), None),  # a buffer, not baked
+        "lr_value": (base_model, params, tasks, InnerLoop(0.2, 3, False, loss_scale=0.5), None),  # a buffer, not baked
     }
     for name, (model, p, ts, inner, lr) in variants.items():
         fast.clear_workspaces()
@@ -247,7 +248,7 @@ def test_tape_key_is_the_only_key():
     """Workspaces are keyed by the tape key's workspace fields, tapes by the whole key."""
     model, params, tasks = make((4,), "relu", 2, False, seed=13)
     fast.clear_workspaces()
-    fast.fast_meta_value_and_grad(model, params, tasks, InnerLoop(0.1, 2))
+    fast.fast_meta_value_and_grad(model, params, tasks, InnerLoop(0.1, 2, loss_scale=0.5))
     fast.fast_meta_value_and_grad(model, params, tasks, InnerLoop(0.1, 2, loss_scale=1.0))
     (ws_key, ws), = fast._WORKSPACES.d.items()
     assert all(isinstance(k, fast.TapeKey) and k.workspace == ws_key for k in ws.tapes)
@@ -271,7 +272,7 @@ def test_hessian_vector_product_matches_autograd(hidden, activation):
 
 def test_eager_mode_same_numbers_and_errors_point_at_the_recording_line(monkeypatch):
     model, params, tasks = make((5, 6), "tanh", 2, True, seed=16)
-    inner = InnerLoop(0.1, 3)
+    inner = InnerLoop(0.1, 3, loss_scale=0.5)
     taped = fast.fast_meta_value_and_grad(model, params, tasks, inner)
     with fast.eager():
         eager = fast.fast_meta_value_and_grad(model, params, tasks, inner)

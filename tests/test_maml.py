@@ -7,14 +7,15 @@ from autograd.test_util import check_grads
 
 from maml_sweep.maml import InnerLoop, adapt, inner_loss, meta_objective, meta_value_and_grad
 from maml_sweep.model import MLP, param_names, param_shapes
-from maml_sweep.tasks import StepTasks
+from maml_sweep.config import StepsTaskConfig
+from maml_sweep.tasks import make_tasks
 
 
 def small_problem(hidden, activation="tanh", seed=0, n=12):
     rng = np.random.RandomState(seed)
     model = MLP(hidden, activation)
     params = model.init(rng, 0.5)
-    tasks = [StepTasks(support_size=n, bins=3).sample(rng) for _ in range(2)]
+    tasks = [make_tasks(StepsTaskConfig(name="steps", num_points=n, bins=3), "float64").sample(rng) for _ in range(2)]
     return model, params, tasks
 
 
@@ -30,7 +31,7 @@ def test_param_names_follow_the_notebook():
 @pytest.mark.parametrize("activation", ["tanh", "relu"])
 def test_meta_gradient_matches_finite_differences(hidden, steps, activation):
     model, params, tasks = small_problem(hidden, activation)
-    inner = InnerLoop(lr=0.05, steps=steps)
+    inner = InnerLoop(lr=0.05, steps=steps, loss_scale=0.5)
     flat, unflatten = flatten(params)
     value, g = meta_value_and_grad(model.predict, params, tasks, inner)
     assert np.isclose(value, np.mean([meta_objective(model.predict, params, t, inner) for t in tasks]))
@@ -47,7 +48,7 @@ def test_meta_gradient_matches_finite_differences(hidden, steps, activation):
 
 def test_first_order_equals_query_gradient_at_adapted_params():
     model, params, tasks = small_problem((5, 4))
-    inner = InnerLoop(lr=0.1, steps=3, first_order=True)
+    inner = InnerLoop(lr=0.1, steps=3, first_order=True, loss_scale=0.5)
     _, g = meta_value_and_grad(model.predict, params, tasks, inner)
     # Independent first-order MAML: plain numpy adaptation, then the loss gradient there.
     expected = []
@@ -58,12 +59,12 @@ def test_first_order_equals_query_gradient_at_adapted_params():
             p = {k: p[k] - 0.1 * gi[k] for k in p}
         expected.append(flatten(grad(lambda q: inner_loss(model.predict, q, task.x, task.y))(p))[0])
     assert np.allclose(flatten(g)[0], np.mean(expected, axis=0), rtol=1e-12, atol=1e-14)
-    second = meta_value_and_grad(model.predict, params, tasks, InnerLoop(lr=0.1, steps=3))[1]
+    second = meta_value_and_grad(model.predict, params, tasks, InnerLoop(lr=0.1, steps=3, loss_scale=0.5))[1]
     assert not np.allclose(flatten(g)[0], flatten(second)[0])
 
 
 def test_adapt_returns_the_whole_trajectory_and_lowers_the_loss():
     model, params, tasks = small_problem((8, 8))
-    traj = adapt(model.predict, params, tasks[0], InnerLoop(lr=0.1, steps=4))
+    traj = adapt(model.predict, params, tasks[0], InnerLoop(lr=0.1, steps=4, loss_scale=0.5))
     losses = [inner_loss(model.predict, p, tasks[0].x, tasks[0].y) for p in traj]
     assert len(traj) == 5 and losses[-1] < losses[0]

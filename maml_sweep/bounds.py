@@ -1,0 +1,125 @@
+"""Resource bounds: a run's peak memory and time estimated from its config alone, refused before any
+work when above the caps ``train.max_memory_gb`` and ``train.max_hours`` (raise them to go on).
+
+The estimates are upper-bound sketches, not measurements: float64 arrays (8 bytes), every inner
+step's activations kept for the meta-gradient, all test tasks adapted at once, and
+``FLOPS_PER_S`` floating-point operations per second (about what one core reaches here on the
+notebook's setting, autograd overhead included). They are meant to catch configs that are wrong by
+orders of magnitude (``model.hidden=[100000,100000]``, ``eval.max_steps=1000000``), not to
+predict a run's cost to the percent.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+BYTES = 8  # float64
+GB = 1e9
+FLOPS_PER_S = 2e9
+SECOND_ORDER = 3  # a meta-gradient through the inner loop costs about this many plain gradients
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """Peak bytes and seconds of one phase, and the config key that drives it most."""
+
+    phase: str
+    bytes: float
+    seconds: float
+    key: str
+    value: object
+
+
+def param_count(hidden) -> int:
+    """Parameters of the scalar-in, scalar-out MLP with these hidden sizes."""
+    sizes = [1, *hidden, 1]
+    return sum((a + 1) * b for a, b in zip(sizes, sizes[1:]))
+
+
+def estimates(cfg) -> list[Estimate]:
+    """(training, validation, evaluation) estimates for a composed config with sane values."""
+    t, a, tr, ev = cfg.task, cfg.algorithm, cfg.train, cfg.eval
+    P, H = param_count(list(cfg.model.hidden)), sum(cfg.model.hidden)
+    point_flops = 6 * P            # forward and backward through the MLP, one input point
+    point_bytes = BYTES * (3 * H + 2)  # activations kept per point for the backward pass
+    n, steps, batch = t.num_points, a.inner_steps, tr.meta_batch_size
+    order = 1 if a.first_order else SECOND_ORDER
+
+    # Training: a meta-batch of tasks, each through steps + 1 forward/backward passes on its points,
+    # with every step's activations and parameters kept; parameters, gradients and optimizer state.
+    train_bytes = batch * (steps + 1) * (n * point_bytes + 2 * BYTES * P) + 4 * BYTES * P
+    train_s = tr.outer_steps * batch * (steps + 1) * n * point_flops * order / FLOPS_PER_S
+
+    # Validation: eval.val_tasks tasks kept for the whole run, all adapted together at every
+    # evaluation (no meta-gradient: one step's activations at a time).
+    val_tasks = ev.val_tasks
+    val_bytes = val_tasks * (2 * BYTES * n + n * point_bytes + 2 * BYTES * P)
+    val_s = (tr.outer_steps // tr.eval_every + 1) * val_tasks * (steps + 1) * n * point_flops / FLOPS_PER_S
+
+    # Evaluation: the test bank (support + query points per task), all tasks adapted at once for
+    # max_steps steps, the trained and the scratch initialisation.
+    shots = ev.support_size if ev.support_size is not None else (n - t.query_size if t.query_size else n)
+    m, T, k = shots + ev.query_size, ev.num_tasks, ev.max_steps
+    eval_bytes = T * (2 * BYTES * m + 3 * BYTES * P + m * point_bytes + BYTES * (k + 1))
+    eval_s = 2 * T * (k * shots + (k + 1) * ev.query_size) * point_flops / FLOPS_PER_S
+
+    grew = _growth(cfg, {
+        "model.hidden": P, "task.num_points": n, "algorithm.inner_steps": steps + 1,
+        "train.meta_batch_size": batch, "train.outer_steps": tr.outer_steps, "eval.val_tasks": val_tasks,
+        "eval.num_tasks": T, "eval.support_size": shots, "eval.query_size": ev.query_size, "eval.max_steps": k + 1})
+    return [
+        Estimate("training", train_bytes, train_s, *grew("model.hidden", "task.num_points", "algorithm.inner_steps",
+                                                          "train.meta_batch_size", "train.outer_steps")),
+        Estimate("validation", val_bytes, val_s, *grew("eval.val_tasks", "task.num_points", "model.hidden",
+                                                        "algorithm.inner_steps", "train.outer_steps")),
+        Estimate("evaluation", eval_bytes, eval_s, *grew(
+            "eval.num_tasks", "eval.support_size" if ev.support_size is not None else "task.num_points",
+            "eval.query_size", "eval.max_steps", "model.hidden")),
+    ]
+
+
+def _growth(cfg, sizes: dict[str, float]):
+    """``grew(*keys)``: of these keys, the one whose size grew most over the default config's (the
+    schemas' defaults), and its value, to name in a refusal."""
+    from .config import SCHEMAS, AlgorithmConfig, EvalConfig, ModelConfig, TrainConfig
+
+    task = SCHEMAS["task", cfg.task.name]()
+    n = task.num_points
+    default = {"model.hidden": param_count(ModelConfig().hidden), "task.num_points": n,
+               "algorithm.inner_steps": AlgorithmConfig().inner_steps + 1,
+               "train.meta_batch_size": TrainConfig().meta_batch_size, "train.outer_steps": TrainConfig().outer_steps,
+               "eval.val_tasks": EvalConfig().val_tasks, "eval.num_tasks": EvalConfig().num_tasks,
+               "eval.support_size": n - task.query_size if task.query_size else n,
+               "eval.query_size": EvalConfig().query_size, "eval.max_steps": EvalConfig().max_steps + 1}
+
+    def grew(*keys):
+        key = max(keys, key=lambda k: sizes[k] / max(default[k], 1))
+        group, leaf = key.split(".")
+        value = cfg[group][leaf]
+        return key, list(value) if key == "model.hidden" else value
+    return grew
+
+
+def check_bounds(cfg) -> list[str]:
+    """One line if the estimate exceeds a cap (the memory of the phase needing most, else the
+    time), naming the key that drives it; empty when the run fits."""
+    tr = cfg.train
+    parts = estimates(cfg)
+    e = max(parts, key=lambda e: e.bytes)
+    if e.bytes > tr.max_memory_gb * GB:
+        return [f"{e.key}={e.value!r} is not allowed here: {e.phase} would need about {_size(e.bytes)} "
+                f"of memory, above train.max_memory_gb={tr.max_memory_gb:g} (raise it if the machine has it)"]
+    total_s = sum(e.seconds for e in parts)
+    if total_s > tr.max_hours * 3600:
+        e = max(parts, key=lambda e: e.seconds)
+        return [f"{e.key}={e.value!r} is not allowed here: the run would take about {_hours(total_s)} "
+                f"({e.phase} {_hours(e.seconds)}), above train.max_hours={tr.max_hours:g} (raise it to run anyway)"]
+    return []
+
+
+def _size(n: float) -> str:
+    return f"{n / GB:.3g} GB" if n < 1e6 * GB else f"{n / GB:.2e} GB"
+
+
+def _hours(s: float) -> str:
+    h = s / 3600
+    return f"{h:.3g} h" if h < 1e6 else f"{h:.2e} h"
