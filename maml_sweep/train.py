@@ -8,6 +8,7 @@ exactly. A completed run ends with the test-bank evaluation (adaptation.csv) and
 """
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import signal
@@ -23,7 +24,7 @@ from threadpoolctl import threadpool_limits
 from . import evaluate, rundir, scratch_cache, streams
 from .algorithms import MAML
 from .components import build
-from .config import ConfigError, check_values
+from .config import CAPS, ConfigError, check_values
 from .figures import panel_steps, plot_validation_fits
 
 log = logging.getLogger(__name__)
@@ -61,7 +62,9 @@ def run(cfg, out_dir, on_accept=None) -> dict:
 
 def config_hash(cfg) -> str:
     """The hash that identifies a run's config (``summary.json``'s ``config_hash``)."""
-    plain = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
+    plain = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else copy.deepcopy(dict(cfg))
+    for cap in CAPS:  # raising a resource cap resumes the same run
+        plain.get("train", {}).pop(cap, None)
     return rundir.config_hash(plain)
 
 
