@@ -151,3 +151,10 @@ def test_no_documented_report_writes_into_the_tracked_example():
         args = build_parser().parse_args(argv[1:])
         out = Path(args.out) if args.out else default_out(args.paths)
         assert Path(out) != OUT and OUT not in Path(out).parents, argv
+
+
+def test_every_relative_link_in_readme_and_docs_resolves():
+    for page in PAGES:
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", page.read_text()):
+            if "://" not in target:
+                assert (page.parent / target).exists(), f"{page.name}: broken link {target}"

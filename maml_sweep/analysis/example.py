@@ -1,13 +1,14 @@
 """``python -m maml_sweep.analysis.example``: regenerate ``analysis/example/``, the report shown in docs/.
 
 Runs a 30-run sweep (bins 3,6 x inner lr 0.01,0.03,0.1 x seeds 0-4, 800 outer steps) into
-``outputs/multirun/example`` (finished runs there are reused), writes its report into a temporary
+``outputs/multirun/example`` (made anew each time), writes its report into a temporary
 folder and replaces ``analysis/example/`` with the report's Markdown, PNG figures and CSV tables
 (HTML and PDFs are left out to keep the repository small). Nothing else writes into ``analysis/example``.
 """
 from __future__ import annotations
 
 import argparse
+import re
 import shutil
 import subprocess
 import sys
@@ -24,7 +25,7 @@ COMMAND = "python -m maml_sweep.analysis.example"
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=COMMAND, description=__doc__.split("\n\n")[0].split(": ", 1)[1])
-    p.add_argument("--sweep-dir", type=Path, default=SWEEP_DIR, help=f"where the sweep runs (default {SWEEP_DIR})")
+    p.add_argument("--sweep-dir", type=Path, default=SWEEP_DIR, help=f"where the sweep runs, replaced (default {SWEEP_DIR})")
     p.add_argument("--out", type=Path, default=OUT, help=f"the example folder (default {OUT})")
     return p
 
@@ -32,6 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     sweep = [sys.executable, "-m", "maml_sweep", "-m", *SWEEP, f"hydra.sweep.dir={args.sweep_dir}"]
+    if args.sweep_dir.exists():  # a fresh sweep: this version's config, every number made now
+        shutil.rmtree(args.sweep_dir)
     print("running:", " ".join(sweep[1:]), flush=True)
     subprocess.run(sweep, check=True)
 
@@ -48,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
         for name, path in sorted(written.items()):
             if path.suffix in KEPT:
                 shutil.copy2(path, args.out / name)
+    md = args.out / "report.md"  # the PDFs stay out: no links to them
+    md.write_text(re.sub(r" \(\[PDF\]\([^)]*\.pdf\)\)", "", md.read_text()))
     print(args.out / "report.md")
     return 0
 
