@@ -75,7 +75,7 @@ def test_two_processes_racing_for_one_directory_never_mix_files(tmp_path):
         assert summary["status"] == "completed" and summary["seed"] == cfg["seed"]
         assert summary["outer_steps"] == cfg["train"]["outer_steps"] == steps[-1] == summary["steps"]
         assert steps == list(range(8, steps[-1] + 1, 8))
-        assert yaml.safe_load((run_dir / ".hydra" / "overrides.yaml").read_text())[0] == f"seed={cfg['seed']}"
+        assert f"seed={cfg['seed']}" in yaml.safe_load((run_dir / ".hydra" / "overrides.yaml").read_text())
     print(f"race: {tries} tries, refusals {refusals}")
     assert set(refusals) <= {"in use", "other config"}
 
@@ -132,7 +132,7 @@ def test_refused_and_failed_jobs_in_a_multirun_print_one_line_and_count_as_faile
     assert proc.returncode == 1 and "Traceback" not in proc.stdout + proc.stderr
     errors = [l for l in proc.stderr.splitlines() if l.startswith("maml-sweep: error: ")]
     assert len(errors) == 3  # job 0 refused, jobs 1 and 3 bad lr
-    assert "job 0 (seed=5 optimizer.lr=0.01): " in errors[0] and "holds a run of another config" in errors[0]
+    assert "job 0 (seed=5 optimizer.lr=0.01 " in errors[0] and "holds a run of another config" in errors[0]
     assert "3 of 4 runs failed (jobs 0, 1, 3" in proc.stderr
     assert (tmp_path / "sweep" / "0" / "summary.json").read_bytes() == before
     assert [r["status"] for r in sweep_table(tmp_path / "sweep")] == ["failed", "failed", "completed", "failed"]
