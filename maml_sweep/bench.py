@@ -69,8 +69,11 @@ def machine() -> str:
             l2 = f", L2 {fh.read().strip()} per core"
     except OSError:
         pass
+    forced = {k: os.environ[k] for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if k in os.environ}
+    note = (f"\n{', '.join(f'{k}={v}' for k, v in forced.items())} set: OpenBLAS runs the kernels named there, "
+            "not the CPU's own" if forced else "")
     return (f"CPU: {cpu} ({os.cpu_count()} logical cores{l2})\n"
-            f"numpy {np.__version__}, BLAS: {'; '.join(blas) or 'unknown'}; BLAS threads pinned to 1")
+            f"numpy {np.__version__}, BLAS: {'; '.join(blas) or 'unknown'}; BLAS threads pinned to 1{note}")
 
 
 def loadavg() -> str:
@@ -238,8 +241,8 @@ def run(quick: bool = False, repeats: int = 7, out=print) -> list[dict]:
     rows.append(bound)
     out(f"arithmetic bound, K=5 T=1 2nd: {flops / 1e6:.1f} MFLOP of matrix products at the measured "
         "512^3 matmul peak: " + "; ".join(
-            f"{d} {bound[d]['gflops']:.0f} GFLOP/s -> {bound[d]['ms']:.3f} ms (outer step at "
-            f"{bound[d]['ms'] / step[d]:.0%} of it)" for d in DTYPES))
+            f"{d} {bound[d]['gflops']:.0f} GFLOP/s -> {bound[d]['ms']:.3f} ms ({bound[d]['ms'] / step[d]:.0%} "
+            "of the outer step)" for d in DTYPES))
     out(loadavg() + " at end")
     return rows
 
@@ -272,7 +275,7 @@ def notebook_trajectory(steps: int = 1000, every: int = 100, use_fast: bool = Tr
     return seen
 
 
-def main(argv=None) -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m maml_sweep.bench",
         description="ms per MAML outer step: nested-autograd reference vs maml_sweep.fast, "
@@ -284,7 +287,11 @@ def main(argv=None) -> None:
     parser.add_argument("--trajectory", type=int, default=0, metavar="STEPS",
                         help="instead, replay the notebook's training for STEPS steps (fast path)")
     parser.add_argument("--reference", action="store_true", help="with --trajectory: use the reference")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None) -> None:
+    args = build_parser().parse_args(argv)
     global STAT
     STAT = args.stat
     with threadpool_limits(1):

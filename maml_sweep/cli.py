@@ -1,8 +1,15 @@
-"""The ``maml-sweep`` command: Hydra composes the config, ``train.run`` does the work."""
+"""The ``maml-sweep`` command: Hydra composes the config, ``train.run`` does the work.
+
+What the user sees when a run does not complete is one line on stderr, never a traceback: a refused
+directory or a bad value (exit 2), a failed run (exit 1; ``HYDRA_FULL_ERROR=1`` re-raises), an
+interrupt with the exact command that resumes it (exit 130). In a multirun a refused or failed job
+prints its line and the sweep goes on; the sweep then exits 1.
+"""
 from __future__ import annotations
 
 import logging
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -11,50 +18,105 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import OmegaConf
 
-from . import logs, rundir
+from . import logs, rundir, sweep
 from .config import ConfigError, register_configs
-from .sweep import write_sweep_summary
 from .train import run
 
 register_configs()
 log = logging.getLogger(__name__)
+_RESUME: list[str] = []  # the resume command of the run in progress, for an interrupt that escapes it
+_SAID: list[str] = []  # the interrupt line, once printed
+
+
+def main() -> None:
+    """Entry point: Hydra's main, with a stray Ctrl-C (before a run starts or after it ended)
+    turned into one line."""
+    logging.raiseExceptions = False  # a log line that cannot be written (full disk) is not the run's failure
+    try:
+        _hydra_main()
+    except KeyboardInterrupt:
+        if not _SAID and not sweep.open_sweeps():  # an open sweep says how to finish it at exit
+            where = f"; resume with: {_RESUME[-1]}" if _RESUME else ""
+            print(f"maml-sweep: interrupted{where}", file=sys.stderr)
+        sys.exit(130)
 
 
 @hydra.main(config_path="pkg://maml_sweep.conf", config_name="config", version_base="1.3")
-def main(cfg) -> float:
-    """Train one run; return its final validation meta-objective (inf unless completed) for sweepers.
-
-    A run directory holding another config's run is refused untouched; bad values are recorded as
-    a failed run before any training. Either gives one line and exit 2 in a single run, and an
-    exception (that job fails, the others go on) in a multirun.
-    """
+def _hydra_main(cfg) -> float:
+    """Train one run; return its final validation meta-objective (inf unless completed) for sweepers."""
     hc = HydraConfig.get()
+    multirun = hc.mode == RunMode.MULTIRUN
     out_dir = Path(hc.runtime.output_dir)
     if hc.mode == RunMode.MULTIRUN and not _in_process_launcher(hc):
         logs.tag_job(hc.job.num)  # parallel jobs' lines interleave: each says which job it is
-    log.info("run directory: %s", out_dir)
+    if not multirun and not str(hc.run.dir).strip():
+        _fail(["hydra.run.dir is empty (that would write the run into the current directory); "
+               "give the run a directory of its own"], 2)
+    resume = resume_command(hc)
+    _RESUME.append(resume)
 
-    def record() -> None:
+    accepted = []
+
+    def record() -> None:  # the directory is accepted: ours for this run
+        accepted.append(True)
+        log.info("run directory: %s", out_dir)  # not before: a refused directory gets no log file
         rundir.save_hydra_record(out_dir, {
             "config.yaml": OmegaConf.to_yaml(cfg, resolve=True),  # self-contained: readers need no resolver
             "hydra.yaml": OmegaConf.to_yaml({"hydra": hc}),
             "overrides.yaml": OmegaConf.to_yaml(list(hc.overrides.task)),
         })
 
+    job = f"job {hc.job.num} ({' '.join(hc.overrides.task)}): " if multirun else ""
     try:
         summary = run(cfg, out_dir, on_accept=record)
-    except ConfigError as exc:
-        if hc.mode == RunMode.MULTIRUN:
-            raise  # this job fails; the launcher runs the others
-        for line in str(exc).split("; "):
-            print(f"maml-sweep: error: {line}", file=sys.stderr)
-        sys.exit(2)
-    if summary["status"] == rundir.INTERRUPTED and (hc.mode == RunMode.RUN or _in_process_launcher(hc)):
-        if hc.mode == RunMode.MULTIRUN:
-            write_sweep_summary(Path(hc.sweep.dir))  # Hydra's on_job_end will not run
+    except (ConfigError, rundir.RunDirError) as exc:
+        if not multirun:  # a ConfigError lists one bad value per "; "-separated part
+            _fail(str(exc).split("; ") if isinstance(exc, ConfigError) else [str(exc)], 2)
+        if not accepted:  # refused: nothing was written in the run directory, so the sweep records it
+            sweep.record_refusal(Path(hc.sweep.dir), hc.job.num, str(exc))
+        _print_error(job + str(exc))
+        return math.inf
+    except Exception as exc:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        message = f"{job}run failed: {type(exc).__name__}: {exc} (recorded in {out_dir / rundir.SUMMARY})"
+        if not multirun:
+            _fail([message], 1)
+        _print_error(message)
+        return math.inf
+    if summary["status"] == rundir.INTERRUPTED and (not multirun or _in_process_launcher(hc)):
+        if multirun:
+            sweep.write_sweep_summary(Path(hc.sweep.dir))  # Hydra's on_job_end will not run
+            sweep.close(Path(hc.sweep.dir))  # this line is the sweep's last word
+        _SAID.append(f"maml-sweep: {job}{summary['error'] or rundir.INTERRUPTED} at step {summary['steps']}"
+                     f"/{summary.get('outer_steps', '?')}, checkpoint kept; resume with: {resume}")
+        print(_SAID[-1], file=sys.stderr)
         sys.exit(130)  # stop here; with the basic launcher this also stops the rest of the sweep
     value = summary["val_meta_objective"] if summary["status"] == rundir.COMPLETED else None
     return math.inf if value is None else value
+
+
+def resume_command(hc) -> str:
+    """The shell command that resumes this run, or this job's whole sweep, in its own directory."""
+    if hc.mode != RunMode.MULTIRUN:
+        return sweep.rerun_command(list(hc.overrides.task), list(hc.overrides.hydra), "hydra.run.dir",
+                                   Path(hc.runtime.output_dir))
+    task, hydra_args = list(hc.overrides.task), list(hc.overrides.hydra)
+    record = Path(hc.sweep.dir) / sweep.RECORD
+    if record.exists():  # the sweep's own command line, not this job's expansion of it
+        recorded = OmegaConf.load(record).hydra.overrides
+        task, hydra_args = list(recorded.task), list(recorded.hydra)
+    return sweep.rerun_command(task, hydra_args, "hydra.sweep.dir", Path(hc.sweep.dir))
+
+
+def _print_error(message: str) -> None:
+    print(f"maml-sweep: error: {message}", file=sys.stderr)
+
+
+def _fail(lines: list[str], code: int) -> None:
+    for line in lines:
+        _print_error(line)
+    sys.exit(code)
 
 
 def _in_process_launcher(hc) -> bool:

@@ -3,37 +3,55 @@ sweep's progress (runs finished of planned, rate, ETA).
 
 Written by the :class:`SweepSummary` Hydra callback after every job (inside the worker, so it works
 with every launcher) and at the end of the multirun; a lock serialises concurrent writers.
+
+A row's status is what :func:`rundir.read_state` reads (``killed`` for a summary saying running while
+nobody holds the run's lock), except ``failed`` for a job this sweep refused (its directory holds
+another config's run; recorded in ``.sweep_refused.json``) and, once the sweep has ended, for a job
+directory left without a summary.
+
+A sweep started into a directory holding another sweep's record (``multirun.yaml`` with other
+overrides or sweeper settings) is refused as a whole before anything is written there.
 """
 from __future__ import annotations
 
+import atexit
 import csv
 import fcntl
 import io
 import json
 import logging
+import shlex
+import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
 
+import yaml
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from . import rundir
 
 log = logging.getLogger(__name__)
 PLAN = ".sweep_plan.json"
+REFUSED = ".sweep_refused.json"  # job number -> why this sweep's job was refused (its dir is untouched)
+RECORD = "multirun.yaml"  # Hydra's record of the sweep
 
 SWEEP_SUMMARY = "sweep_summary.csv"
 HEADLINE = ("status", "steps", "outer_steps", "val_meta_objective", "train_meta_objective", "wall_s",
             "ms_per_step", "diverged_step", "error")
 
 
-def summary_rows(sweep_dir: Path) -> list[dict]:
+def summary_rows(sweep_dir: Path, ended: bool = False) -> list[dict]:
     """One dict per job: job number, overrides (joined, and one column per key: a deleted key's
-    cell is empty), status (a :mod:`rundir` status word) and headline metrics."""
+    cell is empty), status (a :mod:`rundir` status word) and headline metrics. A job this sweep
+    refused is failed; ``ended``: the sweep is over, so a job left without a summary failed too."""
+    refused = _read_json(Path(sweep_dir) / REFUSED) or {}
     rows = []
     for run in rundir.sweep_jobs(sweep_dir):
         state = rundir.read_state(run)
@@ -43,16 +61,36 @@ def summary_rows(sweep_dir: Path) -> list[dict]:
         except rundir.DamagedFile as e:
             overrides, row = [], {"job": int(run.name), "overrides": f"({e})"}
         row.update({o.key: o.value for o in overrides})
-        row.update({k: state.summary.get(k) for k in HEADLINE}, status=state.status)
+        status, summary = state.status, state.summary
+        if run.name in refused:
+            status, summary = rundir.FAILED, {"error": f"refused: {refused[run.name]}"}
+        elif status == rundir.NO_SUMMARY and ended and not rundir.is_live(run):
+            status, summary = rundir.FAILED, {"error": "the job ended without writing a summary (see its log)"}
+        row.update({k: summary.get(k) for k in HEADLINE}, status=status)
         rows.append(row)
     return rows
 
 
-def write_sweep_summary(sweep_dir: Path) -> list[dict]:
+def record_refusal(sweep_dir: Path, job: int, message: str) -> None:
+    """Note that this sweep refused job ``job`` (its directory is left untouched)."""
+    with _locked(Path(sweep_dir) / ".sweep_summary.lock"):
+        refused = _read_json(Path(sweep_dir) / REFUSED) or {}
+        refused[str(job)] = message
+        rundir.write_json(Path(sweep_dir) / REFUSED, refused)
+
+
+def _read_json(path: Path):
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def write_sweep_summary(sweep_dir: Path, ended: bool = False) -> list[dict]:
     """(Re)write ``sweep_summary.csv`` in ``sweep_dir`` atomically; returns its rows."""
     sweep_dir = Path(sweep_dir)
     with _locked(sweep_dir / ".sweep_summary.lock"):
-        rows = summary_rows(sweep_dir)
+        rows = summary_rows(sweep_dir, ended)
         columns = ["job", "overrides"]
         for row in rows:
             columns += [k for k in row if k not in columns and k not in HEADLINE]
@@ -102,14 +140,71 @@ def _locked(lock_path: Path):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
+def sweep_identity(config) -> dict:
+    """What makes two multiruns the same sweep: the command line's task overrides and the sweeper's
+    settings (its parameter grid, trials, seed)."""
+    hydra_cfg = config.hydra
+    return {"task": list(hydra_cfg.overrides.task),
+            "sweeper": OmegaConf.to_container(hydra_cfg.sweeper, resolve=False)}
+
+
+def check_sweep_dir(config) -> str | None:
+    """Why this multirun may not use its sweep directory (another sweep's record is there), or None."""
+    record = Path(config.hydra.sweep.dir) / RECORD
+    if not record.exists():
+        return None
+    try:
+        before = sweep_identity(OmegaConf.load(record))
+    except (OSError, yaml.YAMLError, OmegaConfBaseException, AttributeError, KeyError, TypeError) as exc:
+        return f"{record} is unreadable ({type(exc).__name__}); choose a new hydra.sweep.dir"
+    now = sweep_identity(config)
+    if before == now:
+        return None
+    what = "overrides " + " ".join(before["task"]) if before["task"] != now["task"] else "sweeper settings"
+    return (f"{config.hydra.sweep.dir} holds another sweep ({what}); nothing was written there: "
+            "rerun that sweep's own command to finish it, or choose a new hydra.sweep.dir")
+
+
+_OPEN: list = []  # sweep dirs of multiruns started in this process and not yet ended
+
+
+def _stopped_early() -> None:
+    """At exit of a multirun that never reached its end (e.g. a joblib worker died): bring
+    sweep_summary.csv up to date (dead runs show killed) and say how to finish the sweep."""
+    for sweep_dir, command in _OPEN:
+        rows = write_sweep_summary(sweep_dir, ended=True)
+        done = sum(r["status"] in rundir.FINISHED for r in rows)
+        print(f"maml-sweep: the sweep stopped early ({done} runs finished and kept, the others' state in "
+              f"{sweep_dir / SWEEP_SUMMARY}); resume the sweep with: {command}", file=sys.stderr)
+    _OPEN.clear()
+
+
+def open_sweeps() -> list[Path]:
+    """Sweep directories of multiruns this process started and has not ended."""
+    return [d for d, _ in _OPEN]
+
+
+def close(sweep_dir: Path) -> None:
+    """This process ends the sweep in ``sweep_dir`` itself (e.g. on an interrupt, with its own message)."""
+    _OPEN[:] = [(d, c) for d, c in _OPEN if d != Path(sweep_dir)]
+
+
 class SweepSummary(Callback):
     """Keeps ``sweep_summary.csv`` current in a multirun's sweep directory and logs the sweep's
-    progress after every job."""
+    progress after every job. Refuses a sweep into another sweep's directory."""
 
     def on_multirun_start(self, config, **kwargs) -> None:
+        refusal = check_sweep_dir(config)
+        if refusal is not None:
+            print(f"maml-sweep: error: {refusal}", file=sys.stderr)
+            sys.exit(2)
         sweep_dir = Path(config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         rundir.write_json(sweep_dir / PLAN, {"planned": planned_jobs(config), "started": time.time()})
+        (sweep_dir / REFUSED).unlink(missing_ok=True)  # refusals are per invocation
+        if not _OPEN:
+            atexit.register(_stopped_early)
+        _OPEN.append((sweep_dir, _sweep_command(config)))
 
     def on_job_end(self, config, job_return, **kwargs) -> None:
         if config.hydra.mode != RunMode.MULTIRUN:
@@ -124,4 +219,40 @@ class SweepSummary(Callback):
                      counts, p["per_min"], eta)
 
     def on_multirun_end(self, config, **kwargs) -> None:
-        write_sweep_summary(Path(config.hydra.sweep.dir))
+        """Last word of a sweep that did not complete cleanly: one line, exit 130 when runs were
+        interrupted (with the command that resumes the sweep), else exit 1 when runs failed."""
+        sweep_dir = Path(config.hydra.sweep.dir)
+        close(sweep_dir)
+        rows = write_sweep_summary(sweep_dir, ended=True)
+        bad = [r for r in rows if r["status"] in (rundir.FAILED, rundir.KILLED)]
+        stopped = [r for r in rows if r["status"] == rundir.INTERRUPTED]
+        failed = f"{len(bad)} of {len(rows)} runs failed (jobs {', '.join(str(r['job']) for r in bad)}; " \
+                 f"see {sweep_dir / SWEEP_SUMMARY})" if bad else ""
+        if stopped:
+            also = f"; {failed}" if failed else ""
+            print(f"maml-sweep: {len(stopped)} of {len(rows)} runs interrupted, checkpoints kept{also}; "
+                  f"resume the sweep with: {_sweep_command(config)}", file=sys.stderr)
+            sys.exit(130)
+        if bad:
+            print(f"maml-sweep: {failed}", file=sys.stderr)
+            sys.exit(1)
+
+
+def _sweep_command(config) -> str:
+    return rerun_command(list(config.hydra.overrides.task), list(config.hydra.overrides.hydra),
+                         "hydra.sweep.dir", Path(config.hydra.sweep.dir))
+
+
+def rerun_command(task: list[str], hydra_args: list[str], key: str, where: Path) -> str:
+    """The shell command that reruns a run (``key`` hydra.run.dir) or a sweep (hydra.sweep.dir) in
+    its own directory ``where``: the command line's overrides with that directory made explicit
+    (a default ``${now:...}`` directory would otherwise be a new one)."""
+    kept = [a for a in hydra_args if a.lstrip("+").split("=", 1)[0] not in ("hydra.run.dir", "hydra.sweep.dir", "hydra.mode")]
+    where = Path(where).absolute()
+    try:
+        where = where.relative_to(Path.cwd())
+    except ValueError:
+        pass
+    program = "maml-sweep" if Path(sys.argv[0]).name == "maml-sweep" else "python -m maml_sweep"
+    args = (["-m"] if key == "hydra.sweep.dir" else []) + task + kept + [f"{key}={where}"]
+    return " ".join([program, *(shlex.quote(a) for a in args)])

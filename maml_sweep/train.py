@@ -5,15 +5,21 @@ params, then the validation task, then ``meta_batch_size`` training tasks per ou
 default config reproduces the notebook's printed trajectory. State is checkpointed at every
 evaluation; a rerun in the same directory skips a finished run and resumes an unfinished one,
 exactly. A completed run ends with the test-bank evaluation (adaptation.csv) and the figure.
+
+Once a run directory is accepted (empty or this config's run, and its lock taken), every way out
+leaves a final status in ``summary.json``: completed, diverged, interrupted (a signal at any phase)
+or failed (any exception, with its text).
 """
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import signal
 import threading
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -23,8 +29,10 @@ from threadpoolctl import threadpool_limits
 from . import evaluate, rundir, scratch_cache, streams
 from .algorithms import MAML
 from .components import build
-from .config import ConfigError, check_values
+from .config import CAPS, ConfigError, check_values
 from .figures import panel_steps, plot_validation_fits
+from .tasks import Task
+from .rundir import COMPLETED, DIVERGED, FAILED, INTERRUPTED, RUNNING
 
 log = logging.getLogger(__name__)
 
@@ -34,44 +42,148 @@ EXPLODED = 1e6  # a meta-objective above this (or non-finite) counts as diverged
 def run(cfg, out_dir, on_accept=None) -> dict:
     """Train (or resume, or skip) the experiment ``cfg`` in ``out_dir``; returns its summary dict.
 
-    In this order: a directory holding a run of another config is refused untouched
-    (:class:`ConfigError`); ``on_accept()`` is called (the CLI records ``.hydra/`` there); bad values
-    are recorded as a failed run and raised (:class:`ConfigError`); then a finished run is skipped,
-    an unfinished one resumed from its checkpoint, or a new one started.
+    Refused untouched (:class:`rundir.RunDirError`): a directory with foreign files, another
+    config's run, a damaged summary or checkpoint, or a live run (its lock held). A finished run
+    of this config is skipped without writing anything. Otherwise, holding the directory's lock for
+    the whole run: ``on_accept()`` (the CLI records ``.hydra/``), bad values recorded as a failed
+    run and raised (:class:`ConfigError`), then a resume from the checkpoint or a new run. Any
+    exception is recorded as ``failed`` and raised; a signal ends the run as ``interrupted``.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     chash = config_hash(cfg)
-    check_run_dir(out_dir, chash)
-    if on_accept is not None:
-        on_accept()
-    errors = check_values(cfg)
-    if errors:
-        rundir.write_json(out_dir / rundir.SUMMARY, {"status": rundir.FAILED, "steps": 0, "error": "; ".join(errors)})
-        raise ConfigError("; ".join(errors))
-    previous = rundir.read_summary(out_dir)
+    previous = check_run_dir(out_dir, chash)
     if previous is not None and previous["status"] in rundir.FINISHED:
-        log.info("%s already %s at step %d: skipped", out_dir, previous["status"], previous["steps"])
-        return previous
+        return _skipped(out_dir, previous)
+    with rundir.RunLock(out_dir), StopSignals() as stop:
+        previous = check_run_dir(out_dir, chash)  # again under the lock: now nobody else writes here
+        if previous is not None and previous["status"] in rundir.FINISHED:
+            return _skipped(out_dir, previous)
+        checkpoint = rundir.load_checkpoint(out_dir)  # after the config check; never unpickles
+        removed = rundir.remove_temp_files(out_dir)
+        if removed:
+            log.info("%s: removed temp files of a killed write: %s", out_dir, " ".join(removed))
+        summary = _run_accepted(cfg, out_dir, chash, previous, checkpoint, stop, on_accept)
+    stop.forward()
+    return summary
 
-    threads = cfg.train.blas_threads
-    with threadpool_limits(threads) if threads > 0 else nullcontext():
-        return Trainer(cfg, out_dir, chash).train(rundir.load_checkpoint(out_dir))
+
+def _skipped(out_dir: Path, previous: dict) -> dict:
+    log.info("%s already %s at step %d: skipped", out_dir, previous["status"], previous.get("steps", 0))
+    return previous
+
+
+def _run_accepted(cfg, out_dir: Path, chash: str, previous: dict | None, checkpoint: dict | None,
+                  stop: "StopSignals", on_accept) -> dict:
+    """The accepted run, from the CLI's record to the final summary, whatever happens in between."""
+    outcome, trainer, state = Outcome(), None, None
+    try:
+        if on_accept is not None:
+            on_accept()
+        errors = check_values(cfg)
+        if errors:
+            raise ConfigError("; ".join(errors))
+        trainer = Trainer(cfg, out_dir, chash)
+        state = trainer.restore(checkpoint) if checkpoint else trainer.fresh_state()
+        threads = cfg.train.blas_threads
+        with threadpool_limits(threads) if threads > 0 else nullcontext():
+            trainer.train(state, outcome, stop)
+    except Interrupted as exc:
+        outcome.interrupted(str(exc), forced=True)
+    except Exception as exc:
+        outcome.status, outcome.error = FAILED, _error_text(exc)
+        raise
+    finally:
+        stop.defer()  # from here on a signal is only noted: the final summary must get written
+        if trainer is not None and state is not None:
+            summary = trainer.finish(state, outcome)
+        else:
+            summary = {"steps": 0, **(previous or {}), "status": outcome.status, "error": outcome.error,
+                       "seed": cfg.seed, "config_hash": chash}
+            rundir.write_json(out_dir / rundir.SUMMARY, summary)
+    return summary
+
+
+def _error_text(exc: BaseException) -> str:
+    return str(exc) if isinstance(exc, (ConfigError, rundir.RunDirError)) else f"{type(exc).__name__}: {exc}"
 
 
 def config_hash(cfg) -> str:
     """The hash that identifies a run's config (``summary.json``'s ``config_hash``)."""
-    plain = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
+    plain = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else copy.deepcopy(dict(cfg))
+    for cap in CAPS:  # raising a resource cap resumes the same run
+        plain.get("train", {}).pop(cap, None)
     return rundir.config_hash(plain)
 
 
-def check_run_dir(out_dir: Path, chash: str) -> None:
-    """Raise :class:`ConfigError` if ``out_dir`` holds a run of a config other than ``chash``'s."""
-    found = rundir.recorded_config_hash(out_dir)
+def check_run_dir(out_dir: Path, chash: str) -> dict | None:
+    """Read-only: raise :class:`rundir.RunDirError` unless ``out_dir`` is empty or a run of the
+    config ``chash``; returns its summary (None when it has none)."""
+    foreign = rundir.foreign_files(out_dir)
+    if foreign:
+        shown = " ".join(foreign[:5]) + (f" (+{len(foreign) - 5} more)" if len(foreign) > 5 else "")
+        raise rundir.RunDirError(
+            f"{out_dir} holds files that are not a maml-sweep run ({shown}); nothing was written there: "
+            "choose an empty or new hydra.run.dir / hydra.sweep.dir")
+    summary = rundir.read_summary(out_dir)
+    found = summary["config_hash"] if summary is not None else rundir.recorded_config_hash(out_dir)
     if found is not None and found != chash:
-        raise ConfigError(
+        raise rundir.RunDirError(
             f"{out_dir} holds a run of another config (hash {found}, this config {chash}); "
             "choose a new hydra.run.dir / hydra.sweep.dir instead of mixing them")
+    return summary
+
+
+class Interrupted(KeyboardInterrupt):
+    """A signal that stops the run at once (outside the training loop, or a second one in it);
+    the message is the signal's name."""
+
+
+@dataclass
+class TrainState:
+    """Everything a resume needs, consistent after every outer step. ``params`` and each array in
+    ``opt_state`` map parameter names to arrays; ``snapshots`` are (step, params) for the figure."""
+
+    step: int
+    params: dict
+    opt_state: dict
+    rng_state: object  # streams.get_state() of the training-task stream
+    val_tasks: list
+    snapshots: list = field(default_factory=list)
+    train_s: float = 0.0  # seconds spent in the training loop, over all sessions
+    config_hash: str = ""
+
+    def to_checkpoint(self) -> dict:
+        """A plain tree for :func:`rundir.save_checkpoint` (tasks as dicts of arrays)."""
+        tasks = [{k: v for k, v in t._asdict().items() if v is not None} for t in self.val_tasks]
+        return {"step": self.step, "params": self.params, "opt_state": self.opt_state,
+                "rng_state": self.rng_state, "val_tasks": tasks, "snapshots": self.snapshots,
+                "train_s": self.train_s, "config_hash": self.config_hash}
+
+    @classmethod
+    def from_checkpoint(cls, tree: dict) -> "TrainState":
+        tasks = [Task(**t) for t in tree["val_tasks"]]
+        return cls(step=int(tree["step"]), params=tree["params"], opt_state=tree["opt_state"],
+                   rng_state=tree["rng_state"], val_tasks=tasks,
+                   snapshots=[(int(s), p) for s, p in tree["snapshots"]], train_s=float(tree["train_s"]),
+                   config_hash=tree["config_hash"])
+
+
+@dataclass
+class Outcome:
+    """How the run is going / ended: ``status`` is one of :data:`rundir.STATUSES`. ``forced``: stopped
+    at once, so the last checkpoint (not the current state) is the resume point."""
+
+    status: str = RUNNING
+    error: str | None = None
+    diverged_step: int | None = None
+    train_loss: float = math.nan
+    val: float | None = None  # last validation meta-objective
+    forced: bool = False
+
+    def interrupted(self, signal_name: str, forced: bool) -> None:
+        self.status, self.forced = INTERRUPTED, forced
+        self.error = f"stopped at once by {signal_name}" if forced else f"stopped by {signal_name}"
 
 
 class Trainer:
@@ -83,8 +195,11 @@ class Trainer:
         self.outer_steps = cfg.train.outer_steps
         self.meta_batch_size, self.eval_every = cfg.train.meta_batch_size, cfg.train.eval_every
         self.snapshot_steps = set(panel_steps(self.outer_steps))
+        self.versions = rundir.package_versions()
+        self.saved_step = 0  # the step of the checkpoint on disk (the resume point)
+        self.results: dict | None = None  # a completed run's test-bank numbers (write_results)
 
-    def fresh_state(self) -> dict:
+    def fresh_state(self) -> TrainState:
         """Step 0. The notebook mode draws init, then its single validation task, then training
         tasks from one stream; otherwise validation tasks come from their own keyed stream."""
         init_rng, task_rng = streams.training_streams(self.cfg.seed, self.cfg.train.rng)
@@ -93,72 +208,97 @@ class Trainer:
             val_tasks = [self.tasks.sample(task_rng)]
         else:
             val_tasks = evaluate.validation_tasks(self.tasks, self.cfg.task, self.cfg.eval)
-        return {"step": 0, "params": params, "opt_state": self.optimizer.init(params),
-                "rng_state": streams.get_state(task_rng), "val_tasks": val_tasks, "snapshots": [],
-                "train_s": 0.0, "config_hash": self.chash}
+        return TrainState(step=0, params=params, opt_state=self.optimizer.init(params),
+                          rng_state=streams.get_state(task_rng), val_tasks=val_tasks, config_hash=self.chash)
 
-    def train(self, checkpoint: dict | None) -> dict:
-        state = checkpoint or self.fresh_state()
-        if checkpoint:
-            log.info("resuming %s from step %d", self.out_dir, state["step"])
-        rng = streams.training_streams(0, self.cfg.train.rng)[1]
-        streams.set_state(rng, state["rng_state"])
-        metrics = rundir.MetricsLog(self.out_dir, keep_until_step=state["step"])
-        start_step, start_train_s = state["step"], state["train_s"]
-        outcome = {"status": rundir.RUNNING, "error": None, "diverged_step": None, "train_loss": math.nan}
-        self.write_summary(state, outcome, steps_run=0, loop_s=0.0)
-        t0 = time.perf_counter()
-        stop = StopSignals()
+    def restore(self, checkpoint: dict) -> TrainState:
+        """The state saved in ``checkpoint``; :class:`rundir.DamagedRunFile` if it does not fit this config."""
+        path = self.out_dir / rundir.CHECKPOINT
+        fresh = self.fresh_state()
         try:
-            with stop, np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-                self.loop(state, rng, metrics, outcome, stop, t0)
-        except KeyboardInterrupt:  # a second signal: stop now; the last checkpoint stays the resume point
-            outcome.update(status=rundir.INTERRUPTED, error="stopped at once by a second signal", forced=True)
-            raise
-        except Exception as exc:
-            outcome.update(status=rundir.FAILED, error=f"{type(exc).__name__}: {exc}")
-            raise
+            state = TrainState.from_checkpoint(checkpoint)
+            ok = (_layout(state.params) == _layout(fresh.params)
+                  and _layout(state.opt_state) == _layout(fresh.opt_state)
+                  and 0 <= state.step <= self.outer_steps and len(state.val_tasks) == len(fresh.val_tasks)
+                  and state.config_hash == self.chash)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise rundir.DamagedRunFile(path, f"wrong layout: {type(exc).__name__} {exc}") from None
+        if not ok:
+            raise rundir.DamagedRunFile(path, "arrays or step do not fit this config")
+        self.saved_step = state.step
+        log.info("resuming %s from step %d", self.out_dir, state.step)
+        return state
+
+    def train(self, state: TrainState, outcome: Outcome, stop: "StopSignals") -> None:
+        """The training loop, then (when completed) the final checkpoint, params, test-bank
+        evaluation and figure. ``state`` and ``outcome`` are updated in place."""
+        self.write_summary(state, outcome)
+        rng = streams.training_streams(0, self.cfg.train.rng)[1]
+        streams.set_state(rng, state.rng_state)
+        metrics = rundir.MetricsLog(self.out_dir, keep_until_step=state.step)
+        try:
+            with stop.in_loop(), np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                self.loop(state, rng, metrics, outcome, stop)
         finally:
             metrics.close()
-            loop_s = time.perf_counter() - t0
-            state["train_s"] = start_train_s + loop_s
-            state["rng_state"] = streams.get_state(rng)
-            summary = self.finish(state, outcome, state["step"] - start_step, loop_s)
-        stop.forward()
-        return summary
+        if outcome.status == INTERRUPTED:
+            self.save_checkpoint(state)
+        elif outcome.status == COMPLETED:
+            self.save_checkpoint(state)
+            self.write_results(state, outcome)
 
-    def loop(self, state: dict, rng, metrics, outcome: dict, stop: "StopSignals", t0: float) -> None:
-        """Outer steps from state["step"] + 1 on; ``state`` is consistent after every step."""
-        start_step, start_train_s = state["step"], state["train_s"]
-        for step in range(state["step"] + 1, self.outer_steps + 1):
+    def loop(self, state: TrainState, rng, metrics, outcome: Outcome, stop: "StopSignals") -> None:
+        """Outer steps from state.step + 1 on; ``state`` is consistent after every step."""
+        start_step, start_train_s, t0 = state.step, state.train_s, time.perf_counter()
+        for step in range(state.step + 1, self.outer_steps + 1):
             batch = [self.tasks.sample(rng) for _ in range(self.meta_batch_size)]
-            train_loss, grads = self.algorithm.direction(self.model, state["params"], batch, self.inner)
-            outcome["train_loss"] = float(train_loss)
+            train_loss, grads = self.algorithm.direction(self.model, state.params, batch, self.inner)
+            outcome.train_loss = float(train_loss)
             if not _finite(train_loss, grads):
-                outcome.update(status=rundir.DIVERGED, diverged_step=step)
+                outcome.status, outcome.diverged_step = DIVERGED, step
                 return
-            params, opt_state = self.optimizer.update(state["params"], grads, state["opt_state"])
-            state.update(step=step, params=params, opt_state=opt_state)
+            params, opt_state = self.optimizer.update(state.params, grads, state.opt_state)
+            state.step, state.params, state.opt_state = step, params, opt_state
+            state.train_s = start_train_s + time.perf_counter() - t0
+            state.rng_state = streams.get_state(rng)
             if step in self.snapshot_steps:
-                state["snapshots"].append((step, params))
+                state.snapshots.append((step, params))
             if step % self.eval_every == 0 or step == self.outer_steps:
-                val = outcome["val"] = self.validate(state)
-                state["train_s"] = start_train_s + time.perf_counter() - t0
-                state["rng_state"] = streams.get_state(rng)
-                metrics.append(step, val, float(train_loss), state["train_s"])
+                val = outcome.val = self.validate(state)
+                state.train_s = start_train_s + time.perf_counter() - t0
+                metrics.append(step, val, float(train_loss), state.train_s)
                 self.log_progress(step, val, train_loss, start_step, t0)
                 if not (math.isfinite(val) and val < EXPLODED):
-                    outcome.update(status=rundir.DIVERGED, diverged_step=step)
+                    outcome.status, outcome.diverged_step = DIVERGED, step
                     return
-                rundir.save_checkpoint(self.out_dir, state)
+                self.save_checkpoint(state)
+                self.write_summary(state, outcome)  # steps current at every checkpoint
             if stop.received:
-                outcome.update(status=rundir.INTERRUPTED, error=f"stopped by {stop.received}")
+                outcome.interrupted(stop.received, forced=False)
                 return
-        outcome["status"] = rundir.COMPLETED
+        outcome.status = COMPLETED
 
-    def validate(self, state: dict) -> float:
+    def save_checkpoint(self, state: TrainState) -> None:
+        rundir.save_checkpoint(self.out_dir, state.to_checkpoint())
+        self.saved_step = state.step
+
+    def write_results(self, state: TrainState, outcome: Outcome) -> None:
+        """A completed run's test-bank evaluation (into ``self.results``), then its params and figure."""
+        if outcome.val is None:  # resumed at the very end: the last step's validation is not in memory
+            outcome.val = self.validate(state)
+        t0 = time.perf_counter()
+        results = self.evaluate(state.params)
+        results["eval_s"] = time.perf_counter() - t0
+        rundir.save_params(self.out_dir / rundir.PARAMS, state.params)
+        if self.cfg.train.get("figures", False):
+            adapt = lambda meta, task: self.algorithm.adapt(self.model, meta, task, self.inner)
+            plot_validation_fits(self.model.predict, adapt, state.snapshots, state.val_tasks[0],
+                                 (self.cfg.task.xmin, self.cfg.task.xmax), self.out_dir / rundir.FITS)
+        self.results = results
+
+    def validate(self, state: TrainState) -> float:
         """Mean meta-objective over the validation tasks: query loss after the inner loop."""
-        return self.algorithm.objective(self.model, state["params"], state["val_tasks"], self.inner)
+        return self.algorithm.objective(self.model, state.params, state.val_tasks, self.inner)
 
     def evaluate(self, params: dict) -> dict:
         """Adaptation curves on the test bank for the trained init and the scratch baseline, into
@@ -189,40 +329,39 @@ class Trainer:
         log.info("step %d/%d  val_meta_objective %.3f  train %.3f  %.0f steps/s  ETA %s",
                  step, self.outer_steps, val, float(train_loss), rate, _duration(eta))
 
-    def finish(self, state: dict, outcome: dict, steps_run: int, loop_s: float) -> dict:
-        """Save what the outcome calls for and the summary; returns the summary."""
-        status = outcome["status"]
-        if status in (rundir.COMPLETED, rundir.INTERRUPTED) and not outcome.get("forced"):
-            rundir.save_checkpoint(self.out_dir, state)
-        extra = {}
-        if status == rundir.COMPLETED:
-            rundir.save_params(self.out_dir / rundir.PARAMS, state["params"])
-            t0 = time.perf_counter()
-            extra = self.evaluate(state["params"])
-            extra["eval_s"] = time.perf_counter() - t0
-            if self.cfg.train.get("figures", False):
-                adapt = lambda meta, task: self.algorithm.adapt(self.model, meta, task, self.inner)
-                plot_validation_fits(self.model.predict, adapt, state["snapshots"], state["val_tasks"][0],
-                                     (self.cfg.task.xmin, self.cfg.task.xmax), self.out_dir / rundir.FITS)
-        summary = self.write_summary(state, outcome, steps_run, loop_s, extra)
-        log.info("%s: %s at step %d (%s ms per outer step)", self.out_dir, status,
-                 outcome["diverged_step"] or state["step"],
+    def finish(self, state: TrainState, outcome: Outcome) -> dict:
+        """The final summary (status, steps of the resume point, results of a completed run)."""
+        if outcome.status == RUNNING:  # an exception escaped before the outcome was set
+            outcome.status = FAILED
+        summary = self.write_summary(state, outcome, self.results if outcome.status == COMPLETED else None)
+        log.info("%s: %s at step %d (%s ms per outer step)", self.out_dir, outcome.status,
+                 outcome.diverged_step or summary["steps"],
                  f"{summary['ms_per_step']:.2f}" if summary["ms_per_step"] else "-")
         return summary
 
-    def write_summary(self, state: dict, outcome: dict, steps_run: int, loop_s: float, extra=None) -> dict:
-        val = math.nan
-        if outcome["status"] == rundir.COMPLETED:  # the last step always validates; not when resumed at the end
-            val = outcome["val"] if "val" in outcome else self.validate(state)
+    def write_summary(self, state: TrainState, outcome: Outcome, results: dict | None = None) -> dict:
+        """``summary.json`` for ``state`` as it is (or, stopped at once, as last checkpointed).
+        ``ms_per_step``: loop seconds over all sessions per outer step done."""
+        completed = outcome.status == COMPLETED
         summary = {
-            "status": outcome["status"], "steps": state["step"], "outer_steps": self.outer_steps,
-            "val_meta_objective": val, "train_meta_objective": outcome["train_loss"],
-            "wall_s": state["train_s"], "ms_per_step": 1e3 * loop_s / steps_run if steps_run else None,
-            "diverged_step": outcome["diverged_step"], "error": outcome["error"], "seed": self.cfg.seed,
-            "config_hash": self.chash, "versions": rundir.package_versions(), **(extra or {}),
+            "status": outcome.status, "steps": self.saved_step if outcome.forced else state.step, "outer_steps": self.outer_steps,
+            "val_meta_objective": outcome.val if completed else math.nan,
+            "train_meta_objective": outcome.train_loss,
+            "wall_s": state.train_s, "ms_per_step": 1e3 * state.train_s / state.step if state.step else None,
+            "diverged_step": outcome.diverged_step, "error": outcome.error, "seed": self.cfg.seed,
+            "config_hash": self.chash, "versions": self.versions, **(results or {}),
         }
         rundir.write_json(self.out_dir / rundir.SUMMARY, summary)
         return summary
+
+
+def _layout(tree):
+    """The nesting, names, shapes and dtypes of a tree of dicts and arrays (for checkpoint checks)."""
+    if isinstance(tree, dict):
+        return {k: _layout(v) for k, v in tree.items()}
+    if isinstance(tree, (np.ndarray, np.generic, int, float)):
+        return (np.shape(tree), np.asarray(tree).dtype.kind)
+    return type(tree).__name__
 
 
 def _finite(loss, grads: dict) -> bool:
@@ -239,9 +378,13 @@ def _duration(seconds: float) -> str:
 
 
 class StopSignals:
-    """Within ``with``: SIGINT, SIGTERM and SIGUSR2 (submitit's preemption signal) set
-    ``received`` so the loop stops after the current outer step; a second one stops at once.
-    Signal handlers can only be set in the main thread; elsewhere this does nothing."""
+    """Within ``with``: SIGINT, SIGTERM and SIGUSR2 (submitit's preemption signal) stop the run.
+
+    Inside :meth:`in_loop` the first signal only sets ``received`` (the loop stops after the current
+    outer step, with a checkpoint); a second one, or any signal outside the loop (start, evaluation,
+    final writes), raises :class:`Interrupted` at once. After :meth:`defer` signals are only noted,
+    so the final summary always gets written. Signal handlers can only be set in the main thread;
+    elsewhere this does nothing."""
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2)
 
@@ -249,11 +392,31 @@ class StopSignals:
         self.received: str | None = None
         self._signum: int | None = None
         self._old: dict = {}
+        self._graceful = False
+        self._deferred = False
 
     def _handle(self, signum, frame):
-        if self.received:
-            raise KeyboardInterrupt(self.received)
-        self.received, self._signum = signal.Signals(signum).name, signum
+        first = self.received is None
+        if first:
+            self.received, self._signum = signal.Signals(signum).name, signum
+        if self._deferred or (self._graceful and first):
+            return
+        raise Interrupted(signal.Signals(signum).name)
+
+    @contextmanager
+    def in_loop(self):
+        """The training loop: a first signal asks it to stop after the current step."""
+        if self.received:  # arrived just before: stop at once
+            raise Interrupted(self.received)
+        self._graceful = True
+        try:
+            yield self
+        finally:
+            self._graceful = False
+
+    def defer(self) -> None:
+        """From now on only note signals."""
+        self._deferred = True
 
     def forward(self) -> None:
         """Pass the received signal on to the handler that was there before (e.g. submitit's

@@ -10,6 +10,7 @@ import pytest
 from analysis_fixtures import base_config, make_sweep, summary_of, write_run
 from maml_sweep.analysis import LoadError, load_runs
 from maml_sweep.analysis.load import STR
+from maml_sweep import rundir
 
 
 def test_runs_frame_has_one_typed_row_per_run(real_sweep):
@@ -106,7 +107,8 @@ def test_half_written_and_corrupt_runs_are_kept_or_skipped_with_reasons(sweep_co
     # 6: empty metrics.csv (header not yet written).
     (d / "6" / "metrics.csv").write_text("")
 
-    rs = load_runs(d)
+    with rundir.RunLock(d / "5"):  # 5 is live: its process holds the run's lock (else it reads as killed)
+        rs = load_runs(d)
     runs = rs.runs.set_index("run")
     assert sorted(runs.index) == ["0", "1", "2", "4", "5", "6", "7"]
     assert runs.loc["1", "status"] == "no_summary" and runs.loc["1", "last_step"] == 16

@@ -36,7 +36,7 @@ def test_single_run_writes_the_whole_run_directory(tmp_path):
     with np.load(run_dir / "params.npz") as params:
         assert params.files == param_names((8, 8))
         assert params["W2"].shape == (8, 8) and params["b3"].shape == ()
-    assert (run_dir / "checkpoint.pkl").exists()
+    assert (run_dir / "checkpoint.npz").exists()
     assert (run_dir / "validation_fits.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     overrides = yaml.safe_load((run_dir / ".hydra" / "overrides.yaml").read_text())
     assert "train.outer_steps=24" in overrides

@@ -205,3 +205,12 @@ def test_the_report_on_a_long_curve_stays_small_in_memory(tmp_path):
     short = _report_peak_mb(1_000, tmp_path / "short")
     long = _report_peak_mb(1_000_000, tmp_path / "long")
     assert long - short < 150, (short, long)
+
+
+def test_the_long_curve_benchmark_run_reads_back_thinned(tmp_path):
+    from maml_sweep.analysis.bench import make_long_run
+
+    run = make_long_run(tmp_path, 5_000)
+    m = rundir.read_metrics(run, max_points=1_000)
+    assert m.rows == 5_000 and m.issue is None and len(m.values) <= 1_000
+    assert m.values[0, 0] == 1 and m.values[-1, 0] == 5_000 and m.columns == COLUMNS

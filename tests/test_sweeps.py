@@ -119,7 +119,7 @@ def straight(tmp_path_factory):
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT, signal.SIGTERM, signal.SIGUSR2])
 def test_a_killed_or_interrupted_run_resumes_to_identical_results(tmp_path, straight, sig):
-    code = start_and_stop([*LONG, "hydra.run.dir=cut"], tmp_path, tmp_path / "cut" / "checkpoint.pkl", sig)
+    code = start_and_stop([*LONG, "hydra.run.dir=cut"], tmp_path, tmp_path / "cut" / "checkpoint.npz", sig)
     status = json.loads((tmp_path / "cut" / "summary.json").read_text())["status"]
     assert (code, status) == ((-9, "running") if sig == signal.SIGKILL else (130, "interrupted"))
     assert run_cli([*LONG, "hydra.run.dir=cut"], cwd=tmp_path).returncode == 0
@@ -131,7 +131,7 @@ def test_a_killed_or_interrupted_run_resumes_to_identical_results(tmp_path, stra
 @pytest.mark.slow
 def test_rerunning_a_killed_sweep_skips_finished_runs_and_resumes_the_rest(tmp_path, straight):
     args = ["-m", "seed=0,1", *LONG]
-    assert start_and_stop([*args, "hydra.sweep.dir=cut"], tmp_path, tmp_path / "cut" / "1" / "checkpoint.pkl", signal.SIGKILL) == -9
+    assert start_and_stop([*args, "hydra.sweep.dir=cut"], tmp_path, tmp_path / "cut" / "1" / "checkpoint.npz", signal.SIGKILL) == -9
     first = (tmp_path / "cut" / "0" / "summary.json").read_text()
     assert json.loads(first)["status"] == "completed"
     assert run_cli([*args, "hydra.sweep.dir=cut"], cwd=tmp_path).returncode == 0
@@ -144,7 +144,7 @@ def test_rerunning_a_killed_sweep_skips_finished_runs_and_resumes_the_rest(tmp_p
 @pytest.mark.slow
 def test_sigterm_stops_a_serial_sweep_and_the_rerun_finishes_it(tmp_path, straight):
     args = ["-m", "seed=0,1", *LONG]
-    assert start_and_stop([*args, "hydra.sweep.dir=cut"], tmp_path, tmp_path / "cut" / "0" / "checkpoint.pkl", signal.SIGTERM) == 130
+    assert start_and_stop([*args, "hydra.sweep.dir=cut"], tmp_path, tmp_path / "cut" / "0" / "checkpoint.npz", signal.SIGTERM) == 130
     assert json.loads((tmp_path / "cut" / "0" / "summary.json").read_text())["status"] == "interrupted"
     assert not (tmp_path / "cut" / "1").exists()  # the sweep stopped; job 1 never started
     assert [r["status"] for r in sweep_table(tmp_path / "cut")] == ["interrupted"]
@@ -156,8 +156,11 @@ def test_sigterm_stops_a_serial_sweep_and_the_rerun_finishes_it(tmp_path, straig
 @pytest.mark.slow
 def test_a_changed_config_in_an_existing_sweep_is_refused_and_nothing_is_overwritten(tmp_path):
     assert run_cli(["-m", "seed=0", *TINY, "hydra.sweep.dir=sweep"], cwd=tmp_path).returncode == 0
-    run_dir = tmp_path / "sweep" / "0"
-    before = {p: p.read_bytes() for p in [run_dir / "summary.json", *(run_dir / ".hydra").iterdir()]}
+    sweep, run_dir = tmp_path / "sweep", tmp_path / "sweep" / "0"
+    files = [run_dir / "summary.json", *(run_dir / ".hydra").iterdir(), sweep / "multirun.yaml", sweep / PLAN,
+             sweep / "sweep_summary.csv"]
+    before = {p: p.read_bytes() for p in files}
     proc = run_cli(["-m", "seed=5", *TINY, "hydra.sweep.dir=sweep"], cwd=tmp_path)
-    assert proc.returncode == 1 and "holds a run of another config" in proc.stderr
+    assert proc.returncode == 2 and "holds another sweep (overrides seed=0" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr + proc.stdout
     assert {p: p.read_bytes() for p in before} == before
