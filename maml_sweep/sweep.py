@@ -174,8 +174,8 @@ def _stopped_early() -> None:
     for sweep_dir, command in _OPEN:
         rows = write_sweep_summary(sweep_dir, ended=True)
         done = sum(r["status"] in rundir.FINISHED for r in rows)
-        print(f"maml-sweep: the sweep stopped early ({done} runs finished, kept; the others' state is in "
-              f"{sweep_dir / SWEEP_SUMMARY}); rerun it to finish the rest: {command}", file=sys.stderr)
+        print(f"maml-sweep: the sweep stopped early ({done} runs finished and kept, the others' state in "
+              f"{sweep_dir / SWEEP_SUMMARY}); resume the sweep with: {command}", file=sys.stderr)
     _OPEN.clear()
 
 
@@ -219,13 +219,22 @@ class SweepSummary(Callback):
                      counts, p["per_min"], eta)
 
     def on_multirun_end(self, config, **kwargs) -> None:
+        """Last word of a sweep that did not complete cleanly: one line, exit 130 when runs were
+        interrupted (with the command that resumes the sweep), else exit 1 when runs failed."""
         sweep_dir = Path(config.hydra.sweep.dir)
         close(sweep_dir)
         rows = write_sweep_summary(sweep_dir, ended=True)
         bad = [r for r in rows if r["status"] in (rundir.FAILED, rundir.KILLED)]
+        stopped = [r for r in rows if r["status"] == rundir.INTERRUPTED]
+        failed = f"{len(bad)} of {len(rows)} runs failed (jobs {', '.join(str(r['job']) for r in bad)}; " \
+                 f"see {sweep_dir / SWEEP_SUMMARY})" if bad else ""
+        if stopped:
+            also = f"; {failed}" if failed else ""
+            print(f"maml-sweep: {len(stopped)} of {len(rows)} runs interrupted, checkpoints kept{also}; "
+                  f"resume the sweep with: {_sweep_command(config)}", file=sys.stderr)
+            sys.exit(130)
         if bad:
-            print(f"maml-sweep: {len(bad)} of {len(rows)} runs failed (jobs {', '.join(str(r['job']) for r in bad)}; "
-                  f"see {sweep_dir / SWEEP_SUMMARY})", file=sys.stderr)
+            print(f"maml-sweep: {failed}", file=sys.stderr)
             sys.exit(1)
 
 

@@ -12,6 +12,7 @@ or failed (any exception, with its text).
 """
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import signal
@@ -28,7 +29,7 @@ from threadpoolctl import threadpool_limits
 from . import evaluate, rundir, scratch_cache, stats, streams
 from .algorithms import MAML
 from .components import build
-from .config import ConfigError, check_values
+from .config import CAPS, ConfigError, check_values
 from .figures import panel_steps, plot_validation_fits
 from .model import MLP
 from .tasks import Task
@@ -126,7 +127,9 @@ def _error_text(exc: BaseException) -> str:
 
 def config_hash(cfg) -> str:
     """The hash that identifies a run's config (``summary.json``'s ``config_hash``)."""
-    plain = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
+    plain = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else copy.deepcopy(dict(cfg))
+    for cap in CAPS:  # raising a resource cap resumes the same run
+        plain.get("train", {}).pop(cap, None)
     return rundir.config_hash(plain)
 
 

@@ -1,9 +1,7 @@
 """train.dtype=float32 end to end: the fast path against the float64 reference, runs, resume."""
-import itertools
 import json
 import signal
 import time
-import zlib
 
 import numpy as np
 import pytest
@@ -15,7 +13,7 @@ from maml_sweep.model import MLP
 from maml_sweep.config import StepsTaskConfig
 from maml_sweep.tasks import make_tasks
 from maml_sweep.train import run
-from test_fast import make
+from test_fast import GRID, grid_seed, make
 
 # float32 against the float64 reference (documented in docs/speed.md): the meta-objective to 1e-5
 # relative; each parameter array's gradient error at most 5e-4 of the whole gradient's norm (an
@@ -39,14 +37,10 @@ def f32_errors(model, params, tasks, inner):
     return abs(v - v_ref) / abs(v_ref), max(np.linalg.norm(g[k] - g_ref[k]) for k in g_ref) / norm
 
 
-@pytest.mark.parametrize("hidden,activation,n_tasks,first_order,split", [
-    pytest.param(h, a, t, fo, s, id=f"{'x'.join(map(str, h))}-{a}-T{t}-{'1st' if fo else '2nd'}"
-                 f"{'-split' if s else ''}")
-    for h, a, t, fo, s in itertools.product(
-        [(4,), (5, 6), (3, 4, 5)], ["relu", "tanh"], [1, 4], [False, True], [False, True])])
+@GRID
 def test_float32_fast_path_matches_float64_reference(hidden, activation, n_tasks, first_order, split):
     """The grid of tests/test_fast.py::test_matches_reference, in float32."""
-    model, params, tasks = make(hidden, activation, n_tasks, split, seed=zlib.crc32(repr((hidden, activation)).encode()) % 1000)
+    model, params, tasks = make(hidden, activation, n_tasks, split, seed=grid_seed(hidden, activation))
     for steps in range(6):
         inner = InnerLoop(0.1, steps, first_order, loss_scale=0.5 if steps % 2 == 0 else 1.0)
         value, gradient = f32_errors(model, params, tasks, inner)

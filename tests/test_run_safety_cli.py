@@ -48,8 +48,8 @@ def sweep_table(sweep_dir):
 
 def resume_args(stderr: str) -> list[str]:
     """The arguments of the resume command printed on the interrupt line (after the program name)."""
-    line = [l for l in stderr.splitlines() if "resume with: " in l][-1]
-    argv = shlex.split(line.split("resume with: ", 1)[1])
+    line = [l for l in stderr.splitlines() if " with: " in l][-1]
+    argv = shlex.split(line.split(" with: ", 1)[1])
     return argv[3:] if argv[:3] == ["python", "-m", "maml_sweep"] else argv[1:]
 
 
@@ -173,9 +173,27 @@ def test_a_killed_joblib_worker_leaves_true_states_and_the_rerun_finishes_the_sw
     os.kill(victim, signal.SIGKILL)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode != 0
-    assert "the sweep stopped early" in err and "rerun it to finish the rest: " in err
+    assert "the sweep stopped early" in err and "resume the sweep with: " in err
     statuses = {r["job"]: r["status"] for r in sweep_table(sweep)}
     assert statuses["1"] == "killed" and statuses["0"] in ("completed", "interrupted", "killed")
-    rerun = run_cli(resume_args(err.replace("rerun it to finish the rest: ", "resume with: ")), cwd=tmp_path)
+    rerun = run_cli(resume_args(err), cwd=tmp_path)
+    assert rerun.returncode == 0, rerun.stderr
+    assert [r["status"] for r in sweep_table(sweep)] == ["completed", "completed"]
+
+
+def test_ctrl_c_in_a_joblib_sweep_prints_one_line_that_resumes_the_sweep(tmp_path):
+    args = ["-m", "seed=0,1", *LONG, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "hydra.sweep.dir=sweep"]
+    proc = subprocess.Popen(command("maml_sweep", args), cwd=tmp_path, env=subprocess_env(), text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    sweep = tmp_path / "sweep"
+    wait_for(lambda: all((sweep / j / "checkpoint.npz").exists() for j in ("0", "1")))
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C does: the whole process group
+    _, err = proc.communicate(timeout=120)
+    lines = [l for l in err.splitlines() if not l.startswith("[")]  # log lines aside
+    assert proc.returncode == 130 and "Traceback" not in err and len(lines) == 1
+    # the jobs stop first (one line from the sweep's end) or the launcher does (one line at exit)
+    assert "resume the sweep with: " in lines[0] and lines[0].endswith("hydra.sweep.dir=sweep")
+    assert {r["status"] for r in sweep_table(sweep)} <= {"interrupted", "completed", "killed"}
+    rerun = run_cli(resume_args(lines[0]), cwd=tmp_path)
     assert rerun.returncode == 0, rerun.stderr
     assert [r["status"] for r in sweep_table(sweep)] == ["completed", "completed"]

@@ -13,6 +13,7 @@ import json
 import math
 import os
 import re
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
@@ -157,15 +158,17 @@ class Run:
 
 def read_runs(run_dirs: list[Path], skipped: list[tuple[str, str]], max_points: int | None,
               progress: Callable[[str], None] | None = None) -> list[Run]:
-    """Every readable run; an unreadable one goes to ``skipped`` as (path, reason)."""
-    runs = []
-    for i, d in enumerate(run_dirs):
+    """Every readable run; an unreadable one goes to ``skipped`` as (path, reason). ``progress``
+    hears the count, rate and ETA every 1,000 runs."""
+    runs, t0 = [], time.perf_counter()
+    for i, d in enumerate(run_dirs, 1):
         try:
             runs.append(read_run(d, max_points))
         except rundir.DamagedFile as e:
             skipped.append((str(d), str(e)))
-        if progress and (i + 1) % 1000 == 0:
-            progress(f"read {i + 1}/{len(run_dirs)} runs")
+        if progress and i % 1000 == 0:
+            rate = i / max(time.perf_counter() - t0, 1e-9)
+            progress(f"read {i}/{len(run_dirs)} runs ({rate:.0f} runs/s, ETA {(len(run_dirs) - i) / rate:.0f} s)")
     return runs
 
 
