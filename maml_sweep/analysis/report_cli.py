@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[{time.perf_counter() - t0:5.1f}s] {msg}", file=sys.stderr, flush=True)
 
     from .load import LoadError, counts_text, load_runs
-    from .report import write_report
+    from .report import atomic_write, write_report
     from .roles import RoleError, choose_roles
 
     try:
@@ -107,7 +107,6 @@ def main(argv: list[str] | None = None) -> int:
     command = " ".join([PROG] + [shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])])
     try:
         written = write_report(rs, out, roles, sources=list(args.paths), command=command, progress=say)
-        from .report import atomic_write
         atomic_write(out / INPUTS_FILE, "\n".join(inputs) + "\n")
     except OSError as e:
         print(f"{PROG}: error: --out {str(out)!r}: cannot write ({e.strerror})", file=sys.stderr)
