@@ -67,6 +67,7 @@ class MAML:
     """Model-Agnostic Meta-Learning (Finn et al. 2017); ``first_order`` for FOMAML."""
 
     label = "trained"  # the init's name in adaptation.csv
+    learns_inner_lr = False  # True: adapts with learned rates, whatever eval.inner_lr says
 
     def __init__(self, first_order: bool = False):
         self.first_order = first_order
@@ -112,6 +113,8 @@ class ANIL(MAML):
 
 class MetaSGD(MAML):
     """Meta-SGD (Li et al. 2017): per-parameter inner learning rates ``lr_<name>``, learned too."""
+
+    learns_inner_lr = True  # algorithm.inner_lr only initialises the rates; eval.inner_lr has no effect
 
     @staticmethod
     def rates(model: MLP, meta: dict) -> dict:

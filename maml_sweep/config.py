@@ -298,6 +298,8 @@ def _value_errors(cfg) -> list[str]:
     need(ev.val_tasks >= 1, "eval.val_tasks", "an integer >= 1", ev.val_tasks)
     need(ev.max_steps >= 0, "eval.max_steps", "an integer >= 0", ev.max_steps)
     need(ev.inner_lr is None or _finite_positive(ev.inner_lr), "eval.inner_lr", "null (the training inner_lr) or a finite number > 0", ev.inner_lr)
+    need(ev.inner_lr is None or not ALGORITHMS[a.name]().learns_inner_lr, "eval.inner_lr",
+         f"null with algorithm={a.name} (it adapts with its learned rates)", ev.inner_lr)
     need(ev.support_size is None or ev.support_size >= 1, "eval.support_size", "null (the task's support size) or an integer >= 1", ev.support_size)
     need(ev.query_size >= 1, "eval.query_size", "an integer >= 1", ev.query_size)
     if tr.rng == "notebook":

@@ -117,6 +117,7 @@ BAD_VALUES = [
     ("algorithm=anil algorithm.first_order=true", "algorithm.first_order"),  # anil is second order
     ("algorithm=fomaml algorithm.first_order=false", "algorithm.first_order"),
     ("algorithm=reptile algorithm.first_order=true", "algorithm.first_order"),
+    ("algorithm=metasgd eval.inner_lr=0.05", "eval.inner_lr"),  # metasgd adapts with its learned rates
     ("seed=4294967296", "seed"),  # the notebook's RandomState takes seeds < 2**32
     ("optimizer=adam optimizer.beta2=1", "optimizer.beta2"),
     ("train.max_memory_gb=0", "train.max_memory_gb"),
