@@ -24,7 +24,7 @@ class WithoutSharedValidation(train.Trainer):
     """The reference: validation on the run's own validation tasks only."""
 
     def validate(self, state: dict) -> dict:
-        return {"val_meta_objective": self.algorithm.objective(self.model, state["params"], state["val_tasks"],
+        return {"val_meta_objective": self.algorithm.objective(self.model, state.params, state.val_tasks,
                                                                self.inner),
                 "val_mse": math.nan}
 

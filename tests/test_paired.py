@@ -19,17 +19,20 @@ def task_mse(seed: int, offset: float) -> np.ndarray:
     return difficulty * np.exp(-0.1 * np.arange(K)) + offset + 0.05 * seed + rng.normal(0, 0.02, size=(T, K))
 
 
-def write_sweep(folder, inner_lr: float, offset: float, val: float, seeds=(0, 1, 2), blowup=None):
+def write_sweep(folder, inner_lr: float, offset: float, val: float, seeds=(0, 1, 2), blowup=None, algorithm=None):
     mats = {}
     for seed in seeds:
         config = base_config(seed)
         config["algorithm"]["inner_lr"] = inner_lr
+        if algorithm:
+            config["algorithm"]["name"] = algorithm
         run_dir = folder / str(seed)
         mse = task_mse(seed, offset)
         if blowup is not None and seed == 0:
             mse[blowup, 5:] = [5e3, 1e5, 1e8, np.inf, np.inf, np.nan]
         mats[seed] = mse
-        write_run(run_dir, config, [f"algorithm.inner_lr={inner_lr}", f"seed={seed}"], metrics=[])
+        write_run(run_dir, config, [f"algorithm={algorithm}"] * bool(algorithm) + [f"algorithm.inner_lr={inner_lr}",
+                                                                                  f"seed={seed}"], metrics=[])
         keys = evaluate.record(run_dir, {"trained": mse, "scratch": mse + 1}, "trained", [1, 5, 10], 5)
         from maml_sweep import rundir
         rundir.write_json(run_dir / rundir.SUMMARY, {"status": "completed", "steps": 10, "outer_steps": 10,
@@ -91,3 +94,17 @@ def test_a_blown_up_task_shows_in_the_report(tmp_path):
            "configuration's test tasks blow up" in md
     robust = (out / "robust.csv").read_text().splitlines()
     assert robust[0].split(",").index("k=10 blow-up") and len(robust) == 3
+
+
+def test_paper_table_pairs_maml_and_pretrain_by_hand(tmp_path, capsys):
+    from maml_sweep.analysis.paper import main as paper_main
+    maml = write_sweep(tmp_path / "m", 0.1, 0.0, val=0.5, algorithm="maml")
+    pre = write_sweep(tmp_path / "p", 0.1, 0.7, val=0.9, algorithm="pretrain")
+    assert paper_main([str(tmp_path / "m"), str(tmp_path / "p")]) == 0
+    out = capsys.readouterr().out
+    by_hand = np.mean([maml[s][:, 5] - pre[s][:, 5] for s in (0, 1, 2)])
+    cells = [line for line in out.splitlines() if "seeds and tasks, 3 seeds x 40 tasks" in line][0].split("|")
+    assert cells[3].strip().startswith(f"{by_hand:.2f} [")
+    k1 = [np.mean(maml[s][:, 1]) for s in (0, 1, 2)]
+    ci = 4.302653 * np.std(k1, ddof=1) / np.sqrt(3)
+    assert f"| maml | 3 | {np.mean(k1):.2f} ± {ci:.2f} |" in out

@@ -214,7 +214,8 @@ def section_paired(s) -> None:
     shown = table.copy()
     shown["difference [95% CI]"] = [f"{_num(r.mean_diff)} [{_num(r.mean_diff_low)}, {_num(r.mean_diff_high)}]"
                                     for r in shown.itertuples()]
-    shown["median difference"] = [_num(v) for v in shown["median_diff"]]
+    shown["median difference"] = ["" if str(p).startswith("unpaired") else _num(v)
+                                  for v, p in zip(shown["median_diff"], shown["pairing"])]
     shown["blow-up (this / best)"] = [f"{_pct(a)} / {_pct(b)}" for a, b in zip(shown["blowup"], shown["blowup_best"])]
     s.doc.table(shown[[*keys, "k", "difference [95% CI]", "median difference", "blow-up (this / best)",
                        "pairing", "n_seeds", "n_tasks"]].head(45))
