@@ -28,18 +28,22 @@ def reevaluate(run_dir: Path) -> dict:
         raise ValueError(f"{run_dir}: not a completed run (status {None if summary is None else summary.get('status')})")
     register_configs()
     cfg = OmegaConf.merge(OmegaConf.structured(Config), OmegaConf.load(run_dir / rundir.HYDRA_CONFIG))
-    params = rundir.load_params(run_dir / rundir.PARAMS)
-    keys = Trainer(cfg, run_dir, summary["config_hash"]).evaluate(params)
-    kept = {k: v for k, v in summary.items() if not k.startswith("test_")}
-    new = {**kept, **keys}
-    rundir.write_json(run_dir / rundir.SUMMARY, new)
+    with rundir.RunLock(run_dir):  # no live process owns the run while its results are rewritten
+        params = rundir.load_params(run_dir / rundir.PARAMS)
+        keys = Trainer(cfg, run_dir, summary["config_hash"]).evaluate(params)
+        new = {**{k: v for k, v in summary.items() if not k.startswith("test_")}, **keys}
+        rundir.write_json(run_dir / rundir.SUMMARY, new)
     return new
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m maml_sweep.reevaluate", description=__doc__.split("\n\n")[0])
     p.add_argument("paths", nargs="+", type=Path, help="run directories, or sweep directories holding them")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
     runs = sorted({s.parent for path in args.paths for s in ([path / rundir.SUMMARY] if (path / rundir.SUMMARY).exists()
                                                              else path.glob(f"*/{rundir.SUMMARY}"))})
     if not runs:
@@ -50,7 +54,7 @@ def main(argv=None) -> int:
     for run in runs:
         try:
             s = reevaluate(run)
-        except ValueError as exc:
+        except (ValueError, rundir.RunDirError) as exc:
             print(f"skipped {exc}", file=sys.stderr)
             skipped += 1
             continue

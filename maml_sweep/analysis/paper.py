@@ -79,10 +79,14 @@ def table(runs: pd.DataFrame, keys: list[str]) -> str:
     return out
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m maml_sweep.analysis.paper", description=__doc__.split("\n\n")[0])
     p.add_argument("paths", nargs="+", help="sweep or run directories")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
     rs = load_runs(args.paths)
     if "algorithm.name" not in rs.runs.columns:
         print("paper: error: the runs have no algorithm.name", file=sys.stderr)
