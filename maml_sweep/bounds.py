@@ -57,7 +57,7 @@ def estimates(cfg) -> list[Estimate]:
 
     # Evaluation: the test bank (support + query points per task), all tasks adapted at once for
     # max_steps steps, the trained and the scratch initialisation.
-    shots = ev.support_size if ev.support_size is not None else (n - t.query_size if t.query_size else n)
+    shots = ev.support_size if ev.support_size is not None else n - t.query_size  # the task's support
     m, T, k = shots + ev.query_size, ev.num_tasks, ev.max_steps
     eval_bytes = T * (2 * BYTES * m + 3 * BYTES * P + m * point_bytes + BYTES * (k + 1))
     eval_s = 2 * T * (k * shots + (k + 1) * ev.query_size) * point_flops / FLOPS_PER_S
@@ -88,7 +88,7 @@ def _growth(cfg, sizes: dict[str, float]):
                "algorithm.inner_steps": AlgorithmConfig().inner_steps + 1,
                "train.meta_batch_size": TrainConfig().meta_batch_size, "train.outer_steps": TrainConfig().outer_steps,
                "eval.val_tasks": EvalConfig().val_tasks, "eval.num_tasks": EvalConfig().num_tasks,
-               "eval.support_size": n - task.query_size if task.query_size else n,
+               "eval.support_size": n - task.query_size,
                "eval.query_size": EvalConfig().query_size, "eval.max_steps": EvalConfig().max_steps + 1}
 
     def grew(*keys):
