@@ -75,7 +75,8 @@ def test_a_single_run_reads_naturally(tmp_path, monkeypatch, capsys):
     _, md, _ = _report([_one_run(tmp_path)], capsys)
     assert "1 runs" not in md and "`None`" not in md and "1 seed(s)" not in md
     assert not re.search(r"± *[(|*\n]", md), "a ± with nothing after it"
-    assert "(n=1: no CI)" in md and "One configuration, one seed." in md
+    assert "(n=1: no CI)" in md and "One configuration, one seed." in md and "over 1 completed run." in md
+    assert "Its metrics (one run; all in `aggregate.csv`)" in md and "±95% CI" not in md
 
 
 def test_a_single_failed_run_says_why_and_that_nothing_ranks(tmp_path, monkeypatch, capsys):
@@ -133,3 +134,4 @@ def test_ranked_table_shows_each_metric_with_its_ci_in_one_column():
     shown = shown_with_ci(table)
     assert list(shown.columns) == ["task.bins", "val (±95% CI)", "n (completed)"]
     assert list(shown["val (±95% CI)"]) == ["0.1943 ± 0.1561", "0.2"]
+    assert list(shown_with_ci(table.tail(1)).columns) == ["task.bins", "val", "n (completed)"]  # no CI at all

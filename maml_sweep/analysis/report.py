@@ -257,7 +257,7 @@ def shown_with_ci(table: pd.DataFrame) -> pd.DataFrame:
     for c in table.columns:
         if c.endswith(" ±95%CI"):
             continue
-        if f"{c} ±95%CI" in table.columns:
+        if f"{c} ±95%CI" in table.columns and table[f"{c} ±95%CI"].notna().any():
             out[f"{c} (±95% CI)"] = [fmt(m) + (f" ± {fmt(ci)}" if pd.notna(ci) and np.isfinite(ci) else "")
                                      for m, ci in zip(table[c], table[f"{c} ±95%CI"])]
         else:
@@ -351,7 +351,7 @@ def section_settings(s: Section) -> None:
     order = order[order["n"] > 0]
     if len(order) == 1 and not keys:
         s.doc.p(f"`{roles.select}`: **{mean_ci(best['mean'], best['ci95'], best['n'])}**"
-                f" over the completed {plural(int(best['n']), 'run')}.")
+                f" over {plural(int(best['n']), 'completed run')}.")
     else:
         s.doc.p(f"Best configuration, chosen on **`{roles.select}`**{select_note} (lowest mean over seeds among "
                 f"configurations with no diverged or failed run; never on the test bank): "
@@ -372,7 +372,8 @@ def section_settings(s: Section) -> None:
         s.doc.p(f"Configurations ranked on `{roles.select}` (top {min(TOP, len(table))} of {len(table)}; "
                 f"all in `aggregate.csv`, tidy: one row per configuration and metric):")
     else:
-        s.doc.p("Its metrics (mean and 95% CI over seeds; all in `aggregate.csv`):")
+        s.doc.p("Its metrics" + (" (mean and 95% CI over seeds" if best["n"] > 1 else " (one run") +
+                "; all in `aggregate.csv`):")
     s.doc.table(shown_with_ci(table.head(TOP)))
     if keys and roles.metric in runs.columns:
         effects = key_effects(runs, keys, roles.metric)
