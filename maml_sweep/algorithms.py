@@ -72,6 +72,9 @@ class MAML:
     def __init__(self, first_order: bool = False):
         self.first_order = first_order
 
+    def caveats(self, inner: InnerLoop) -> list[str]:
+        """Warnings about running this algorithm with ``inner`` (none by default)."""
+        return []
     @property
     def fixed_first_order(self) -> bool | None:
         """What ``algorithm.first_order`` must be for this algorithm; None: the config chooses."""
@@ -141,7 +144,16 @@ class MetaSGD(MAML):
 
 class Reptile(MAML):
     """Reptile (Nichol et al. 2018): the direction is params - adapted params, averaged over the
-    meta-batch; with SGD of rate eps that is Reptile's interpolation towards the adapted params."""
+    meta-batch; with SGD of rate eps that is Reptile's interpolation towards the adapted params.
+    With one inner step, params - adapted = inner_lr x the support-loss gradient: joint training
+    on the pooled support sets (Nichol et al., Sec. 5), no meta-learning."""
+
+    def caveats(self, inner: InnerLoop) -> list[str]:
+        if inner.steps == 1:
+            return ["algorithm=reptile with algorithm.inner_steps=1 is joint training, not meta-learning: "
+                    "its direction is inner_lr x the gradient of the support loss (compare algorithm=pretrain); "
+                    "Reptile needs inner_steps > 1"]
+        return []
 
     fixed_first_order = False  # no meta-gradient: nothing to make first order
 

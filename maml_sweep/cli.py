@@ -43,7 +43,7 @@ def main() -> None:
 
 @hydra.main(config_path="pkg://maml_sweep.conf", config_name="config", version_base="1.3")
 def _hydra_main(cfg) -> float:
-    """Train one run; return its final validation meta-objective (inf unless completed) for sweepers."""
+    """Train one run; return its final shared-validation MSE ``val_mse`` (inf unless completed) for sweepers."""
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN
     out_dir = Path(hc.runtime.output_dir)
@@ -92,7 +92,7 @@ def _hydra_main(cfg) -> float:
                      f"/{summary.get('outer_steps', '?')}, checkpoint kept; resume with: {resume}")
         print(_SAID[-1], file=sys.stderr)
         sys.exit(130)  # stop here; with the basic launcher this also stops the rest of the sweep
-    value = summary["val_meta_objective"] if summary["status"] == rundir.COMPLETED else None
+    value = summary.get("val_mse") if summary["status"] == rundir.COMPLETED else None
     return math.inf if value is None else value
 
 

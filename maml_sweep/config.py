@@ -16,7 +16,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
 from .algorithms import ALGORITHMS
-from .model import ACTIVATIONS, DTYPES
+from .model import ACTIVATIONS, DTYPES, INIT_SCHEMES
 
 
 # Every default lives here, once (Hydra's structured-config pattern). An option's YAML in conf/
@@ -29,7 +29,9 @@ class ModelConfig:
     name: str = MISSING
     hidden: List[int] = field(default_factory=lambda: [50, 50])  # hidden layer sizes; any number of layers
     activation: str = "relu"  # relu | tanh
-    init_std: float = 0.1     # every parameter starts ~ N(0, init_std^2)
+    init_std: float = 0.1     # every parameter starts ~ N(0, init_std^2) (init=normal)
+    init: str = "normal"      # normal | truncated_normal (redrawn beyond 2 init_std; the MAML paper's code)
+    zero_biases: bool = False  # true: biases start at 0 and draw nothing (the MAML paper's code)
 
 
 @dataclass
@@ -125,11 +127,12 @@ class EvalConfig:
     """The test protocol, run at the end of every completed run (adaptation.csv)."""
     seed: int = 0             # keys the validation tasks and the test bank (with the task config)
     num_tasks: int = 300      # test bank size
-    val_tasks: int = 32       # validation tasks (rng=streams; the notebook mode keeps its single task)
+    val_tasks: int = 32       # shared validation tasks (val_mse; rng=streams: also val_meta_objective)
     max_steps: int = 10       # adaptation steps k = 0..max_steps on the test bank
     inner_lr: Optional[float] = None      # None: the training inner_lr
     support_size: Optional[int] = None    # shots per test task; None: the task's support size
     query_size: int = 100     # held-out points per test task that score the (plain) MSE
+    report_steps: List[int] = field(default_factory=lambda: [1, 5, 10])  # k of summary.json's test_*_k<k> keys
 
 
 @dataclass
@@ -253,6 +256,7 @@ def _value_errors(cfg) -> list[str]:
     need(len(hidden) > 0 and all(h >= 1 for h in hidden), "model.hidden", "a non-empty list of positive layer sizes", hidden)
     need(m.activation in ACTIVATIONS, "model.activation", f"one of {', '.join(sorted(ACTIVATIONS))}", m.activation)
     need(_finite_positive(m.init_std), "model.init_std", "a finite number > 0", m.init_std)
+    need(m.init in INIT_SCHEMES, "model.init", f"one of {', '.join(INIT_SCHEMES)}", m.init)
 
     ordered("task", t, "xmin", "xmax", strict=True)
     family = SCHEMAS["task", t.name]  # unknown_keys made sure the name and the schema agree
@@ -302,6 +306,9 @@ def _value_errors(cfg) -> list[str]:
          f"null with algorithm={a.name} (it adapts with its learned rates)", ev.inner_lr)
     need(ev.support_size is None or ev.support_size >= 1, "eval.support_size", "null (the task's support size) or an integer >= 1", ev.support_size)
     need(ev.query_size >= 1, "eval.query_size", "an integer >= 1", ev.query_size)
+    steps = list(ev.report_steps)
+    need(len(steps) > 0 and all(0 <= k <= ev.max_steps for k in steps), "eval.report_steps",
+         f"a non-empty list of steps k in 0..eval.max_steps ({ev.max_steps})", steps)
     if tr.rng == "notebook":
         need(0 <= cfg.seed < NOTEBOOK_SEEDS, "seed", "an integer in [0, 2**32) with train.rng=notebook", cfg.seed)
     else:

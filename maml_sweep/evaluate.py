@@ -1,23 +1,28 @@
-"""The evaluation protocol: validation tasks, the test bank and adaptation curves.
+"""The evaluation protocol: validation tasks, the test bank, and what is kept of the test results.
 
-Adaptation curves are plain mean squared error on each test task's held-out query points after
-k = 0..max_steps inner steps, whatever the training loss scale; mean and 95% CI over the bank.
+Computing the per-task MSE matrices (:meth:`Algorithm.adaptation_mse` on :func:`test_bank`) is
+separate from summarising them (:func:`record`): plain mean squared error on each test task's
+held-out query points after k = 0..max_steps inner steps, whatever the training loss scale, one
+(T, max_steps + 1) matrix per initialisation. :func:`record` keeps the matrices
+(``test_mse.npz``), writes their statistics over tasks (``adaptation.csv``, see
+:mod:`maml_sweep.stats`) and returns the summary keys at ``eval.report_steps``.
 """
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 
+from . import rundir, stats
 from .maml import InnerLoop
 from .streams import keyed_stream
 from .tasks import Task
 
-Z95 = 1.959963984540054  # normal quantile for a two-sided 95% interval
-
 
 def validation_tasks(tasks, task_cfg, eval_cfg) -> list[Task]:
-    """``eval.val_tasks`` tasks from the validation stream (same for every training seed)."""
+    """``eval.val_tasks`` tasks from the validation stream: the same for every training seed,
+    algorithm and rng mode of one task config (the shared validation behind ``val_mse``)."""
     rng = keyed_stream(task_cfg, eval_cfg.seed, "val")
     return [tasks.sample(rng) for _ in range(eval_cfg.val_tasks)]
 
@@ -31,14 +36,37 @@ def test_bank(tasks, task_cfg, eval_cfg) -> list[Task]:
     return [family.sample(rng) for _ in range(eval_cfg.num_tasks)]
 
 
-def summarise(init: str, mse: np.ndarray) -> list[dict]:
-    """Rows of adaptation.csv for one init: mean and 95% CI half-width over tasks, per k."""
-    n = mse.shape[0]
-    sem = mse.std(axis=0, ddof=1) / np.sqrt(n)
-    return [{"init": init, "k": k, "mse_mean": float(m), "mse_ci95": float(Z95 * s), "n_tasks": n}
-            for k, (m, s) in enumerate(zip(mse.mean(axis=0), sem))]
-
-
 def eval_inner(inner: InnerLoop, eval_cfg) -> InnerLoop:
     """The training inner loop with ``eval.inner_lr`` and ``eval.max_steps`` steps."""
     return dataclasses.replace(inner, lr=eval_cfg.inner_lr or inner.lr, steps=eval_cfg.max_steps)
+
+
+def summarise(init: str, mse: np.ndarray) -> list[dict]:
+    """Rows of adaptation.csv for one init's per-task MSE (T, K): statistics over tasks per k."""
+    s = stats.summarise(mse)
+    return [{"init": init, "k": k, "mse_mean": s["mean"][k], "mse_ci95_low": s["ci95_low"][k],
+             "mse_ci95_high": s["ci95_high"][k], "mse_median": s["median"][k], "mse_trimmed": s["trimmed"][k],
+             "blowup_frac": s["blowup"][k], "n_tasks": mse.shape[0]} for k in range(mse.shape[1])]
+
+
+def summary_keys(mse: np.ndarray, report_steps, inner_steps: int) -> dict:
+    """summary.json's test keys from the trained init's per-task MSE (T, max_steps + 1): for each
+    k in ``report_steps``, ``test_mse_k<k>`` (mean over tasks), ``test_median_k<k>``,
+    ``test_trimmed_k<k>`` (10% trimmed mean), ``test_blowup_k<k>`` (fraction of tasks); and
+    ``test_mse_at_inner_steps`` (the mean at the training inner_steps, or at max_steps if fewer)."""
+    mean, median, trimmed, blowup = stats.mean(mse), stats.median(mse), stats.trimmed_mean(mse), stats.blowup_fraction(mse)
+    out = {}
+    for k in report_steps:
+        out.update({f"test_mse_k{k}": float(mean[k]), f"test_median_k{k}": float(median[k]),
+                    f"test_trimmed_k{k}": float(trimmed[k]), f"test_blowup_k{k}": float(blowup[k])})
+    out["test_mse_at_inner_steps"] = float(mean[min(inner_steps, mse.shape[1] - 1)])
+    return out
+
+
+def record(out_dir: Path, mse: dict[str, np.ndarray], label: str, report_steps, inner_steps: int) -> dict:
+    """Keep per-task MSE matrices ``mse`` (init name -> (T, K)) in ``test_mse.npz``, their
+    statistics in ``adaptation.csv``; returns the summary keys of init ``label``."""
+    out_dir = Path(out_dir)
+    rundir.save_arrays(out_dir / rundir.TEST_MSE, mse)
+    rundir.write_adaptation_csv(out_dir / rundir.ADAPTATION, [row for init, m in mse.items() for row in summarise(init, m)])
+    return {**summary_keys(mse[label], report_steps, inner_steps), "n_test_tasks": int(mse[label].shape[0])}

@@ -25,6 +25,24 @@ ACTIVATIONS = {
 }
 
 
+
+def _normal(rng, std: float, shape: tuple[int, ...]):
+    return rng.normal(0.0, std, size=shape or None)
+
+
+def _truncated_normal(rng, std: float, shape: tuple[int, ...]):
+    """N(0, std^2) with every value beyond 2 std redrawn until none is (shape ``shape``)."""
+    out = np.asarray(rng.normal(0.0, std, size=shape), dtype=float)
+    bad = np.abs(out) > 2 * std
+    while bad.any():
+        out[bad] = rng.normal(0.0, std, size=int(bad.sum()))
+        bad = np.abs(out) > 2 * std
+    return out if shape else float(out)
+
+
+INIT_SCHEMES = {"normal": _normal, "truncated_normal": _truncated_normal}
+
+
 def param_names(hidden: tuple[int, ...]) -> list[str]:
     """Names of the parameters in draw order, e.g. ``[W1, b1, W2, b2, w3, b3]`` for two layers."""
     names = []
@@ -65,10 +83,19 @@ class MLP:
     def names(self) -> list[str]:
         return param_names(self.hidden)
 
-    def init(self, rng, std: float) -> dict:
-        """Draw every parameter from N(0, std^2) in draw order (the notebook's ``random_init``),
-        as arrays of the model's dtype (0-d for the output bias)."""
-        return {name: np.asarray(rng.normal(0.0, std, size=shape or None), dtype=self.dtype)
+    def init(self, rng, std: float, scheme: str = "normal", zero_biases: bool = False) -> dict:
+        """Parameters drawn in draw order from ``rng`` (a RandomState or Generator), as arrays of
+        the model's dtype (0-d for the output bias).
+
+        ``scheme="normal"``: N(0, std^2) (the notebook's ``random_init``); ``"truncated_normal"``:
+        N(0, std^2) redrawn outside +-2 std (TensorFlow's ``truncated_normal``, the MAML paper's
+        code). ``zero_biases``: biases are zeros and draw nothing (the paper's code).
+        """
+        if scheme not in INIT_SCHEMES:
+            raise ValueError(f"init scheme must be one of {sorted(INIT_SCHEMES)}, got {scheme!r}")
+        draw = INIT_SCHEMES[scheme]
+        return {name: np.asarray(np.zeros(shape) if zero_biases and name.startswith("b") else draw(rng, std, shape),
+                                 dtype=self.dtype)
                 for name, shape in param_shapes(self.hidden).items()}
 
     def predict(self, params: dict, x):

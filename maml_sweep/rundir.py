@@ -11,7 +11,11 @@ A run directory holds, besides Hydra's ``.hydra/`` and its ``<job name>.log``:
   :data:`CHECKPOINT_VERSION`, the nested state with arrays referenced by entry name); it loads with
   ``np.load(path, allow_pickle=False)``. Checkpoints of another version are refused, never guessed at;
 - ``validation_fits.png``: the notebook's grid of adaptation trajectories;
-- ``adaptation.csv``: test-bank MSE after k adaptation steps per init (see :mod:`maml_sweep.evaluate`);
+- ``adaptation.csv``: statistics over the test bank of the MSE after k adaptation steps, per init
+  (columns :data:`ADAPTATION_COLUMNS`; see :mod:`maml_sweep.stats`);
+- ``test_mse.npz``: every test task's MSE after k = 0..eval.max_steps steps, one float64 array of
+  shape (eval.num_tasks, eval.max_steps + 1) per init (``trained`` or ``pretrain``, ``scratch``),
+  tasks in test-bank order (the same for every run of a task config and eval.seed), NaN/inf kept.
 - ``.run.lock``: held (``fcntl.flock``, exclusive) by the one process that owns the run, for its whole
   life; the kernel releases it when that process dies, SIGKILL included. It holds the owner's PID
   and host. :func:`is_live` tells a live run from a dead one: a summary saying ``running`` while the
@@ -62,8 +66,12 @@ FITS = "validation_fits.png"
 ADAPTATION = "adaptation.csv"
 HYDRA_CONFIG = Path(".hydra") / "config.yaml"
 HYDRA_OVERRIDES = Path(".hydra") / "overrides.yaml"
-METRIC_COLUMNS = ("step", "val_meta_objective", "train_meta_objective", "elapsed_s")
-ADAPTATION_COLUMNS = ("init", "k", "mse_mean", "mse_ci95", "n_tasks")
+TEST_MSE = "test_mse.npz"
+# val_mse: plain MSE on the shared validation tasks (eval.val_tasks, the same in every rng mode).
+METRIC_COLUMNS = ("step", "val_meta_objective", "val_mse", "train_meta_objective", "elapsed_s")
+# Over the test bank's tasks: mean, its 95% bootstrap CI, median, 10% trimmed mean, blow-up fraction.
+ADAPTATION_COLUMNS = ("init", "k", "mse_mean", "mse_ci95_low", "mse_ci95_high", "mse_median", "mse_trimmed",
+                      "blowup_frac", "n_tasks")
 VERSIONED_PACKAGES = ("maml-sweep", "numpy", "autograd", "hydra-core", "omegaconf")
 class RunDirError(Exception):
     """A run directory this run may not use (foreign files, another config's run, in use, damaged);
@@ -105,7 +113,7 @@ UNUSABLE = (DIVERGED, FAILED)  # final metrics missing or meaningless: counted, 
 NO_SUMMARY = "no_summary"  # no summary.json: starting, or killed before writing one
 CORRUPT = "corrupt"  # summary.json unreadable (half-written or damaged)
 UNKNOWN = "unknown"  # summary.json without a status
-RUN_FILES = (METRICS, SUMMARY, PARAMS, CHECKPOINT, FITS, ADAPTATION, ".hydra", LOCK, ASIDE)
+RUN_FILES = (METRICS, SUMMARY, PARAMS, CHECKPOINT, FITS, ADAPTATION, TEST_MSE, ".hydra", LOCK, ASIDE)
 _TEMP = re.compile(r"^\..+\.tmp-[a-z0-9_]{8}\.[A-Za-z0-9]+$")  # atomic_path's temp names
 
 
@@ -154,14 +162,17 @@ def read_summary(run_dir: Path) -> dict | None:
     return summary
 
 
-def save_params(path: Path, params: dict) -> None:
-    """Save a parameter dict as ``.npz``, one array per name, atomically."""
+def save_arrays(path: Path, arrays: dict) -> None:
+    """Save a dict of arrays as ``.npz``, one array per name, atomically (params.npz, test_mse.npz)."""
     with atomic_path(path) as tmp:
-        np.savez(tmp, **{k: np.asarray(v) for k, v in params.items()})
+        np.savez(tmp, **{k: np.asarray(v) for k, v in arrays.items()})
+
+
+save_params = save_arrays
 
 
 def load_params(path: Path) -> dict:
-    """Load a parameter dict saved by :func:`save_params` (names in saved order)."""
+    """Load a dict of arrays saved by :func:`save_arrays` (names in saved order)."""
     with np.load(path) as data:
         return {k: data[k] for k in data.files}
 
@@ -370,21 +381,21 @@ class MetricsLog:
                 kept.append(line + "\n")
         return kept
 
-    def append(self, step: int, val: float, train: float, elapsed_s: float) -> None:
-        self._file.write(metrics_line(step, val, train, elapsed_s))
+    def append(self, step: int, val: float, val_mse: float, train: float, elapsed_s: float) -> None:
+        self._file.write(metrics_line(step, val, val_mse, train, elapsed_s))
         self._file.flush()
 
     def close(self) -> None:
         self._file.close()
 
 
-def metrics_line(step: int, val: float, train: float, elapsed_s: float) -> str:
+def metrics_line(step: int, val: float, val_mse: float, train: float, elapsed_s: float) -> str:
     """One ``metrics.csv`` row (columns :data:`METRIC_COLUMNS`), newline-terminated."""
-    return f"{int(step)},{val:.10g},{train:.10g},{elapsed_s:.4f}\n"
+    return f"{int(step)},{val:.10g},{val_mse:.10g},{train:.10g},{elapsed_s:.4f}\n"
 
 
 def write_metrics(run_dir: Path, rows) -> None:
-    """Write a whole ``metrics.csv`` of (step, val, train, elapsed_s) rows at once, atomically
+    """Write a whole ``metrics.csv`` of (step, val, val_mse, train, elapsed_s) rows at once, atomically
     (for runs made outside the trainer, e.g. synthetic ones; the trainer appends via :class:`MetricsLog`)."""
     with atomic_path(Path(run_dir) / METRICS) as tmp, open(tmp, "w") as f:
         f.write(",".join(METRIC_COLUMNS) + "\n")
@@ -395,8 +406,12 @@ def write_adaptation_csv(path: Path, rows: list[dict]) -> None:
     """``adaptation.csv`` (columns :data:`ADAPTATION_COLUMNS`) from dict rows, atomically."""
     with atomic_path(path) as tmp:
         lines = [",".join(ADAPTATION_COLUMNS)]
-        lines += [f"{r['init']},{r['k']},{r['mse_mean']:.10g},{r['mse_ci95']:.10g},{r['n_tasks']}" for r in rows]
+        lines += [",".join(_csv_cell(r[c]) for c in ADAPTATION_COLUMNS) for r in rows]
         tmp.write_text("\n".join(lines) + "\n")
+
+
+def _csv_cell(v) -> str:
+    return f"{float(v):.10g}" if isinstance(v, (float, np.floating)) else str(v)
 
 
 def config_hash(config: dict) -> str:
@@ -805,7 +820,7 @@ class _Thinner:
 # ---------------------------------------------------------------- adaptation.csv
 
 def read_adaptation(run_dir: Path) -> tuple[list[dict], str | None]:
-    """``adaptation.csv`` as dict rows (init, k, mse_mean, mse_ci95, n_tasks) and an issue or None;
+    """``adaptation.csv`` as dict rows (columns :data:`ADAPTATION_COLUMNS`; absent ones NaN) and an issue or None;
     ([], None) when the run has none. A malformed line is dropped, never raised."""
     path = Path(run_dir) / ADAPTATION
     try:
@@ -824,9 +839,8 @@ def read_adaptation(run_dir: Path) -> tuple[list[dict], str | None]:
         try:
             if len(parts) != len(header):
                 raise ValueError(line)
-            records.append({"init": rec["init"], "k": int(float(rec["k"])), "mse_mean": float(rec["mse_mean"]),
-                            "mse_ci95": float(rec.get("mse_ci95") or "nan"),
-                            "n_tasks": float(rec.get("n_tasks") or "nan")})
+            records.append({"init": rec["init"], "k": int(float(rec["k"])),
+                            **{c: float(rec.get(c) or "nan") for c in ADAPTATION_COLUMNS[2:]}})
         except ValueError:
             issue = f"adaptation.csv: malformed line {i + 2} dropped"
     return records, issue

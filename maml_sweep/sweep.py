@@ -43,7 +43,7 @@ REFUSED = ".sweep_refused.json"  # job number -> why this sweep's job was refuse
 RECORD = "multirun.yaml"  # Hydra's record of the sweep
 
 SWEEP_SUMMARY = "sweep_summary.csv"
-HEADLINE = ("status", "steps", "outer_steps", "val_meta_objective", "train_meta_objective", "wall_s",
+HEADLINE = ("status", "steps", "outer_steps", "val_mse", "val_meta_objective", "train_meta_objective", "wall_s",
             "ms_per_step", "diverged_step", "error")
 
 

@@ -26,17 +26,34 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 from threadpoolctl import threadpool_limits
 
-from . import evaluate, rundir, scratch_cache, streams
+from . import evaluate, rundir, scratch_cache, stats, streams
 from .algorithms import MAML
 from .components import build
 from .config import CAPS, ConfigError, check_values
 from .figures import panel_steps, plot_validation_fits
+from .model import MLP
 from .tasks import Task
 from .rundir import COMPLETED, DIVERGED, FAILED, INTERRUPTED, RUNNING
 
 log = logging.getLogger(__name__)
 
 EXPLODED = 1e6  # a meta-objective above this (or non-finite) counts as diverged
+
+
+def init_params(model: MLP, rng, model_cfg) -> dict:
+    """The model's initial parameters as ``model_cfg`` (init_std, init, zero_biases) asks."""
+    return model.init(rng, model_cfg.init_std, model_cfg.init, model_cfg.zero_biases)
+
+
+def scratch_key(model_cfg) -> dict:
+    """What keys the scratch init's stream: the model config, without the init options at their
+    defaults (so configs from before those options existed keep their scratch init)."""
+    key = OmegaConf.to_container(model_cfg, resolve=True) if isinstance(model_cfg, DictConfig) else dict(model_cfg)
+    if key.get("init") == "normal":
+        del key["init"]
+    if key.get("zero_biases") is False:
+        del key["zero_biases"]
+    return key
 
 
 def run(cfg, out_dir, on_accept=None) -> dict:
@@ -178,7 +195,7 @@ class Outcome:
     error: str | None = None
     diverged_step: int | None = None
     train_loss: float = math.nan
-    val: float | None = None  # last validation meta-objective
+    val: dict | None = None  # last validation: {"val_meta_objective": ..., "val_mse": ...} (Trainer.validate)
     forced: bool = False
 
     def interrupted(self, signal_name: str, forced: bool) -> None:
@@ -195,6 +212,9 @@ class Trainer:
         self.outer_steps = cfg.train.outer_steps
         self.meta_batch_size, self.eval_every = cfg.train.meta_batch_size, cfg.train.eval_every
         self.snapshot_steps = set(panel_steps(self.outer_steps))
+        self.shared_val = evaluate.validation_tasks(self.tasks, cfg.task, cfg.eval)
+        for caveat in self.algorithm.caveats(self.inner):
+            log.warning(caveat)
         self.versions = rundir.package_versions()
         self.saved_step = 0  # the step of the checkpoint on disk (the resume point)
         self.results: dict | None = None  # a completed run's test-bank numbers (write_results)
@@ -203,11 +223,11 @@ class Trainer:
         """Step 0. The notebook mode draws init, then its single validation task, then training
         tasks from one stream; otherwise validation tasks come from their own keyed stream."""
         init_rng, task_rng = streams.training_streams(self.cfg.seed, self.cfg.train.rng)
-        params = self.algorithm.init(self.model, self.model.init(init_rng, self.cfg.model.init_std), self.inner)
+        params = self.algorithm.init(self.model, init_params(self.model, init_rng, self.cfg.model), self.inner)
         if self.cfg.train.rng == "notebook":
             val_tasks = [self.tasks.sample(task_rng)]
         else:
-            val_tasks = evaluate.validation_tasks(self.tasks, self.cfg.task, self.cfg.eval)
+            val_tasks = self.shared_val
         return TrainState(step=0, params=params, opt_state=self.optimizer.init(params),
                           rng_state=streams.get_state(task_rng), val_tasks=val_tasks, config_hash=self.chash)
 
@@ -264,10 +284,11 @@ class Trainer:
             if step in self.snapshot_steps:
                 state.snapshots.append((step, params))
             if step % self.eval_every == 0 or step == self.outer_steps:
-                val = outcome.val = self.validate(state)
+                vals = outcome.val = self.validate(state)
+                val = vals["val_meta_objective"]
                 state.train_s = start_train_s + time.perf_counter() - t0
-                metrics.append(step, val, float(train_loss), state.train_s)
-                self.log_progress(step, val, train_loss, start_step, t0)
+                metrics.append(step, val, vals["val_mse"], float(train_loss), state.train_s)
+                self.log_progress(step, vals, train_loss, start_step, t0)
                 if not (math.isfinite(val) and val < EXPLODED):
                     outcome.status, outcome.diverged_step = DIVERGED, step
                     return
@@ -296,38 +317,39 @@ class Trainer:
                                  (self.cfg.task.xmin, self.cfg.task.xmax), self.out_dir / rundir.FITS)
         self.results = results
 
-    def validate(self, state: TrainState) -> float:
-        """Mean meta-objective over the validation tasks: query loss after the inner loop."""
-        return self.algorithm.objective(self.model, state.params, state.val_tasks, self.inner)
+    def validate(self, state: TrainState) -> dict:
+        """``val_meta_objective``: mean meta-objective (loss_scale x query MSE after the inner loop)
+        on the run's validation tasks (the notebook mode: its single task from the legacy stream);
+        ``val_mse``: plain query MSE after ``inner_steps`` steps on the shared validation tasks
+        (``eval.val_tasks`` from the keyed validation stream, the same in every rng mode), mean
+        over tasks, inf if any task's is not finite. Model selection uses ``val_mse``."""
+        mse = self.algorithm.adaptation_mse(self.model, state.params, self.shared_val, self.inner)[:, -1]
+        return {"val_meta_objective": self.algorithm.objective(self.model, state.params, state.val_tasks, self.inner),
+                "val_mse": float(stats.mean(mse))}
 
     def evaluate(self, params: dict) -> dict:
         """Adaptation curves on the test bank for the trained init and the scratch baseline, into
         adaptation.csv; returns the headline numbers for summary.json."""
-        ev = self.cfg.eval
+        ev, label = self.cfg.eval, self.algorithm.label
         bank = evaluate.test_bank(self.tasks, self.cfg.task, ev)
         inner = evaluate.eval_inner(self.inner, ev)
-        mse = self.algorithm.adaptation_mse(self.model, params, bank, inner)
-        rows = evaluate.summarise(self.algorithm.label, mse)
-        if self.algorithm.label != "scratch":
+        mse = {label: self.algorithm.adaptation_mse(self.model, params, bank, inner)}
+        if label != "scratch":
             def scratch_mse():
-                rng = streams.keyed_stream(self.cfg.model, ev.seed, "scratch")
-                scratch = self.model.init(rng, self.cfg.model.init_std)
+                rng = streams.keyed_stream(scratch_key(self.cfg.model), ev.seed, "scratch")
+                scratch = init_params(self.model, rng, self.cfg.model)
                 return MAML().adaptation_mse(self.model, scratch, bank, inner)
 
-            rows += evaluate.summarise("scratch", scratch_cache.scratch_mse(self.cfg, self.model, bank, inner,
-                                                                           scratch_mse))
-        rundir.write_adaptation_csv(self.out_dir / rundir.ADAPTATION, rows)
-        curve = mse.mean(axis=0)
-        ks = sorted({min(1, ev.max_steps), min(self.inner.steps, ev.max_steps), ev.max_steps})
-        return {**{f"test_mse_k{k}": float(curve[k]) for k in ks},
-                "test_mse_at_inner_steps": float(curve[min(self.inner.steps, ev.max_steps)]),
-                "noise_floor": float(self.tasks.noise) ** 2, "n_test_tasks": len(bank)}
+            mse["scratch"] = scratch_cache.scratch_mse(self.cfg, self.model, bank, inner, scratch_mse)
+        keys = evaluate.record(self.out_dir, mse, label, ev.report_steps, self.inner.steps)
+        return {**keys, "noise_floor": float(self.tasks.noise) ** 2}
 
-    def log_progress(self, step: int, val: float, train_loss: float, start_step: int, t0: float) -> None:
+    def log_progress(self, step: int, vals: dict, train_loss: float, start_step: int, t0: float) -> None:
         rate = (step - start_step) / max(time.perf_counter() - t0, 1e-9)
         eta = (self.outer_steps - step) / rate if rate > 0 else math.inf
-        log.info("step %d/%d  val_meta_objective %.3f  train %.3f  %.0f steps/s  ETA %s",
-                 step, self.outer_steps, val, float(train_loss), rate, _duration(eta))
+        log.info("step %d/%d  val_meta_objective %.3f  val_mse %.3f  train %.3f  %.0f steps/s  ETA %s",
+                 step, self.outer_steps, vals["val_meta_objective"], vals["val_mse"], float(train_loss), rate,
+                 _duration(eta))
 
     def finish(self, state: TrainState, outcome: Outcome) -> dict:
         """The final summary (status, steps of the resume point, results of a completed run)."""
@@ -345,7 +367,7 @@ class Trainer:
         completed = outcome.status == COMPLETED
         summary = {
             "status": outcome.status, "steps": self.saved_step if outcome.forced else state.step, "outer_steps": self.outer_steps,
-            "val_meta_objective": outcome.val if completed else math.nan,
+            **(outcome.val if completed else {"val_meta_objective": math.nan, "val_mse": math.nan}),
             "train_meta_objective": outcome.train_loss,
             "wall_s": state.train_s, "ms_per_step": 1e3 * state.train_s / state.step if state.step else None,
             "diverged_step": outcome.diverged_step, "error": outcome.error, "seed": self.cfg.seed,

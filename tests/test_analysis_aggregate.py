@@ -47,18 +47,18 @@ def test_t_quantiles_match_scipy():
 def test_diverged_runs_are_counted_not_averaged_and_best_is_chosen_on_validation(sweep_copy):
     # Make the otherwise best configuration diverge in one seed.
     rs = load_runs(sweep_copy)
-    agg = aggregate(rs.runs, rs.group_keys, ["val_meta_objective"])
-    best = best_config(agg, rs.group_keys)
+    agg = aggregate(rs.runs, rs.group_keys, ["val_mse"])
+    best = best_config(agg, rs.group_keys)  # on the shared validation MSE
     first = rs.runs[(rs.runs["task.bins"] == best["task.bins"]) & (rs.runs["algorithm.inner_lr"] == best["algorithm.inner_lr"])]
     path = first["path"].iloc[0]
     s = summary_of(path)
-    s.update(status="diverged", val_meta_objective=None, diverged_step=8, test_mse_k1=0.0)
+    s.update(status="diverged", val_mse=None, val_meta_objective=None, diverged_step=8, test_mse_k1=0.0)
     with open(f"{path}/summary.json", "w") as f:
         json.dump(s, f)
     rs = load_runs(sweep_copy)
-    agg = aggregate(rs.runs, rs.group_keys, ["val_meta_objective", "test_mse_k1"])
+    agg = aggregate(rs.runs, rs.group_keys, ["val_mse", "test_mse_k1"])
     row = agg[(agg["task.bins"] == best["task.bins"]) & (agg["algorithm.inner_lr"] == best["algorithm.inner_lr"])
-              & (agg["metric"] == "val_meta_objective")].iloc[0]
+              & (agg["metric"] == "val_mse")].iloc[0]
     assert (row["n"], row["n_runs"], row["n_completed"], row["n_diverged"]) == (1, 2, 1, 1)
     assert np.isnan(row["std"]) and np.isnan(row["ci95"])
     new_best = best_config(agg, rs.group_keys)

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from analysis_fixtures import base_config, make_sweep, summary_of, write_run
+from maml_sweep import rundir
 from maml_sweep.analysis import LoadError, load_runs
 from maml_sweep.analysis.load import STR
 from maml_sweep import rundir
@@ -45,15 +46,15 @@ def test_curves_are_long_form_from_metrics_csv(real_sweep):
     curves = rs.curves
     assert list(curves.columns) == ["run", "step", "metric", "value"]
     assert str(curves["step"].dtype) == "int64" and str(curves["value"].dtype) == "float64"
-    assert set(curves["metric"]) == {"val_meta_objective", "train_meta_objective", "elapsed_s"}
-    assert len(curves) == 8 * 3 * 3
+    assert set(curves["metric"]) == {"val_meta_objective", "val_mse", "train_meta_objective", "elapsed_s"}
+    assert len(curves) == 8 * 3 * 4
     with open(real_sweep / "5" / "metrics.csv") as f:
         rows = list(csv.DictReader(f))
     mine = curves[(curves["run"] == "5") & (curves["metric"] == "val_meta_objective")]
     assert mine["step"].tolist() == [int(r["step"]) for r in rows] == [8, 16, 24]
     assert np.allclose(mine["value"], [float(r["val_meta_objective"]) for r in rows], rtol=0, atol=0)
     ad = rs.adaptation
-    assert list(ad.columns) == ["run", "init", "k", "mse_mean", "mse_ci95", "n_tasks"]
+    assert list(ad.columns) == ["run", *rundir.ADAPTATION_COLUMNS]
     assert str(ad["k"].dtype) == "int64" and str(ad["mse_mean"].dtype) == "float64"
     with open(real_sweep / "5" / "adaptation.csv") as f:
         rows = list(csv.DictReader(f))

@@ -41,7 +41,7 @@ def test_report_writes_markdown_html_figures_and_tables(real_sweep, tmp_path, re
     md = (folder / "report.md").read_text()
     rs = load_runs(real_sweep)
     agg = pd.read_csv(folder / "aggregate.csv")
-    val = agg[agg["metric"] == "val_meta_objective"].sort_values("mean")
+    val = agg[agg["metric"] == "val_mse"].sort_values("mean")  # selection: the shared validation MSE
     best = val.iloc[0]
     assert f"`task.bins={best['task.bins']}`" in md and "**8 runs**" in md
     assert "![" in md and "(learning_curves.png)" in md and "(heatmap.png)" in md
@@ -51,7 +51,7 @@ def test_report_writes_markdown_html_figures_and_tables(real_sweep, tmp_path, re
     runs = pd.read_csv(folder / "runs.csv")
     assert len(runs) == 8 and set(runs.columns) >= set(rs.runs.columns[:8])
     ranked = pd.read_csv(folder / "ranked.csv")
-    assert ranked["val_meta_objective"].iloc[0] == pytest.approx(best["mean"])
+    assert ranked["val_mse"].iloc[0] == pytest.approx(best["mean"])
     assert not [p for p in folder.iterdir() if p.name.startswith(".")]  # no temp files left
 
 
@@ -62,7 +62,7 @@ def test_flags_choose_metric_hue_facet_and_heatmap(real_sweep, tmp_path):
     assert code == 0
     md = (out / "report.md").read_text()
     assert "colour: `algorithm.inner_lr`, columns: `task.bins`" in md
-    assert "you asked for `ms_per_step`; the choice is made on validation: `val_meta_objective`" in md
+    assert "you asked for `ms_per_step`; the choice is made on validation: `val_mse`" in md
     assert "Final `ms_per_step` (mean over seeds) over `algorithm.inner_lr` and `task.bins`" in md
 
 
@@ -73,8 +73,9 @@ def test_roles_are_chosen_from_what_was_swept(tmp_path):
     roles = choose_roles(rs)
     assert (roles.hue, roles.col, roles.row) == ("task.bins", "algorithm.name", "algorithm.inner_lr")
     assert (roles.heat_x, roles.heat_y) == ("task.bins", "algorithm.name")
-    assert roles.metric == roles.select == "val_meta_objective"
-    assert choose_roles(rs, metric="test_mse_k1").select == "val_meta_objective"
+    assert roles.metric == roles.select == "val_mse"
+    assert choose_roles(rs, metric="test_mse_k1").select == "val_mse"
+    assert choose_roles(rs, metric="val_meta_objective").select == "val_meta_objective"
     assert choose_roles(rs, hue="algorithm").hue == "algorithm.name"
     with pytest.raises(RoleError, match=r"^--hue 'lr' is not a swept key of these runs; allowed: "
                                         r"algorithm.name, task.bins, algorithm.inner_lr$"):

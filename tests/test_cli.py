@@ -28,7 +28,7 @@ def test_single_run_writes_the_whole_run_directory(tmp_path):
     assert summary["versions"]["numpy"] == np.__version__ and len(summary["config_hash"]) == 16
 
     rows = read_metrics(run_dir)
-    assert list(rows[0]) == ["step", "val_meta_objective", "train_meta_objective", "elapsed_s"]
+    assert list(rows[0]) == ["step", "val_meta_objective", "val_mse", "train_meta_objective", "elapsed_s"]
     assert [int(r["step"]) for r in rows] == [8, 16, 24]
     assert float(rows[-1]["val_meta_objective"]) == pytest.approx(summary["val_meta_objective"], rel=1e-9)
     assert all(float(a["elapsed_s"]) <= float(b["elapsed_s"]) for a, b in zip(rows, rows[1:]))

@@ -1,4 +1,5 @@
-"""The evaluation protocol: keyed test bank, paired scratch baseline, adaptation.csv."""
+"""The evaluation protocol: keyed test bank, paired scratch baseline, adaptation.csv, test_mse.npz,
+fixed-k summary keys, shared validation."""
 import csv
 import json
 
@@ -6,10 +7,12 @@ import numpy as np
 import pytest
 
 from conftest import TINY
-from maml_sweep import evaluate
+from maml_sweep import evaluate, rundir
 from maml_sweep.tasks import make_tasks
 from maml_sweep.algorithms import MAML
-from maml_sweep.train import build, run
+from maml_sweep import maml
+from maml_sweep.components import build
+from maml_sweep.train import Trainer, run
 
 
 def bank(compose_cfg, overrides):
@@ -37,23 +40,28 @@ def read_adaptation(run_dir):
 
 
 def test_runs_write_adaptation_csv_and_share_the_scratch_baseline(compose_cfg, tmp_path):
-    common = [*TINY, "eval.max_steps=4"]
+    common = [*TINY, "eval.max_steps=4", "eval.report_steps=[1,4]"]
     assert run(compose_cfg([*common, "seed=0"]), tmp_path / "a")["status"] == "completed"
     assert run(compose_cfg([*common, "seed=1", "algorithm=fomaml"]), tmp_path / "b")["status"] == "completed"
     a, b = read_adaptation(tmp_path / "a"), read_adaptation(tmp_path / "b")
-    assert list(a[0]) == ["init", "k", "mse_mean", "mse_ci95", "n_tasks"]
+    assert tuple(a[0]) == rundir.ADAPTATION_COLUMNS
     assert [(r["init"], r["k"]) for r in a] == [(i, str(k)) for i in ("trained", "scratch") for k in range(5)]
-    assert all(r["n_tasks"] == "20" and float(r["mse_ci95"]) > 0 for r in a)
+    assert all(r["n_tasks"] == "20" and float(r["mse_ci95_low"]) < float(r["mse_mean"]) < float(r["mse_ci95_high"])
+               for r in a)
     assert [r for r in a if r["init"] == "scratch"] == [r for r in b if r["init"] == "scratch"]  # paired
     assert [r for r in a if r["init"] == "trained"] != [r for r in b if r["init"] == "trained"]
     summary = json.loads((tmp_path / "a" / "summary.json").read_text())
+    per_task = rundir.load_params(tmp_path / "a" / rundir.TEST_MSE)
+    assert list(per_task) == ["trained", "scratch"] and per_task["trained"].shape == (20, 5)
     trained = {int(r["k"]): float(r["mse_mean"]) for r in a if r["init"] == "trained"}
-    assert summary["test_mse_k1"] == pytest.approx(trained[1]) and summary["test_mse_k4"] == pytest.approx(trained[4])
+    for k in (1, 4):
+        assert summary[f"test_mse_k{k}"] == pytest.approx(trained[k]) == pytest.approx(per_task["trained"][:, k].mean())
+        assert summary[f"test_median_k{k}"] == pytest.approx(np.median(per_task["trained"][:, k]))
     assert summary["noise_floor"] == pytest.approx(0.01)
 
 
 def test_pretrain_rows_are_labelled_pretrain(compose_cfg, tmp_path):
-    cfg = compose_cfg([*TINY, "algorithm=pretrain", "eval.max_steps=2"])
+    cfg = compose_cfg([*TINY, "algorithm=pretrain", "eval.max_steps=2", "eval.report_steps=[2]"])
     assert run(cfg, tmp_path)["status"] == "completed"
     assert {r["init"] for r in read_adaptation(tmp_path)} == {"pretrain", "scratch"}
 
@@ -62,7 +70,7 @@ def test_mse_is_plain_whatever_the_loss_scale(compose_cfg, tmp_path):
     rows = []
     for scale in (0.5, 1.0):
         cfg = compose_cfg([*TINY, "algorithm=scratch", f"algorithm.loss_scale={scale}",
-                           f"algorithm.inner_lr={0.1 / scale}", "eval.max_steps=3"])
+                           f"algorithm.inner_lr={0.1 / scale}", "eval.max_steps=3", "eval.report_steps=[3]"])
         run(cfg, tmp_path / str(scale))
         rows.append(read_adaptation(tmp_path / str(scale)))
     # inner_lr * scale is the same, so the adaptation steps and the plain MSE are the same
@@ -72,13 +80,88 @@ def test_mse_is_plain_whatever_the_loss_scale(compose_cfg, tmp_path):
 def test_ci_shrinks_as_the_test_bank_grows(compose_cfg):
     widths = []
     for n in (20, 80, 320):
-        cfg = compose_cfg(["model.hidden=[8,8]", f"eval.num_tasks={n}", "eval.max_steps=3"])
+        cfg = compose_cfg(["model.hidden=[8,8]", f"eval.num_tasks={n}", "eval.max_steps=3", "eval.report_steps=[3]"])
         model, tasks, _, _, inner = build(cfg)
         init = model.init(np.random.RandomState(0), 0.1)
         mse = MAML().adaptation_mse(model, init, evaluate.test_bank(tasks, cfg.task, cfg.eval),
                                     evaluate.eval_inner(inner, cfg.eval))
         rows = evaluate.summarise("scratch", mse)
         assert [r["n_tasks"] for r in rows] == [n] * 4
-        widths.append(np.mean([r["mse_ci95"] for r in rows]))
+        widths.append(np.mean([r["mse_ci95_high"] - r["mse_ci95_low"] for r in rows]))
     assert widths[0] > widths[1] > widths[2]
     assert widths[0] / widths[2] == pytest.approx(4, rel=0.35)  # ~ 1/sqrt(n)
+
+
+def test_fixed_k_keys_for_a_one_inner_step_run(compose_cfg, tmp_path):
+    cfg = compose_cfg([*TINY, "algorithm.inner_steps=1"])
+    summary = run(cfg, tmp_path)
+    per_task = rundir.load_params(tmp_path / rundir.TEST_MSE)["trained"]
+    assert per_task.shape == (20, 11)
+    for k in (1, 5, 10):
+        assert summary[f"test_mse_k{k}"] == pytest.approx(per_task[:, k].mean(), rel=1e-12)
+        assert summary[f"test_median_k{k}"] == pytest.approx(np.median(per_task[:, k]), rel=1e-12)
+        assert summary[f"test_blowup_k{k}"] == 0.0
+        assert f"test_trimmed_k{k}" in summary
+    assert summary["test_mse_at_inner_steps"] == summary["test_mse_k1"]
+
+
+def test_report_steps_beyond_max_steps_are_refused(compose_cfg, tmp_path):
+    with pytest.raises(ValueError, match=r"eval.report_steps=\[1, 5, 10\] is not allowed.*0..eval.max_steps \(4\)"):
+        run(compose_cfg([*TINY, "eval.max_steps=4"]), tmp_path)
+
+
+def shared(compose_cfg, overrides, tmp_path):
+    cfg = compose_cfg([*TINY, *overrides])
+    return Trainer(cfg, tmp_path, "x").shared_val
+
+
+def test_shared_validation_tasks_are_the_same_across_seeds_algorithms_and_rng_modes(compose_cfg, tmp_path):
+    base = shared(compose_cfg, [], tmp_path)
+    assert len(base) == 32
+    for other in (["seed=5"], ["algorithm=reptile"], ["algorithm=pretrain", "seed=2"], ["train.rng=streams"],
+                  ["train.rng=streams", "algorithm=metasgd", "seed=9"]):
+        assert same_tasks(base, shared(compose_cfg, other, tmp_path)), other
+    assert not same_tasks(base, shared(compose_cfg, ["eval.seed=1"], tmp_path))
+
+
+def same_tasks(a, b):
+    return len(a) == len(b) and all(np.array_equal(s.x, t.x) and np.array_equal(s.y, t.y) for s, t in zip(a, b))
+
+
+def test_val_mse_is_logged_in_notebook_mode_and_is_the_plain_mse_on_the_shared_tasks(compose_cfg, tmp_path):
+    cfg = compose_cfg(TINY)
+    summary = run(cfg, tmp_path)
+    with open(tmp_path / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert tuple(rows[0]) == rundir.METRIC_COLUMNS and len(rows) == 3
+    model, tasks, algorithm, _, inner = build(cfg)
+    params = rundir.load_params(tmp_path / rundir.PARAMS)
+    by_hand = np.mean([np.mean((model.predict(maml.adapt(model.predict, params, t, inner)[-1], t.x) - t.y) ** 2)
+                       for t in evaluate.validation_tasks(tasks, cfg.task, cfg.eval)])  # query = support here
+    assert float(rows[-1]["val_mse"]) == pytest.approx(by_hand, rel=1e-8)
+    assert summary["val_mse"] == pytest.approx(by_hand, rel=1e-8)
+    assert summary["val_meta_objective"] != pytest.approx(0.5 * by_hand)  # the notebook's own single task
+
+
+def test_reevaluate_recomputes_the_same_test_results_from_params(compose_cfg, tmp_path):
+    from maml_sweep.reevaluate import reevaluate
+    from omegaconf import OmegaConf
+    cfg = compose_cfg([*TINY, "eval.max_steps=5", "eval.report_steps=[1,5]"])
+    record = {"config.yaml": OmegaConf.to_yaml(cfg, resolve=True)}  # what the CLI records
+    summary = run(cfg, tmp_path, on_accept=lambda: rundir.save_hydra_record(tmp_path, record))
+    before = rundir.load_params(tmp_path / rundir.TEST_MSE)
+    (tmp_path / rundir.TEST_MSE).unlink()
+    (tmp_path / rundir.ADAPTATION).write_text("stale\n")
+    again = reevaluate(tmp_path)
+    after = rundir.load_params(tmp_path / rundir.TEST_MSE)
+    assert list(after) == list(before) and all(np.array_equal(before[k], after[k]) for k in before)
+    assert {k: v for k, v in again.items() if k != "eval_s"} == {k: v for k, v in summary.items() if k != "eval_s"}
+    assert read_adaptation(tmp_path)[0]["init"] == "trained"
+
+
+def test_reptile_with_one_inner_step_warns_that_it_is_joint_training(compose_cfg, tmp_path, caplog):
+    Trainer(compose_cfg([*TINY, "algorithm=reptile", "algorithm.inner_steps=1"]), tmp_path, "x")
+    assert "is joint training, not meta-learning" in caplog.text
+    caplog.clear()
+    Trainer(compose_cfg([*TINY, "algorithm=reptile"]), tmp_path, "x")
+    assert "joint training" not in caplog.text

@@ -99,7 +99,7 @@ def _curve(n: int, low_at: int | None = None) -> np.ndarray:
     val = 1.0 + np.sin(steps / 77.0) ** 2
     if low_at is not None:
         val[low_at] = -1.0
-    return np.column_stack([steps, val, val * 2, steps / 1000])
+    return np.column_stack([steps, val, val * 2, val * 3, steps / 1000])
 
 
 def test_thinning_keeps_first_last_and_lowest_rows_and_a_bounded_count():
@@ -109,7 +109,7 @@ def test_thinning_keeps_first_last_and_lowest_rows_and_a_bounded_count():
     assert thin[0].tolist() == values[0].tolist() and thin[-1].tolist() == values[-1].tolist()
     assert thin[:, 1].min() == -1.0 and 555_560 in thin[:, 0]
     assert np.all(np.diff(thin[:, 0]) > 0)  # step order, each row once
-    assert rundir.thin_rows(values[:1000], COLUMNS, 1000).shape == (1000, 4)  # short curves stay whole
+    assert rundir.thin_rows(values[:1000], COLUMNS, 1000).shape == (1000, 5)  # short curves stay whole
 
 
 def test_thinned_runs_of_one_schedule_share_their_steps():
@@ -140,7 +140,7 @@ def test_read_metrics_stops_at_damage_and_names_it(tmp_path, monkeypatch, small_
              good.replace("\n30,", "\n@@\n30,"): (2, "metrics.csv: malformed line 4; kept the 2 row(s) before it"),
              good.replace("\n30,", "\n30,,"): (2, "metrics.csv: malformed line 4; kept the 2 row(s) before it"),
              good.replace("\n50,", "\n50,nan,"): (4, "metrics.csv: truncated last line dropped"),
-             good.replace("\n50,", "\n50,-inf,1,1\n60,"): (6, None),
+             good.replace("\n50,", "\n50,-inf,1,1,1\n60,"): (6, None),
              "": (0, "metrics.csv has no header row with 'step'")}
     for text, (rows, issue) in cases.items():
         path.write_text(text)

@@ -82,7 +82,7 @@ def test_runs_share_the_scratch_curve_and_get_the_same_numbers(compose_cfg, tmp_
     rows = {d: [r for r in (tmp_path / d / "adaptation.csv").read_text().splitlines() if r.startswith("scratch")]
             for d in "abc"}
     assert rows["a"] and rows["a"] == rows["b"] == rows["c"]
-    run(compose_cfg([*TINY, "train.outer_steps=8", "eval.max_steps=3"]), tmp_path / "d")
+    run(compose_cfg([*TINY, "train.outer_steps=8", "eval.max_steps=3", "eval.report_steps=[1,3]"]), tmp_path / "d")
     monkeypatch.setenv(scratch_cache.ENV, str(cache))
     run(compose_cfg([*TINY, "train.outer_steps=8", "train.dtype=float32"]), tmp_path / "e")
     assert len(list(cache.glob("scratch-*.npz"))) == 2  # eval.max_steps=3 ran uncached; float32: own key

@@ -47,7 +47,7 @@ def aggregate(runs: pd.DataFrame, by: list[str], metrics: list[str] | None = Non
     ``n_diverged``, ``n_failed``. With ``by=[]`` everything is one configuration.
     """
     if metrics is None:
-        metrics = [c for c in ("val_meta_objective", "train_meta_objective") if c in runs.columns]
+        metrics = [c for c in (SELECT, "val_meta_objective", "train_meta_objective") if c in runs.columns]
     key = list(by) if by else None
     work = runs.assign(_all=0)
     keys = key or ["_all"]
@@ -83,8 +83,13 @@ def aggregate(runs: pd.DataFrame, by: list[str], metrics: list[str] | None = Non
     return out
 
 
-def best_config(agg: pd.DataFrame, by: list[str], metric: str = "val_meta_objective") -> pd.Series:
-    """The configuration with the lowest mean ``metric``, chosen on validation, never on the test bank.
+SELECT = "val_mse"  # model selection's default metric: plain MSE on the shared validation tasks
+
+
+def best_config(agg: pd.DataFrame, by: list[str], metric: str = SELECT) -> pd.Series:
+    """The configuration with the lowest mean ``metric`` (default ``val_mse``, the shared validation
+    tasks' MSE: the same tasks for every run of a task config), chosen on validation, never on the
+    test bank.
 
     Candidates are configurations with at least one completed run and none diverged or failed;
     when no configuration qualifies, any with a completed run. Ties go to the narrower CI.

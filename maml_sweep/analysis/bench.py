@@ -56,7 +56,7 @@ def make_long_run(root: Path, rows: int) -> Path:
     config = base_config(0)
     config["train"].update(outer_steps=rows, eval_every=1)
     write_run(run, config, [f"train.outer_steps={rows}", "train.eval_every=1"],
-              summary={"status": rundir.COMPLETED, "steps": rows, "outer_steps": rows, "val_meta_objective": 0.1,
+              summary={"status": rundir.COMPLETED, "steps": rows, "outer_steps": rows, "val_meta_objective": 0.1, "val_mse": 0.2,
                        "ms_per_step": 1.0, "wall_s": rows / 1000})
     rng = np.random.default_rng(0)
 
@@ -64,7 +64,7 @@ def make_long_run(root: Path, rows: int) -> Path:
         for start in range(1, rows + 1, 100_000):
             steps = np.arange(start, min(rows + 1, start + 100_000))
             val = 0.1 + 2.9 * np.exp(-3 * steps / rows) * np.exp(rng.normal(0, 0.05, len(steps)))
-            named = {"step": steps, "val_meta_objective": val, "train_meta_objective": 1.1 * val,
+            named = {"step": steps, "val_meta_objective": val, "val_mse": 2 * val, "train_meta_objective": 1.1 * val,
                      "elapsed_s": steps / 1000}
             yield from zip(*(named.get(c, val).tolist() for c in rundir.METRIC_COLUMNS))
 

@@ -41,7 +41,7 @@ class RunSet:
     - ``runs``: one row per run (run, sweep, path, status, swept keys, config values, summary metrics);
     - ``curves``: long form (run, step, metric, value) from ``metrics.csv`` (thinned past
       :data:`rundir.MAX_CURVE_POINTS` rows per run);
-    - ``adaptation``: long form (run, init, k, mse_mean, mse_ci95, n_tasks) from ``adaptation.csv``;
+    - ``adaptation``: long form (run, init, k, mse_mean, ... n_tasks) from ``adaptation.csv``;
     - ``skipped``: (path, reason) for every directory that looked like a run but was not loaded;
     - ``issues``: (run, path, issue) for kept runs with something off (truncated metrics, no summary...);
     - ``swept``: the swept keys (columns of ``runs``), ``seed`` included when swept.
@@ -338,7 +338,7 @@ def _sweep_labels(sweeps: list[Path]) -> dict[Path, str]:
 
 def _summary_rank(key: str):
     """Summary numbers in reading order: objectives, test MSEs, noise floor, cost, progress."""
-    head = ["val_meta_objective", "train_meta_objective"]
+    head = ["val_mse", "val_meta_objective", "train_meta_objective"]
     if key in head:
         return (0, head.index(key), 0, key)
     m = re.fullmatch(r"test_mse_k(\d+)", key)
@@ -390,12 +390,12 @@ def curves_frame(runs: list[Run], ids: list[str]) -> pd.DataFrame:
 
 
 def adaptation_frame(runs: list[Run], ids: list[str]) -> pd.DataFrame:
-    """Long form (run, init, k, mse_mean, mse_ci95, n_tasks) from every run's adaptation.csv."""
+    """Long form (run, then ``rundir.ADAPTATION_COLUMNS``) from every run's adaptation.csv."""
     records = [{"run": ids[i], **rec} for i, r in enumerate(runs) for rec in r.adaptation]
     out = pd.DataFrame.from_records(records, columns=["run", *rundir.ADAPTATION_COLUMNS])
     out["run"] = out["run"].astype(STR)
     out["init"] = out["init"].astype(STR)
     out["k"] = out["k"].astype(np.int64)
-    for c in ("mse_mean", "mse_ci95", "n_tasks"):
+    for c in rundir.ADAPTATION_COLUMNS[2:]:
         out[c] = out[c].astype(float)
     return out

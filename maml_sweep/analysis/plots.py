@@ -162,11 +162,11 @@ def adaptation_curves(data: pd.DataFrame, style: str | None = None, noise_floor:
                  style_order=orders.get(style), markers=True, errorbar=("ci", 95), seed=BOOT_SEED,
                  n_boot=1000, ax=ax)
     per_line = data.groupby(["init"] + ([style] if style else []) + ["k"]).size()
-    if per_line.max() == 1 and data["mse_ci95"].notna().any():
+    if per_line.max() == 1 and data["mse_ci95_low"].notna().any():
         colors = dict(zip(inits, sns.color_palette("deep", len(inits))))
         for (init, *_), part in data.groupby(["init"] + ([style] if style else [])):
             part = part.sort_values("k")
-            ax.fill_between(part["k"], part["mse_mean"] - part["mse_ci95"], part["mse_mean"] + part["mse_ci95"],
+            ax.fill_between(part["k"], part["mse_ci95_low"], part["mse_ci95_high"],
                             color=colors[init], alpha=0.2, linewidth=0)
     if noise_floor is not None and np.isfinite(noise_floor):
         ax.axhline(noise_floor, color="0.3", linestyle="--", linewidth=1, label="noise floor")

@@ -32,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="+", metavar="PATH", help="run or sweep directories, parents of sweeps, or globs")
     p.add_argument("--out", metavar="DIR", help="output directory (default: analysis/<name of the inputs>-<hash of the inputs>, one per "
                         "input set)")
-    p.add_argument("--metric", metavar="M", help="metric for tables and heatmap (default val_meta_objective); "
+    p.add_argument("--metric", metavar="M", help="metric for tables and heatmap (default val_mse, the shared validation MSE); "
                                                   "the best configuration is always chosen on validation")
     p.add_argument("--hue", metavar="K", help="swept key coloured in the learning curves")
     p.add_argument("--facet", metavar="K", action="append",

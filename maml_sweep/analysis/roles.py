@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .aggregate import is_test_metric
+from .aggregate import SELECT, is_test_metric
 from .load import RunSet
 
 
@@ -48,13 +48,15 @@ def choose_roles(rs: RunSet, metric: str | None = None, hue: str | None = None,
     """Roles from the swept keys (most levels first; a ``sweep`` key is the column facet, so
     sweeps sit side by side), with flag values taking precedence. Raises :class:`RoleError`."""
     metrics = [m for m in rs.metrics if rs.runs[m].notna().any()] or list(rs.metrics)
+    # Selection: the shared validation MSE where the runs have it (older runs: the meta-objective).
+    default = next((m for m in (SELECT, "val_meta_objective") if m in metrics), None)
     if metric is None:
-        metric = "val_meta_objective" if "val_meta_objective" in metrics else (metrics[0] if metrics else None)
+        metric = default or (metrics[0] if metrics else None)
         if metric is None:
             raise RoleError("--metric: these runs have no summary metrics yet (no summary.json written)")
     elif metric not in rs.metrics:
         raise RoleError(f"--metric {metric!r} is not a metric of these runs; allowed: {', '.join(rs.metrics)}")
-    select = metric if not is_test_metric(metric) and metric.startswith("val") else "val_meta_objective"
+    select = metric if not is_test_metric(metric) and metric.startswith("val") else (default or "val_meta_objective")
     if select not in rs.metrics:
         select = "last_val_meta_objective"
 

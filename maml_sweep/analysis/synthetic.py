@@ -78,8 +78,8 @@ def write_run(run_dir: Path, config: dict, overrides: list[str], *, metrics: lis
               summary: dict | None = None, params: dict | None = None,
               adaptation: list[tuple] | None = None, truncate_last_line: bool = False) -> Path:
     """Write one run directory through :mod:`maml_sweep.rundir`'s writers; ``None`` leaves the
-    corresponding file out. ``metrics``: (step, val, train, elapsed_s) rows; ``adaptation``:
-    (init, k, mse_mean, mse_ci95, n_tasks) rows; ``truncate_last_line`` then cuts the last metrics
+    corresponding file out. ``metrics``: (step, val, val_mse, train, elapsed_s) rows; ``adaptation``:
+    rows of ``rundir.ADAPTATION_COLUMNS``; ``truncate_last_line`` then cuts the last metrics
     row in half, as a killed writer would leave it."""
     run_dir = Path(run_dir)
     rundir.save_hydra_record(run_dir, {
@@ -106,14 +106,16 @@ def write_run(run_dir: Path, config: dict, overrides: list[str], *, metrics: lis
 
 
 def synthetic_curve(level: float, outer_steps: int, eval_every: int, rng, ms_per_step: float = 2.0):
-    """(rows, final val, final train): a noisy exponential decay from ~3 down to ``level``."""
+    """(rows of metrics.csv, final val, final train): a noisy exponential decay from ~3 down to
+    ``level`` (val_meta_objective; val_mse about twice it, as with the notebook's loss_scale 0.5)."""
     steps = np.arange(eval_every, outer_steps + 1, eval_every)
     decay = np.exp(-3.0 * steps / max(outer_steps, 1))
     val = level + (3.0 - level) * decay
     val = val * np.exp(rng.normal(0.0, 0.05, size=len(steps)))
     train = val * np.exp(rng.normal(-0.02, 0.05, size=len(steps)))
     elapsed = steps * ms_per_step / 1000.0
-    rows = list(zip(steps.tolist(), val.tolist(), train.tolist(), elapsed.tolist()))
+    val_mse = 2 * val * np.exp(rng.normal(0.0, 0.02, size=len(steps)))
+    rows = list(zip(steps.tolist(), val.tolist(), val_mse.tolist(), train.tolist(), elapsed.tolist()))
     return rows, float(val[-1]), float(train[-1])
 
 
@@ -151,7 +153,7 @@ def make_sweep(sweep_dir: Path, grid: dict, seeds=(0, 1, 2), *, outer_steps: int
         ms = 2.0 + 0.5 * positions[0] if positions else 2.0
         rows, val, train = synthetic_curve(level, outer_steps, eval_every, rng, ms)
         summary = {"status": rundir.COMPLETED, "steps": outer_steps, "outer_steps": outer_steps,
-                   "val_meta_objective": val, "train_meta_objective": train,
+                   "val_meta_objective": val, "val_mse": rows[-1][2], "train_meta_objective": train,
                    "wall_s": outer_steps * ms / 1000.0, "ms_per_step": ms, "diverged_step": None,
                    "error": None, "config_hash": f"{num:016x}", "versions": {"maml-sweep": "0.1.0"},
                    "test_mse_k1": val * 1.5, "test_mse_k5": val * 1.1, "noise_floor": 0.01}
@@ -161,7 +163,7 @@ def make_sweep(sweep_dir: Path, grid: dict, seeds=(0, 1, 2), *, outer_steps: int
             for init, scale in (("trained", 1.0), ("pretrain", 3.0), ("scratch", 6.0)):
                 for k in (0, 1, 2, 5, 10):
                     m = 0.01 + scale * val * math.exp(-0.3 * k) * (1 + 0.1 * rng.rand())
-                    adaptation.append((init, k, m, 0.1 * m, 50))
+                    adaptation.append((init, k, m, 0.9 * m, 1.1 * m, 0.8 * m, 0.85 * m, 0.0, 50))
         params = None
         if with_params:
             params = _model(tuple(config["model"]["hidden"])).init(np.random.RandomState(seed), 0.1)

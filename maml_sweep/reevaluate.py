@@ -1,0 +1,64 @@
+"""Recompute completed runs' test evaluation from their saved ``params.npz`` with this code.
+
+Training is not touched: the run's config (``.hydra/config.yaml``) rebuilds the model, the test
+bank and the scratch baseline; ``test_mse.npz``, ``adaptation.csv`` and the test keys of
+``summary.json`` are rewritten (atomically), so statistics code changed after training applies
+to old runs. Runs that did not complete are listed and left alone.
+
+    python -m maml_sweep.reevaluate RUN_OR_SWEEP_DIR [...]
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from . import rundir
+from .config import Config, register_configs
+from .train import Trainer
+
+
+def reevaluate(run_dir: Path) -> dict:
+    """Re-run the test evaluation of the completed run in ``run_dir``; returns its new summary."""
+    run_dir = Path(run_dir)
+    summary = rundir.read_summary(run_dir)
+    if summary is None or summary.get("status") != rundir.COMPLETED:
+        raise ValueError(f"{run_dir}: not a completed run (status {None if summary is None else summary.get('status')})")
+    register_configs()
+    cfg = OmegaConf.merge(OmegaConf.structured(Config), OmegaConf.load(run_dir / rundir.HYDRA_CONFIG))
+    params = rundir.load_params(run_dir / rundir.PARAMS)
+    keys = Trainer(cfg, run_dir, summary["config_hash"]).evaluate(params)
+    kept = {k: v for k, v in summary.items() if not k.startswith("test_")}
+    new = {**kept, **keys}
+    rundir.write_json(run_dir / rundir.SUMMARY, new)
+    return new
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m maml_sweep.reevaluate", description=__doc__.split("\n\n")[0])
+    p.add_argument("paths", nargs="+", type=Path, help="run directories, or sweep directories holding them")
+    args = p.parse_args(argv)
+    runs = sorted({s.parent for path in args.paths for s in ([path / rundir.SUMMARY] if (path / rundir.SUMMARY).exists()
+                                                             else path.glob(f"*/{rundir.SUMMARY}"))})
+    if not runs:
+        print(f"reevaluate: error: no run directories (with {rundir.SUMMARY}) in {', '.join(map(str, args.paths))}",
+              file=sys.stderr)
+        return 2
+    skipped = 0
+    for run in runs:
+        try:
+            s = reevaluate(run)
+        except ValueError as exc:
+            print(f"skipped {exc}", file=sys.stderr)
+            skipped += 1
+            continue
+        steps = [k for k in s if k.startswith("test_mse_k")]
+        print(f"{run}: " + ", ".join(f"{k} {s[k]:.4g}" if s[k] is not None else f"{k} inf" for k in steps))
+    print(f"re-evaluated {len(runs) - skipped} of {len(runs)} runs", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

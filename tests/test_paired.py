@@ -1,0 +1,93 @@
+"""Paired comparisons on the shared test bank, recomputed by hand on synthetic sweeps."""
+import numpy as np
+import pytest
+
+from analysis_fixtures import base_config, write_run
+from maml_sweep import evaluate, stats
+from maml_sweep.analysis import aggregate, load_runs
+from maml_sweep.analysis.paired import paired_table, report_steps
+from maml_sweep.analysis.report_cli import main as report_main
+
+T, K = 40, 11
+
+
+def task_mse(seed: int, offset: float) -> np.ndarray:
+    """Per-task MSE (T, K): a task difficulty shared by every run (the same test bank), a seed
+    effect, and noise; ``offset`` shifts the whole configuration."""
+    difficulty = np.random.default_rng(100).gamma(2.0, 0.5, size=(T, 1))
+    rng = np.random.default_rng(seed + int(1000 * offset))
+    return difficulty * np.exp(-0.1 * np.arange(K)) + offset + 0.05 * seed + rng.normal(0, 0.02, size=(T, K))
+
+
+def write_sweep(folder, inner_lr: float, offset: float, val: float, seeds=(0, 1, 2), blowup=None):
+    mats = {}
+    for seed in seeds:
+        config = base_config(seed)
+        config["algorithm"]["inner_lr"] = inner_lr
+        run_dir = folder / str(seed)
+        mse = task_mse(seed, offset)
+        if blowup is not None and seed == 0:
+            mse[blowup, 5:] = [5e3, 1e5, 1e8, np.inf, np.inf, np.nan]
+        mats[seed] = mse
+        write_run(run_dir, config, [f"algorithm.inner_lr={inner_lr}", f"seed={seed}"], metrics=[])
+        keys = evaluate.record(run_dir, {"trained": mse, "scratch": mse + 1}, "trained", [1, 5, 10], 5)
+        from maml_sweep import rundir
+        rundir.write_json(run_dir / rundir.SUMMARY, {"status": "completed", "steps": 10, "outer_steps": 10,
+                                                     "val_mse": val + 0.01 * seed, **keys})
+    return mats
+
+
+def test_paired_difference_equals_a_hand_computation_on_two_sweeps(tmp_path):
+    best = write_sweep(tmp_path / "a", 0.1, 0.0, val=0.5)
+    other = write_sweep(tmp_path / "b", 0.3, 0.2, val=0.9)
+    rs = load_runs([tmp_path / "a", tmp_path / "b"])
+    agg = aggregate(rs.runs, rs.group_keys, ["val_mse"])
+    table = paired_table(rs.runs, rs.group_keys, agg, "val_mse")
+    assert report_steps(rs.runs) == [1, 5, 10]
+    assert list(table["k"]) == [1, 5, 10] and set(table["algorithm.inner_lr"]) == {0.3}
+    assert (table["pairing"] == "seeds and tasks").all() and (table["n_seeds"] == 3).all()
+    for _, row in table.iterrows():
+        k = row["k"]
+        d = np.stack([other[s][:, k] - best[s][:, k] for s in (0, 1, 2)])
+        assert row["mean_diff"] == pytest.approx(d.mean(), rel=1e-12)
+        # the hierarchical bootstrap by hand: seed counts, then task counts, from one generator
+        rng = np.random.default_rng(stats.BOOT_SEED)
+        ws = stats.resample_counts(rng, 3, stats.N_BOOT)
+        wt = stats.resample_counts(rng, T, stats.N_BOOT)
+        boots = sorted(sum(ws[b, s] * wt[b, t] * d[s, t] for s in range(3) for t in range(T)) / (3 * T)
+                       for b in range(0, stats.N_BOOT))
+        assert row["mean_diff_low"] == pytest.approx(boots[int(np.floor(0.025 * (stats.N_BOOT - 1)))], rel=1e-10)
+        assert row["mean_diff_high"] == pytest.approx(boots[int(np.ceil(0.975 * (stats.N_BOOT - 1)))], rel=1e-10)
+        assert 0 < row["mean_diff_low"] < row["mean_diff"] < row["mean_diff_high"]
+        pooled_a = np.concatenate([other[s][:, k] for s in (0, 1, 2)])
+        pooled_b = np.concatenate([best[s][:, k] for s in (0, 1, 2)])
+        assert row["median_diff"] == pytest.approx(np.median(pooled_a) - np.median(pooled_b))
+
+
+def test_different_banks_are_compared_unpaired(tmp_path):
+    write_sweep(tmp_path / "a", 0.1, 0.0, val=0.5)
+    write_sweep(tmp_path / "b", 0.3, 0.2, val=0.9, seeds=(3, 4))  # no common seed
+    rs = load_runs([tmp_path / "a", tmp_path / "b"])
+    table = paired_table(rs.runs, rs.group_keys, aggregate(rs.runs, rs.group_keys, ["val_mse"]), "val_mse")
+    assert (table["pairing"] == "unpaired (no common seeds)").all()
+    assert table["mean_diff"].iloc[0] == pytest.approx(0.2 + 0.05 * 3.5 - 0.05, abs=0.02)
+
+
+@pytest.mark.slow  # a whole report with figures: ~3 s
+def test_a_blown_up_task_shows_in_the_report(tmp_path):
+    write_sweep(tmp_path / "a", 0.1, 0.0, val=0.5)
+    write_sweep(tmp_path / "b", 0.3, 0.2, val=0.9, blowup=7)
+    rs = load_runs([tmp_path / "a", tmp_path / "b"])
+    runs = rs.runs.set_index("algorithm.inner_lr")
+    blown = runs.loc[0.3].sort_values("seed")
+    assert list(blown["test_blowup_k5"]) == [1 / T, 0, 0] and list(blown["test_blowup_k10"]) == [1 / T, 0, 0]
+    assert np.isnan(blown["test_mse_k10"].iloc[0])  # inf: summary.json stores null, the blow-up says why
+    assert blown["test_mse_k5"].iloc[0] > 100 and np.isfinite(blown["test_median_k10"].iloc[0])
+    out = tmp_path / "report"
+    assert report_main([str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(out), "-q"]) == 0
+    md = (out / "report.md").read_text()
+    assert "Some configurations have test tasks that blow up" in md
+    assert "At k=10 the mean difference is not finite; 0.83% of the runner-up's and 0% of the best " \
+           "configuration's test tasks blow up" in md
+    robust = (out / "robust.csv").read_text().splitlines()
+    assert robust[0].split(",").index("k=10 blow-up") and len(robust) == 3
