@@ -2,7 +2,8 @@
 work when above the caps ``train.max_memory_gb`` and ``train.max_hours`` (raise them to go on).
 
 The estimates are upper-bound sketches, not measurements: float64 arrays (8 bytes), every inner
-step's activations kept for the meta-gradient, all test tasks adapted at once, and
+step's activations of the whole meta-batch kept for the meta-gradient (the reference path's worst
+case), validation and test tasks held in memory and adapted in chunks, and
 ``FLOPS_PER_S`` floating-point operations per second (about what one core reaches here on the
 notebook's setting, autograd overhead included). They are meant to catch configs that are wrong by
 orders of magnitude (``model.hidden=[100000,100000]``, ``eval.max_steps=1000000``), not to
@@ -16,6 +17,7 @@ BYTES = 8  # float64
 GB = 1e9
 FLOPS_PER_S = 2e9
 SECOND_ORDER = 3  # a meta-gradient through the inner loop costs about this many plain gradients
+CHUNK_TASKS = 16  # validation and evaluation adapt tasks in chunks of about this many (fast and batched paths)
 
 
 @dataclass(frozen=True)
@@ -49,17 +51,17 @@ def estimates(cfg) -> list[Estimate]:
     train_bytes = batch * (steps + 1) * (n * point_bytes + 2 * BYTES * P) + 4 * BYTES * P
     train_s = tr.outer_steps * batch * (steps + 1) * n * point_flops * order / FLOPS_PER_S
 
-    # Validation: eval.val_tasks tasks kept for the whole run, all adapted together at every
-    # evaluation (no meta-gradient: one step's activations at a time).
+    # Validation: eval.val_tasks tasks kept for the whole run (and a stacked copy), adapted in
+    # chunks at every evaluation (no meta-gradient: one step's activations at a time).
     val_tasks = ev.val_tasks
-    val_bytes = val_tasks * (2 * BYTES * n + n * point_bytes + 2 * BYTES * P)
+    val_bytes = val_tasks * 4 * BYTES * n + min(val_tasks, CHUNK_TASKS) * (n * point_bytes + 3 * BYTES * P)
     val_s = (tr.outer_steps // tr.eval_every + 1) * val_tasks * (steps + 1) * n * point_flops / FLOPS_PER_S
 
-    # Evaluation: the test bank (support + query points per task), all tasks adapted at once for
-    # max_steps steps, the trained and the scratch initialisation.
-    shots = ev.support_size if ev.support_size is not None else (n - t.query_size if t.query_size else n)
+    # Evaluation: the test bank (support + query points per task, and a stacked copy) and its curves
+    # for the trained and the scratch initialisation; tasks adapted in chunks for max_steps steps.
+    shots = ev.support_size if ev.support_size is not None else n - t.query_size  # the task's support
     m, T, k = shots + ev.query_size, ev.num_tasks, ev.max_steps
-    eval_bytes = T * (2 * BYTES * m + 3 * BYTES * P + m * point_bytes + BYTES * (k + 1))
+    eval_bytes = T * (4 * BYTES * m + 2 * BYTES * (k + 1)) + min(T, CHUNK_TASKS) * (m * point_bytes + 3 * BYTES * P)
     eval_s = 2 * T * (k * shots + (k + 1) * ev.query_size) * point_flops / FLOPS_PER_S
 
     grew = _growth(cfg, {
@@ -88,7 +90,7 @@ def _growth(cfg, sizes: dict[str, float]):
                "algorithm.inner_steps": AlgorithmConfig().inner_steps + 1,
                "train.meta_batch_size": TrainConfig().meta_batch_size, "train.outer_steps": TrainConfig().outer_steps,
                "eval.val_tasks": EvalConfig().val_tasks, "eval.num_tasks": EvalConfig().num_tasks,
-               "eval.support_size": n - task.query_size if task.query_size else n,
+               "eval.support_size": n - task.query_size,
                "eval.query_size": EvalConfig().query_size, "eval.max_steps": EvalConfig().max_steps + 1}
 
     def grew(*keys):

@@ -37,7 +37,7 @@ class InnerLoop:
             raise TypeError("InnerLoop needs loss_scale (a run's algorithm.loss_scale)")
 
 
-def inner_loss(predict: Predict, params, x, y, scale: float = 0.5):
+def inner_loss(predict: Predict, params, x, y, scale: float):
     """``scale`` * mean squared error of predict(params, x) against y, a scalar."""
     return scale * anp.mean((y - predict(params, x)) ** 2)
 

@@ -88,7 +88,7 @@ def test_reptile_moves_towards_the_adapted_parameters():
     for task in batch:  # phi: plain gradient descent on the support set
         p = dict(meta)
         for _ in range(INNER.steps):
-            g = grad(lambda q: inner_loss(MODEL.predict, q, task.x, task.y))(p)
+            g = grad(lambda q: inner_loss(MODEL.predict, q, task.x, task.y, INNER.loss_scale))(p)
             p = {k: p[k] - INNER.lr * g[k] for k in p}
         adapted.append(p)
     eps = 0.3

@@ -39,6 +39,12 @@ def test_raising_the_caps_lets_a_big_run_through(compose_cfg, override, key):
     assert check_values(compose_cfg([override, "train.max_memory_gb=1e12", "train.max_hours=1e12"])) == []
 
 
+@pytest.mark.parametrize("override", ["eval.num_tasks=100000", "eval.val_tasks=10000", "train.meta_batch_size=100",
+                                      "model.hidden=[1000,1000]", "train.outer_steps=1000000"])
+def test_big_but_feasible_runs_are_not_refused(compose_cfg, override):
+    assert check_values(compose_cfg([override])) == []
+
+
 def test_the_default_and_the_paper_experiment_are_far_below_the_caps(compose_cfg):
     for overrides in ([], ["experiment=maml2017_sine"], ["algorithm=metasgd", "task=sine"]):
         for e in estimates(compose_cfg(overrides)):

@@ -55,9 +55,9 @@ def test_first_order_equals_query_gradient_at_adapted_params():
     for task in tasks:
         p = dict(params)
         for _ in range(3):
-            gi = grad(lambda q: inner_loss(model.predict, q, task.x, task.y))(p)
+            gi = grad(lambda q: inner_loss(model.predict, q, task.x, task.y, 0.5))(p)
             p = {k: p[k] - 0.1 * gi[k] for k in p}
-        expected.append(flatten(grad(lambda q: inner_loss(model.predict, q, task.x, task.y))(p))[0])
+        expected.append(flatten(grad(lambda q: inner_loss(model.predict, q, task.x, task.y, 0.5))(p))[0])
     assert np.allclose(flatten(g)[0], np.mean(expected, axis=0), rtol=1e-12, atol=1e-14)
     second = meta_value_and_grad(model.predict, params, tasks, InnerLoop(lr=0.1, steps=3, loss_scale=0.5))[1]
     assert not np.allclose(flatten(g)[0], flatten(second)[0])
@@ -66,5 +66,5 @@ def test_first_order_equals_query_gradient_at_adapted_params():
 def test_adapt_returns_the_whole_trajectory_and_lowers_the_loss():
     model, params, tasks = small_problem((8, 8))
     traj = adapt(model.predict, params, tasks[0], InnerLoop(lr=0.1, steps=4, loss_scale=0.5))
-    losses = [inner_loss(model.predict, p, tasks[0].x, tasks[0].y) for p in traj]
+    losses = [inner_loss(model.predict, p, tasks[0].x, tasks[0].y, 0.5) for p in traj]
     assert len(traj) == 5 and losses[-1] < losses[0]
