@@ -21,7 +21,8 @@ import pandas as pd
 
 from .. import rundir, stats
 from .aggregate import config_mask, ranked
-from .load import COMPLETED
+from ..rundir import COMPLETED
+from .plots import label
 
 DEFAULT_STEPS = (1, 5, 10)  # the schema's eval.report_steps, for runs that do not record theirs
 # Config keys that decide which test tasks a run is scored on (with every task.* key).
@@ -57,7 +58,7 @@ def _bank_key(run: pd.Series) -> tuple:
     return tuple((c, str(run[c])) for c in cols)
 
 
-def _config_runs(runs: pd.DataFrame, keys: list[str], config) -> dict[int, tuple[np.ndarray, tuple]]:
+def config_runs(runs: pd.DataFrame, keys: list[str], config) -> dict[int, tuple[np.ndarray, tuple]]:
     """seed -> (per-task MSE, bank key) for the completed runs of one configuration that have one."""
     out = {}
     mask = config_mask(runs, keys, config) & (runs["status"].astype(str) == COMPLETED)
@@ -70,7 +71,7 @@ def _config_runs(runs: pd.DataFrame, keys: list[str], config) -> dict[int, tuple
 
 def compare(other: dict, best: dict, k: int, n_boot: int = stats.N_BOOT, seed: int = stats.BOOT_SEED) -> dict | None:
     """``other`` minus ``best`` at step k, each a dict seed -> (per-task MSE, bank key) as from
-    :func:`_config_runs`. Paired over the common seeds when both share one test bank; else unpaired."""
+    :func:`config_runs`. Paired over the common seeds when both share one test bank; else unpaired."""
     if not other or not best:
         return None
     if any(k >= m.shape[1] for m, _ in [*other.values(), *best.values()]):
@@ -107,10 +108,10 @@ def paired_table(runs: pd.DataFrame, keys: list[str], agg: pd.DataFrame, select:
     if order.empty:
         return pd.DataFrame(columns=[*keys, "rank", *COLUMNS])
     steps = steps or report_steps(runs)
-    best = _config_runs(runs, keys, order.iloc[0])
+    best = config_runs(runs, keys, order.iloc[0])
     rows = []
     for rank, config in order.iloc[1:].iterrows():
-        other = _config_runs(runs, keys, config)
+        other = config_runs(runs, keys, config)
         for k in steps:
             row = compare(other, best, k)
             if row is not None:
@@ -207,7 +208,7 @@ def section_paired(s) -> None:
     text = (f"Chosen on validation (`{select}`), compared on the test bank: each configuration's test MSE minus "
             "the best one's, per test task and seed (all in `paired.csv`).")
     if len(runner):
-        who = "the runner-up on validation (" + ", ".join(f"`{k}={_label(runner.iloc[0][k])}`" for k in keys) + ")"
+        who = "the runner-up on validation (" + ", ".join(f"`{k}={label(runner.iloc[0][k])}`" for k in keys) + ")"
         text += (f" Against {who} ({design_text(runner.iloc[0])}): "
                  + " ".join(sentence(r, "the runner-up", "the best configuration") for _, r in runner.iterrows()))
     s.doc.p(text)
@@ -219,8 +220,3 @@ def section_paired(s) -> None:
     shown["blow-up (this / best)"] = [f"{_pct(a)} / {_pct(b)}" for a, b in zip(shown["blowup"], shown["blowup_best"])]
     s.doc.table(shown[[*keys, "k", "difference [95% CI]", "median difference", "blow-up (this / best)",
                        "pairing", "n_seeds", "n_tasks"]].head(45))
-
-
-def _label(v) -> str:
-    from .plots import label
-    return label(v)

@@ -19,8 +19,9 @@ import pandas as pd
 
 from .. import stats
 from .aggregate import t975
-from .load import COMPLETED, load_runs
-from .paired import _config_runs, compare
+from ..rundir import COMPLETED
+from .load import load_runs
+from .paired import config_runs, compare
 
 STEPS = (1, 5, 10)
 ALGORITHMS = ("maml", "pretrain")
@@ -57,7 +58,7 @@ def table(runs: pd.DataFrame, keys: list[str]) -> str:
             if rows.empty:
                 continue
             config = {"algorithm.name": algo, **dict(zip(setting_keys, setting))}
-            per_algo[algo] = _config_runs(runs, keys, config)
+            per_algo[algo] = config_runs(runs, keys, config)
             means = [_mean_t(rows[f"test_mse_k{k}"]) for k in STEPS]
             medians = " / ".join(f"{rows[f'test_median_k{k}'].mean():.2f}" for k in STEPS)
             blow = " / ".join(f"{100 * rows[f'test_blowup_k{k}'].mean():.2g}%" for k in (5, 10))
