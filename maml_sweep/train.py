@@ -311,7 +311,7 @@ class Trainer:
         results = self.evaluate(state.params)
         results["eval_s"] = time.perf_counter() - t0
         rundir.save_params(self.out_dir / rundir.PARAMS, state.params)
-        if self.cfg.train.get("figures", False):
+        if self.cfg.train.figures is not False:  # null (the default) draws; the CLI sets false for multirun jobs
             adapt = lambda meta, task: self.algorithm.adapt(self.model, meta, task, self.inner)
             plot_validation_fits(self.model.predict, adapt, state.snapshots, state.val_tasks[0],
                                  (self.cfg.task.xmin, self.cfg.task.xmax), self.out_dir / rundir.FITS)
