@@ -103,8 +103,10 @@ def test_paper_table_pairs_maml_and_pretrain_by_hand(tmp_path, capsys):
     assert paper_main([str(tmp_path / "m"), str(tmp_path / "p")]) == 0
     out = capsys.readouterr().out
     by_hand = np.mean([maml[s][:, 5] - pre[s][:, 5] for s in (0, 1, 2)])
-    cells = [line for line in out.splitlines() if "seeds and tasks, 3 seeds x 40 tasks" in line][0].split("|")
-    assert cells[3].strip().startswith(f"{by_hand:.2f} [")
+    row = [line for line in out.splitlines() if line.startswith("| - | 5 |")][0].split("|")
+    assert row[3].strip().startswith(f"{by_hand:.2f} [") and "seeds and tasks, 3 seeds x 40 tasks" in row[5]
+    pooled = [np.concatenate([m[s][:, 5] for s in (0, 1, 2)]) for m in (maml, pre)]
+    assert row[4].strip().startswith(f"{np.median(pooled[0]) - np.median(pooled[1]):.2f} [")
     k1 = [np.mean(maml[s][:, 1]) for s in (0, 1, 2)]
     ci = 4.302653 * np.std(k1, ddof=1) / np.sqrt(3)
     assert f"| maml | 3 | {np.mean(k1):.2f} ± {ci:.2f} |" in out
