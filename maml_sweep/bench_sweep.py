@@ -2,8 +2,9 @@
 
     python -m maml_sweep.bench_sweep [--runs 32] [--steps 1000] [--repeats 5] [--serial]
 
-1. Fixed cost: the wall time of ``maml-sweep train.outer_steps=1`` (a whole process: imports,
-   composing, one step, the test-bank evaluation, the run directory's files), the first with an
+1. Fixed cost: the wall time of ``maml-sweep train.outer_steps=1 train.figures=false`` (a whole
+   process as a sweep's job runs it, no figure: imports, composing, one step, the test-bank
+   evaluation, the run directory's files), the first with an
    empty scratch cache, then ``--repeats`` more with it warm (median and min), beside the import
    time of the CLI and the run's own ``eval_s``.
 2. Sweep: ``--runs`` seeds of ``--steps`` outer steps with the joblib launcher on all cores (and,
@@ -49,7 +50,7 @@ def fixed_cost(workdir: Path, repeats: int) -> dict:
     runs = []
     for i in range(repeats + 1):
         run_dir = workdir / f"one-{i}"
-        wall = _timed(["-m", "maml_sweep", "train.outer_steps=1", f"hydra.run.dir={run_dir}"], cache, workdir)
+        wall = _timed(["-m", "maml_sweep", "train.outer_steps=1", "train.figures=false", f"hydra.run.dir={run_dir}"], cache, workdir)
         runs.append((wall, json.loads((run_dir / "summary.json").read_text())["eval_s"]))
     warm = runs[1:]
     return {"cold": runs[0][0], "cold_eval": runs[0][1], "warm_median": statistics.median(w for w, _ in warm),
@@ -86,7 +87,7 @@ def main(argv=None) -> None:
     with tempfile.TemporaryDirectory(prefix="bench_sweep-") as tmp:
         workdir = Path(tmp)
         fc = fixed_cost(workdir, args.repeats)
-        print(f"fixed cost (maml-sweep train.outer_steps=1, wall): {fc['warm_median']:.2f} s median, "
+        print(f"fixed cost (maml-sweep train.outer_steps=1 train.figures=false, wall): {fc['warm_median']:.2f} s median, "
               f"{fc['warm_min']:.2f} s min of {args.repeats} (scratch curve cached; first run, empty cache: "
               f"{fc['cold']:.2f} s)", flush=True)
         print(f"  of which: python start-up {fc['python']:.2f} s, importing the CLI {fc['imports']:.2f} s, "

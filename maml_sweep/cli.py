@@ -52,6 +52,8 @@ def _hydra_main(cfg) -> float:
     if not multirun and not str(hc.run.dir).strip():
         _fail(["hydra.run.dir is empty (that would write the run into the current directory); "
                "give the run a directory of its own"], 2)
+    if multirun and cfg.train.figures is None:
+        cfg.train.figures = False  # a sweep's jobs skip the per-run figure; the report draws the best fits
     resume = resume_command(hc)
     _RESUME.append(resume)
 

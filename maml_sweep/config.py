@@ -119,7 +119,8 @@ class TrainConfig:
     max_hours: float = 24.0     # refuse a run whose estimated time (training + evaluation) is longer
     dtype: str = "float64"    # float64 | float32: params, tasks, meta-gradient, optimizer state and evaluation
     #                           (float64 reproduces the notebook exactly; float32 is ~2x faster)
-    figures: bool = False     # true: draw validation_fits.png (the notebook's figure) when a run completes (~1-2 s)
+    figures: Optional[bool] = None  # validation_fits.png (the notebook's figure, ~1-2 s) when a run completes:
+    #                           null: drawn for a single run, not for the jobs of a multirun; true/false: always/never
 
 
 @dataclass

@@ -10,7 +10,10 @@ held-out query points after k = 0..max_steps inner steps, whatever the training 
 from __future__ import annotations
 
 import dataclasses
+import logging
+import time
 from pathlib import Path
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -18,6 +21,9 @@ from . import rundir, stats
 from .maml import InnerLoop
 from .streams import keyed_stream
 from .tasks import Task
+
+log = logging.getLogger(__name__)
+PROGRESS_CHUNK = 2000  # tasks per progress step of a long evaluation (the default banks are one chunk)
 
 
 def validation_tasks(tasks, task_cfg, eval_cfg) -> list[Task]:
@@ -70,3 +76,19 @@ def record(out_dir: Path, mse: dict[str, np.ndarray], label: str, report_steps, 
     rundir.save_arrays(out_dir / rundir.TEST_MSE, mse)
     rundir.write_adaptation_csv(out_dir / rundir.ADAPTATION, [row for init, m in mse.items() for row in summarise(init, m)])
     return {**summary_keys(mse[label], report_steps, inner_steps), "n_test_tasks": int(mse[label].shape[0])}
+
+
+def in_chunks(curves: Callable[[Sequence[Task]], np.ndarray], bank: Sequence[Task], init: str) -> np.ndarray:
+    """``curves(bank)`` (T, k) computed :data:`PROGRESS_CHUNK` tasks at a time, logging tasks done,
+    rate and ETA after each chunk when there is more than one. Each task's curve is computed on its
+    own, so the result equals ``curves(bank)``; a bank of one chunk is exactly that call."""
+    if len(bank) <= PROGRESS_CHUNK:
+        return curves(bank)
+    parts, t0 = [], time.perf_counter()
+    for start in range(0, len(bank), PROGRESS_CHUNK):
+        parts.append(curves(bank[start:start + PROGRESS_CHUNK]))
+        done = start + len(parts[-1])
+        rate = done / max(time.perf_counter() - t0, 1e-9)
+        log.info("evaluating %s on the test bank: %d/%d tasks  %.0f tasks/s  ETA %.0f s",
+                 init, done, len(bank), rate, (len(bank) - done) / rate)
+    return np.concatenate(parts)

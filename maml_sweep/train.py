@@ -311,7 +311,7 @@ class Trainer:
         results = self.evaluate(state.params)
         results["eval_s"] = time.perf_counter() - t0
         rundir.save_params(self.out_dir / rundir.PARAMS, state.params)
-        if self.cfg.train.get("figures", False):
+        if self.cfg.train.figures is not False:  # null (the default) draws; the CLI sets false for multirun jobs
             adapt = lambda meta, task: self.algorithm.adapt(self.model, meta, task, self.inner)
             plot_validation_fits(self.model.predict, adapt, state.snapshots, state.val_tasks[0],
                                  (self.cfg.task.xmin, self.cfg.task.xmax), self.out_dir / rundir.FITS)
@@ -333,12 +333,14 @@ class Trainer:
         ev, label = self.cfg.eval, self.algorithm.label
         bank = evaluate.test_bank(self.tasks, self.cfg.task, ev)
         inner = evaluate.eval_inner(self.inner, ev)
-        mse = {label: self.algorithm.adaptation_mse(self.model, params, bank, inner)}
+        trained = lambda tasks: self.algorithm.adaptation_mse(self.model, params, tasks, inner)
+        mse = {label: evaluate.in_chunks(trained, bank, label)}
         if label != "scratch":
             def scratch_mse():
                 rng = streams.keyed_stream(scratch_key(self.cfg.model), ev.seed, "scratch")
                 scratch = init_params(self.model, rng, self.cfg.model)
-                return MAML().adaptation_mse(self.model, scratch, bank, inner)
+                curves = lambda tasks: MAML().adaptation_mse(self.model, scratch, tasks, inner)
+                return evaluate.in_chunks(curves, bank, "scratch")
 
             mse["scratch"] = scratch_cache.scratch_mse(self.cfg, self.model, bank, inner, scratch_mse)
         keys = evaluate.record(self.out_dir, mse, label, ev.report_steps, self.inner.steps)

@@ -19,7 +19,7 @@ def read_metrics(run_dir):
 
 
 def test_single_run_writes_the_whole_run_directory(tmp_path):
-    proc = run_cli([*TINY, "hydra.run.dir=run", "train.figures=true"], cwd=tmp_path)
+    proc = run_cli([*TINY, "hydra.run.dir=run"], cwd=tmp_path)  # a single run draws the figure by default
     assert proc.returncode == 0, proc.stderr
     run_dir = tmp_path / "run"
     summary = json.loads((run_dir / "summary.json").read_text())
@@ -92,6 +92,7 @@ def test_multirun_writes_one_directory_per_job(tmp_path):
         cfg = yaml.safe_load((run_dir / ".hydra" / "config.yaml").read_text())
         seen.add((cfg["task"]["bins"], cfg["seed"]))
         assert json.loads((run_dir / "summary.json").read_text())["status"] == "completed"
+        assert cfg["train"]["figures"] is False and not (run_dir / "validation_fits.png").exists()
     assert seen == {(3, 0), (3, 1), (6, 0), (6, 1)}
 
 

@@ -165,3 +165,20 @@ def test_reptile_with_one_inner_step_warns_that_it_is_joint_training(compose_cfg
     caplog.clear()
     Trainer(compose_cfg([*TINY, "algorithm=reptile"]), tmp_path, "x")
     assert "joint training" not in caplog.text
+
+
+def test_a_long_evaluation_reports_progress_chunk_by_chunk_with_the_same_curves(compose_cfg, monkeypatch, caplog):
+    cfg = compose_cfg(["eval.num_tasks=23", "model.hidden=[8,8]", "task.num_points=20"])
+    model, tasks, algorithm, _, inner = build(cfg)
+    params = model.init(np.random.default_rng(0), cfg.model.init_std)
+    test = evaluate.test_bank(tasks, cfg.task, cfg.eval)
+    curves = lambda part: algorithm.adaptation_mse(model, params, part, evaluate.eval_inner(inner, cfg.eval))
+    whole = curves(test)
+    monkeypatch.setattr(evaluate, "PROGRESS_CHUNK", 10)
+    with caplog.at_level("INFO", logger="maml_sweep.evaluate"):
+        chunked = evaluate.in_chunks(curves, test, "trained")
+    assert np.array_equal(chunked, whole) and chunked.shape == (23, cfg.eval.max_steps + 1)
+    assert [r.args[1] for r in caplog.records] == [10, 20, 23]  # tasks done after each chunk
+    monkeypatch.setattr(evaluate, "PROGRESS_CHUNK", 23)
+    caplog.clear()
+    assert np.array_equal(evaluate.in_chunks(curves, test, "trained"), whole) and not caplog.records
