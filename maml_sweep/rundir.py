@@ -246,6 +246,21 @@ def recorded_config_hash(run_dir: Path) -> str | None:
     return None if checkpoint is None else checkpoint.get("config_hash")
 
 
+def unusable_dir(path: Path, key: str) -> str | None:
+    """Why ``path`` (the value of ``key``, e.g. ``hydra.run.dir``) cannot become a directory this
+    process writes into, or None: it is a file, lies under a file, or its nearest existing folder
+    is not writable. Checked before Hydra creates it, so a bad path gives one line, not a traceback."""
+    path = Path(path).absolute()
+    if path.exists() and not path.is_dir():
+        return f"{key}={path} is a file, not a directory: choose a directory"
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir():
+        return f"{key}={path} lies under the file {existing}: choose a directory"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{key}={path}: {existing} is not writable by this user"
+    return None
+
+
 def foreign_files(run_dir: Path) -> list[str]:
     """Names in ``run_dir`` that are not a maml-sweep run's (sorted); empty for an empty directory
     or a run's own. A run's directory always has its lock file (taken before the first write), so

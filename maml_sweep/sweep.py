@@ -193,8 +193,16 @@ class SweepSummary(Callback):
     """Keeps ``sweep_summary.csv`` current in a multirun's sweep directory and logs the sweep's
     progress after every job. Refuses a sweep into another sweep's directory."""
 
+    def on_run_start(self, config, **kwargs) -> None:
+        """A single run: refuse a run directory that cannot be one, before Hydra creates it."""
+        run_dir = str(config.hydra.run.dir).strip()  # empty: refused by the CLI with its own message
+        refusal = rundir.unusable_dir(Path(run_dir), "hydra.run.dir") if run_dir else None
+        if refusal is not None:
+            print(f"maml-sweep: error: {refusal}", file=sys.stderr)
+            sys.exit(2)
+
     def on_multirun_start(self, config, **kwargs) -> None:
-        refusal = check_sweep_dir(config)
+        refusal = rundir.unusable_dir(Path(config.hydra.sweep.dir), "hydra.sweep.dir") or check_sweep_dir(config)
         if refusal is not None:
             print(f"maml-sweep: error: {refusal}", file=sys.stderr)
             sys.exit(2)

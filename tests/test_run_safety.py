@@ -378,3 +378,27 @@ def test_the_resume_command_names_the_run_directory(tmp_path, monkeypatch):
     monkeypatch.setattr("sys.argv", ["/somewhere/bin/maml-sweep"])
     assert resume_command(hc) == \
         "maml-sweep 'model.hidden=[8,8]' seed=3 hydra/launcher=joblib hydra.run.dir=outputs/runs/d/t"
+
+
+def _hydra_dirs(run_dir, sweep_dir="unused"):
+    from omegaconf import OmegaConf
+    return OmegaConf.create({"hydra": {"run": {"dir": str(run_dir)}, "sweep": {"dir": str(sweep_dir)}}})
+
+
+@pytest.mark.parametrize("where, says", [("afile", "is a file"), ("afile/sub", "lies under the file"),
+                                         ("ro/new", "is not writable")])
+def test_a_run_dir_that_cannot_be_one_is_refused_in_one_line_before_hydra_creates_it(tmp_path, monkeypatch, capsys,
+                                                                                      where, says):
+    (tmp_path / "afile").write_text("mine\n")
+    (tmp_path / "ro").mkdir()
+    real_access = os.access  # root writes anywhere, so an unwritable folder is simulated
+    monkeypatch.setattr(os, "access", lambda p, mode: False if str(p).endswith("/ro") else real_access(p, mode))
+    with pytest.raises(SystemExit) as stop:
+        sweep.SweepSummary().on_run_start(_hydra_dirs(tmp_path / where))
+    err = capsys.readouterr().err.strip().splitlines()
+    assert stop.value.code == 2 and len(err) == 1 and "hydra.run.dir=" in err[0] and says in err[0]
+    assert (tmp_path / "afile").read_text() == "mine\n" and not (tmp_path / "ro" / "new").exists()
+    with pytest.raises(SystemExit):
+        sweep.SweepSummary().on_multirun_start(_hydra_dirs("unused", tmp_path / where))
+    assert "hydra.sweep.dir=" in capsys.readouterr().err
+    sweep.SweepSummary().on_run_start(_hydra_dirs(tmp_path / "fine" / "run"))  # a new directory is fine
