@@ -261,6 +261,7 @@ class Trainer:
                 self.loop(state, rng, metrics, outcome, stop)
         finally:
             metrics.close()
+            state.rng_state = streams.get_state(rng)  # after the last step done (a forced stop saves nothing)
         if outcome.status == INTERRUPTED:
             self.save_checkpoint(state)
         elif outcome.status == COMPLETED:
@@ -268,7 +269,8 @@ class Trainer:
             self.write_results(state, outcome)
 
     def loop(self, state: TrainState, rng, metrics, outcome: Outcome, stop: "StopSignals") -> None:
-        """Outer steps from state.step + 1 on; ``state`` is consistent after every step."""
+        """Outer steps from state.step + 1 on; ``state`` is consistent after every step, except its
+        ``rng_state``, taken where the state is saved (each checkpoint, and by :meth:`train` at the end)."""
         start_step, start_train_s, t0 = state.step, state.train_s, time.perf_counter()
         for step in range(state.step + 1, self.outer_steps + 1):
             batch = [self.tasks.sample(rng) for _ in range(self.meta_batch_size)]
@@ -280,7 +282,6 @@ class Trainer:
             params, opt_state = self.optimizer.update(state.params, grads, state.opt_state)
             state.step, state.params, state.opt_state = step, params, opt_state
             state.train_s = start_train_s + time.perf_counter() - t0
-            state.rng_state = streams.get_state(rng)
             if step in self.snapshot_steps:
                 state.snapshots.append((step, params))
             if step % self.eval_every == 0 or step == self.outer_steps:
@@ -292,6 +293,7 @@ class Trainer:
                 if not (math.isfinite(val) and val < EXPLODED):
                     outcome.status, outcome.diverged_step = DIVERGED, step
                     return
+                state.rng_state = streams.get_state(rng)  # here, not every step: ~24 us for the legacy stream
                 self.save_checkpoint(state)
                 self.write_summary(state, outcome)  # steps current at every checkpoint
             if stop.received:
