@@ -472,6 +472,8 @@ def _rec_inner_loop(t, key, ws, keep: bool) -> list:
     for j in range(key.steps):
         _rec_loss_grad(t, key, B[j], ws.caches[j if keep else 0], ws.Z, ws.F, ws.y,
                        ws.grad_blocks[j], ws.Wo)
+        if key.kind == "curve" and key.same_query:  # the residuals at theta_j are the query's: score them
+            t(_mse_into, ws.F[..., 0], ws.curve[:, j])
         t(np.multiply, ws.grads[j], ws.lrs[key.vector_lr], ws.tmp)
         t(np.subtract, prev, ws.tmp, ws.thetas[j])
         prev = ws.thetas[j]
@@ -502,7 +504,8 @@ def _record(lay: _Layout, ws: _Workspace, key: TapeKey, eager: bool = False) -> 
     B = _rec_inner_loop(t, key, ws, key.second)
     K = key.steps
     if key.kind in ("value", "curve"):
-        for j in range(K + 1) if key.kind == "curve" else (K,):
+        scored_in_loop = key.kind == "curve" and key.same_query  # steps 0..K-1 (see _rec_inner_loop)
+        for j in range(K + 1) if key.kind == "curve" and not scored_in_loop else (K,):
             _rec_forward(t, key, B[j], ws.qcache, ws.Zq, ws.Fq)
             t(np.subtract, ws.Fq[..., 0], ws.yq, ws.Fq[..., 0])
             if key.kind == "curve":
