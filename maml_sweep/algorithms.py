@@ -41,16 +41,21 @@ def pooled(tasks: Sequence[Task]) -> list[Task]:
             for task in tasks]
 
 
+def _fast_applies(model: MLP, inner: InnerLoop) -> bool:
+    """The fast path's tape covers this model and inner loop (all parameters adapted)."""
+    return fast.supports(model) and inner.only is None
+
+
 def meta_value_and_grad(model: MLP, params: dict, tasks: Sequence[Task], inner: InnerLoop):
     """The meta-gradient: the fast batched path where it applies, else the autograd reference."""
-    if fast.supports(model) and inner.only is None:
+    if _fast_applies(model, inner):
         return fast.fast_meta_value_and_grad(model, params, tasks, inner)
     return maml.meta_value_and_grad(model.predict, params, tasks, inner)
 
 
 def meta_objective(model: MLP, params: dict, tasks: Sequence[Task], inner: InnerLoop, lrs=None):
     """Mean meta-objective (differentiable by autograd): fast path where it applies."""
-    if fast.supports(model) and inner.only is None:
+    if _fast_applies(model, inner):
         return fast.meta_loss(model, params, tasks, inner, lr=lrs)
     return maml.batch_meta_objective(model.predict, params, tasks, inner, lrs)
 
@@ -58,7 +63,7 @@ def meta_objective(model: MLP, params: dict, tasks: Sequence[Task], inner: Inner
 def adaptation_mse(model: MLP, params: dict, tasks: Sequence[Task], inner: InnerLoop, lrs=None) -> np.ndarray:
     """Test-bank adaptation curves (T, steps + 1): the fast path's tape where it applies (all
     parameters adapted), else the batched numpy loop; both float64 MSE."""
-    if fast.supports(model) and inner.only is None:
+    if _fast_applies(model, inner):
         return fast.adaptation_mse(model, params, tasks, inner, lrs)
     return batched.adaptation_mse(model, params, tasks, inner, lrs)
 

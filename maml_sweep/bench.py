@@ -26,7 +26,7 @@ from threadpoolctl import threadpool_info, threadpool_limits
 from . import fast
 from .config import StepsTaskConfig
 from .maml import InnerLoop, meta_objective, meta_value_and_grad
-from .model import MLP
+from .model import DTYPES, MLP
 from .optim import SGD
 from .tasks import make_tasks
 
@@ -121,7 +121,6 @@ def compare(fns: dict, repeats: int, budget_ms: float = 40.0, stat=statistics.me
 
 STATS = {"median": statistics.median, "min": min}
 STAT = "median"  # set by --stat: the statistic over timed batches
-DTYPES = ("float64", "float32")
 
 
 def time_case(case: Case, repeats: int, budget_ms: float = 40.0) -> dict:

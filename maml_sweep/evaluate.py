@@ -49,23 +49,27 @@ def eval_inner(inner: InnerLoop, eval_cfg) -> InnerLoop:
 
 def summarise(init: str, mse: np.ndarray) -> list[dict]:
     """Rows of adaptation.csv for one init's per-task MSE (T, K): statistics over tasks per k."""
-    s = stats.summarise(mse)
+    return _rows(init, stats.summarise(mse), mse.shape[0])
+
+
+def _rows(init: str, s: dict, n_tasks: int) -> list[dict]:
+    """adaptation.csv rows from :func:`stats.summarise`'s statistics ``s`` (arrays of shape (K,))."""
     return [{"init": init, "k": k, "mse_mean": s["mean"][k], "mse_ci95_low": s["ci95_low"][k],
              "mse_ci95_high": s["ci95_high"][k], "mse_median": s["median"][k], "mse_trimmed": s["trimmed"][k],
-             "blowup_frac": s["blowup"][k], "n_tasks": mse.shape[0]} for k in range(mse.shape[1])]
+             "blowup_frac": s["blowup"][k], "n_tasks": n_tasks} for k in range(len(s["mean"]))]
 
 
-def summary_keys(mse: np.ndarray, report_steps, inner_steps: int) -> dict:
-    """summary.json's test keys from the trained init's per-task MSE (T, max_steps + 1): for each
-    k in ``report_steps``, ``test_mse_k<k>`` (mean over tasks), ``test_median_k<k>``,
-    ``test_trimmed_k<k>`` (10% trimmed mean), ``test_blowup_k<k>`` (fraction of tasks); and
-    ``test_mse_at_inner_steps`` (the mean at the training inner_steps, or at max_steps if fewer)."""
-    mean, median, trimmed, blowup = stats.mean(mse), stats.median(mse), stats.trimmed_mean(mse), stats.blowup_fraction(mse)
+def summary_keys(s: dict, report_steps, inner_steps: int) -> dict:
+    """summary.json's test keys from the trained init's statistics ``s`` (:func:`stats.summarise`
+    of its (T, max_steps + 1) per-task MSE): for each k in ``report_steps``, ``test_mse_k<k>``
+    (mean over tasks), ``test_median_k<k>``, ``test_trimmed_k<k>`` (10% trimmed mean),
+    ``test_blowup_k<k>`` (fraction of tasks); and ``test_mse_at_inner_steps`` (the mean at the
+    training inner_steps, or at max_steps if fewer)."""
     out = {}
     for k in report_steps:
-        out.update({f"test_mse_k{k}": float(mean[k]), f"test_median_k{k}": float(median[k]),
-                    f"test_trimmed_k{k}": float(trimmed[k]), f"test_blowup_k{k}": float(blowup[k])})
-    out["test_mse_at_inner_steps"] = float(mean[min(inner_steps, mse.shape[1] - 1)])
+        out.update({f"test_mse_k{k}": float(s["mean"][k]), f"test_median_k{k}": float(s["median"][k]),
+                    f"test_trimmed_k{k}": float(s["trimmed"][k]), f"test_blowup_k{k}": float(s["blowup"][k])})
+    out["test_mse_at_inner_steps"] = float(s["mean"][min(inner_steps, len(s["mean"]) - 1)])
     return out
 
 
@@ -74,8 +78,10 @@ def record(out_dir: Path, mse: dict[str, np.ndarray], label: str, report_steps, 
     statistics in ``adaptation.csv``; returns the summary keys of init ``label``."""
     out_dir = Path(out_dir)
     rundir.save_arrays(out_dir / rundir.TEST_MSE, mse)
-    rundir.write_adaptation_csv(out_dir / rundir.ADAPTATION, [row for init, m in mse.items() for row in summarise(init, m)])
-    return {**summary_keys(mse[label], report_steps, inner_steps), "n_test_tasks": int(mse[label].shape[0])}
+    summaries = {init: stats.summarise(m) for init, m in mse.items()}
+    rundir.write_adaptation_csv(out_dir / rundir.ADAPTATION,
+                                [row for init, m in mse.items() for row in _rows(init, summaries[init], m.shape[0])])
+    return {**summary_keys(summaries[label], report_steps, inner_steps), "n_test_tasks": int(mse[label].shape[0])}
 
 
 def in_chunks(curves: Callable[[Sequence[Task]], np.ndarray], bank: Sequence[Task], init: str) -> np.ndarray:

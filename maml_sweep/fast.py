@@ -606,7 +606,7 @@ def _value_and_grads(lay, theta, lr, data, inner, lr_grad: bool = True):
     return float(value / T), g / T, glr if vector_lr else float(glr)
 
 
-def hessian_vector_product(model: MLP, params: dict, task: Task, v: dict, loss_scale: float = 0.5) -> dict:
+def hessian_vector_product(model: MLP, params: dict, task: Task, v: dict, loss_scale: float) -> dict:
     """Hess(l) v (a dict like params) of the inner loss ``loss_scale * mean((f - y)^2)`` on the
     task's support set at ``params``, by the tape's own R-operator code (for tests and checks)."""
     lay, dtype = _layout(model), dtype_of(params)
