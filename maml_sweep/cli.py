@@ -47,11 +47,8 @@ def _hydra_main(cfg) -> float:
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN
     out_dir = Path(hc.runtime.output_dir)
-    if hc.mode == RunMode.MULTIRUN and not _in_process_launcher(hc):
+    if multirun and not _in_process_launcher(hc):
         logs.tag_job(hc.job.num)  # parallel jobs' lines interleave: each says which job it is
-    if not multirun and not str(hc.run.dir).strip():
-        _fail(["hydra.run.dir is empty (that would write the run into the current directory); "
-               "give the run a directory of its own"], 2)
     if multirun and cfg.train.figures is None:
         cfg.train.figures = False  # a sweep's jobs skip the per-run figure; the report draws the best fits
     resume = resume_command(hc)

@@ -236,16 +236,6 @@ def _decode(node, data):
     return node
 
 
-def recorded_config_hash(run_dir: Path) -> str | None:
-    """The config hash of the run already in ``run_dir`` (from its summary, else from its
-    checkpoint's header), if any. Raises :class:`DamagedRunFile` when the file it needs is damaged."""
-    summary = read_summary(run_dir)
-    if summary is not None:
-        return summary["config_hash"]
-    checkpoint = load_checkpoint(run_dir)
-    return None if checkpoint is None else checkpoint.get("config_hash")
-
-
 def unusable_dir(path: Path, key: str) -> str | None:
     """Why ``path`` (the value of ``key``, e.g. ``hydra.run.dir``) cannot become a directory this
     process writes into, or None: it is a file, lies under a file, or its nearest existing folder

@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 PLAN = ".sweep_plan.json"
 REFUSED = ".sweep_refused.json"  # job number -> why this sweep's job was refused (its dir is untouched)
 RECORD = "multirun.yaml"  # Hydra's record of the sweep
+SUMMARY_LOCK = ".sweep_summary.lock"  # serialises the writers of sweep_summary.csv
 
 SWEEP_SUMMARY = "sweep_summary.csv"
 HEADLINE = ("status", "steps", "outer_steps", "val_mse", "val_meta_objective", "train_meta_objective", "wall_s",
@@ -73,7 +74,7 @@ def summary_rows(sweep_dir: Path, ended: bool = False) -> list[dict]:
 
 def record_refusal(sweep_dir: Path, job: int, message: str) -> None:
     """Note that this sweep refused job ``job`` (its directory is left untouched)."""
-    with _locked(Path(sweep_dir) / ".sweep_summary.lock"):
+    with _locked(Path(sweep_dir) / SUMMARY_LOCK):
         refused = _read_json(Path(sweep_dir) / REFUSED) or {}
         refused[str(job)] = message
         rundir.write_json(Path(sweep_dir) / REFUSED, refused)
@@ -89,7 +90,7 @@ def _read_json(path: Path):
 def write_sweep_summary(sweep_dir: Path, ended: bool = False) -> list[dict]:
     """(Re)write ``sweep_summary.csv`` in ``sweep_dir`` atomically; returns its rows."""
     sweep_dir = Path(sweep_dir)
-    with _locked(sweep_dir / ".sweep_summary.lock"):
+    with _locked(sweep_dir / SUMMARY_LOCK):
         rows = summary_rows(sweep_dir, ended)
         columns = ["job", "overrides"]
         for row in rows:
@@ -189,23 +190,27 @@ def close(sweep_dir: Path) -> None:
     _OPEN[:] = [(d, c) for d, c in _OPEN if d != Path(sweep_dir)]
 
 
+def _refuse(refusal: str | None) -> None:
+    """Stop this command with one line and exit 2 when there is a ``refusal``."""
+    if refusal is not None:
+        print(f"maml-sweep: error: {refusal}", file=sys.stderr)
+        sys.exit(2)
+
+
 class SweepSummary(Callback):
     """Keeps ``sweep_summary.csv`` current in a multirun's sweep directory and logs the sweep's
     progress after every job. Refuses a sweep into another sweep's directory."""
 
     def on_run_start(self, config, **kwargs) -> None:
         """A single run: refuse a run directory that cannot be one, before Hydra creates it."""
-        run_dir = str(config.hydra.run.dir).strip()  # empty: refused by the CLI with its own message
-        refusal = rundir.unusable_dir(Path(run_dir), "hydra.run.dir") if run_dir else None
-        if refusal is not None:
-            print(f"maml-sweep: error: {refusal}", file=sys.stderr)
-            sys.exit(2)
+        run_dir = str(config.hydra.run.dir).strip()
+        if not run_dir:
+            _refuse("hydra.run.dir is empty (that would write the run into the current directory); "
+                    "give the run a directory of its own")
+        _refuse(rundir.unusable_dir(Path(run_dir), "hydra.run.dir"))
 
     def on_multirun_start(self, config, **kwargs) -> None:
-        refusal = rundir.unusable_dir(Path(config.hydra.sweep.dir), "hydra.sweep.dir") or check_sweep_dir(config)
-        if refusal is not None:
-            print(f"maml-sweep: error: {refusal}", file=sys.stderr)
-            sys.exit(2)
+        _refuse(rundir.unusable_dir(Path(config.hydra.sweep.dir), "hydra.sweep.dir") or check_sweep_dir(config))
         sweep_dir = Path(config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         rundir.write_json(sweep_dir / PLAN, {"planned": planned_jobs(config), "started": time.time()})
@@ -219,8 +224,9 @@ class SweepSummary(Callback):
             return
         sweep_dir = Path(config.hydra.sweep.dir)
         rows = write_sweep_summary(sweep_dir)
-        if (sweep_dir / PLAN).exists():
-            p = progress(rows, json.loads((sweep_dir / PLAN).read_text()), time.time())
+        plan = _read_json(sweep_dir / PLAN)
+        if plan:
+            p = progress(rows, plan, time.time())
             eta = "?" if p["eta_s"] is None else f"{p['eta_s']:.0f}s"
             counts = ", ".join(f"{n} {status}" for status, n in p["counts"].items())
             log.info("sweep: %d/%s runs ended (%s) | %.1f runs/min | ETA %s", p["ended"], p["planned"] or "?",

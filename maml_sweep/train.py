@@ -143,7 +143,7 @@ def check_run_dir(out_dir: Path, chash: str) -> dict | None:
             f"{out_dir} holds files that are not a maml-sweep run ({shown}); nothing was written there: "
             "choose an empty or new hydra.run.dir / hydra.sweep.dir")
     summary = rundir.read_summary(out_dir)
-    found = summary["config_hash"] if summary is not None else rundir.recorded_config_hash(out_dir)
+    found = summary["config_hash"] if summary is not None else (rundir.load_checkpoint(out_dir) or {}).get("config_hash")
     if found is not None and found != chash:
         raise rundir.RunDirError(
             f"{out_dir} holds a run of another config (hash {found}, this config {chash}); "
