@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from ..rundir import COMPLETED, DIVERGED, FAILED, UNUSABLE
+from ..stats import resample_counts
 from .load import STR
 
 # Two-sided 95% Student-t critical values t_{0.975, df} for df = 1..30.
@@ -179,9 +180,6 @@ def _bootstrap_means(v: np.ndarray, n_boot: int, rng) -> np.ndarray:
     """(n_boot, steps) means of ``v`` (runs, steps) over resampled runs, NaNs left out (NaN where a
     resample has no finite value): the resamples' counts times the values, one matrix product, so
     memory is (n_boot, runs + steps) rather than (n_boot, runs, steps)."""
-    runs = v.shape[0]
-    draw = rng.integers(0, runs, size=(n_boot, runs))
-    counts = np.bincount((np.arange(n_boot)[:, None] * runs + draw).ravel(), minlength=n_boot * runs)
-    counts = counts.reshape(n_boot, runs).astype(float)
+    counts = resample_counts(rng, v.shape[0], n_boot).astype(float)
     finite = np.isfinite(v)
     return (counts @ np.where(finite, v, 0.0)) / (counts @ finite.astype(float))
