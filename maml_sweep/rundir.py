@@ -297,9 +297,10 @@ class RunLock:
                              "it to end (or stop it) or choose another hydra.run.dir / hydra.sweep.dir") from None
         self._fd = fd
         holder = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}
-        try:
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, (json.dumps(holder) + "\n").encode(), 0)
+        data = (json.dumps(holder) + "\n").encode()
+        try:  # write over the old holder first, then cut: a reader never sees an empty file
+            os.pwrite(fd, data, 0)
+            os.ftruncate(fd, len(data))
         except OSError:
             pass
         return self
@@ -332,13 +333,19 @@ def is_live(run_dir: Path) -> bool:
 
 
 def lock_holder(run_dir: Path) -> str:
-    """``PID n on host h (since HH:MM:SS UTC)`` from the lock file, or ``another process``."""
-    try:
-        info = json.loads((Path(run_dir) / LOCK).read_text())
-        since = time.strftime("%H:%M:%S UTC", time.gmtime(info["since"]))
-        return f"PID {info['pid']} on host {info['host']} (since {since})"
-    except (OSError, ValueError, KeyError, TypeError):
-        return "another process"
+    """``PID n on host h (since HH:MM:SS UTC)`` from the lock file, or ``another process``.
+    A holder that has just taken the lock may not have written itself yet: up to 20 reads,
+    10 ms apart."""
+    tries = 20
+    for attempt in range(tries):
+        try:
+            info = json.loads((Path(run_dir) / LOCK).read_text())
+            since = time.strftime("%H:%M:%S UTC", time.gmtime(info["since"]))
+            return f"PID {info['pid']} on host {info['host']} (since {since})"
+        except (OSError, ValueError, KeyError, TypeError):
+            if attempt + 1 < tries:
+                time.sleep(0.01)
+    return "another process"
 
 
 def set_aside(path: Path) -> Path:

@@ -66,7 +66,7 @@ def test_two_processes_racing_for_one_directory_never_mix_files(tmp_path):
         assert sorted(codes) == [0, 2], outs
         err = outs[codes.index(2)][1].strip()
         assert len(err.splitlines()) == 1 and "Traceback" not in err
-        kind = "in use" if "is in use by PID" in err else "other config" if "another config" in err else err
+        kind = "in use" if " is in use by " in err else "other config" if "another config" in err else err
         refusals[kind] = refusals.get(kind, 0) + 1
         cfg = yaml.safe_load((run_dir / ".hydra" / "config.yaml").read_text())
         summary = read_json(run_dir / "summary.json")
