@@ -363,6 +363,15 @@ class _Tape(list):
         for fn, args in self:
             fn(*args)
 
+    def matmul(self, a, b, out) -> None:
+        """Record ``out = a @ b`` for stacks (S, n, k) @ (S, k, m) -> (S, n, m). A stack of one
+        goes through ``np.dot`` on the 2-D views: its call costs less than matmul's (~0.4 us of
+        ~1.2 us for the thin products of the output layer, ~0.3 us of ~2 us for the input's)."""
+        if a.shape[0] == b.shape[0] == out.shape[0] == 1 and out[0].flags.c_contiguous:
+            self(np.dot, a[0], b[0], out[0])
+        else:
+            self(np.matmul, a, b, out)
+
 
 _all = np.logical_and.reduce  # z.all() without its Python wrapper
 
@@ -379,7 +388,7 @@ def _rec_forward(t: _Tape, key: TapeKey, P: _Views, c: _Cache, Z: list, F: np.nd
     A, S, Hs, B = c.A, c.S, c.H, P.B
     L = len(B) - 1
     for k in range(1, L + 1):
-        t(np.matmul, A[k - 1], B[k - 1], Z[k])
+        t.matmul(A[k - 1], B[k - 1], Z[k])
         if key.activation == "relu":
             t(np.greater, Z[k], 0.0, S[k])
             t(_relu_ties, Z[k], S[k])
@@ -388,7 +397,7 @@ def _rec_forward(t: _Tape, key: TapeKey, P: _Views, c: _Cache, Z: list, F: np.nd
             t(np.tanh, Z[k], Hs[k])
             t(np.square, Hs[k], S[k])
             t(np.subtract, 1.0, S[k], S[k])
-    t(np.matmul, A[L], B[L], F)
+    t.matmul(A[L], B[L], F)
 
 
 def _rec_backward(t: _Tape, P: _Views, c: _Cache, G: list, Wo: np.ndarray) -> None:
@@ -397,15 +406,15 @@ def _rec_backward(t: _Tape, P: _Views, c: _Cache, G: list, Wo: np.ndarray) -> No
     AT, S, D, Wt = c.AT, c.S, c.D, P.Wt
     L = len(G) - 1
     for k in range(L + 1, 0, -1):
-        t(np.matmul, AT[k - 1], D[k], G[k - 1])
+        t.matmul(AT[k - 1], D[k], G[k - 1])
         if k == 1:
             break
         if k == L + 1:  # the outer product D w^T as [D | 0] @ [w^T; 0]
             t(np.copyto, Wo[:, :1], Wt[k - 1])
-            t(np.matmul, c.DZ, Wo, D[k - 1])
+            t.matmul(c.DZ, Wo, D[k - 1])
         else:
             t(np.copyto, c.WT[k], Wt[k - 1])
-            t(np.matmul, D[k], c.WT[k], D[k - 1])
+            t.matmul(D[k], c.WT[k], D[k - 1])
         t(np.multiply, D[k - 1], S[k - 1], D[k - 1])
 
 
@@ -430,28 +439,28 @@ def _rec_hvp(t, key, P, c, V, ws) -> None:
     R = ws.R + [c.RO]  # R[k] = R(dl/dz_k), k = 1..L+1
     L = len(P.B) - 1
     relu = key.activation == "relu"
-    t(np.matmul, A[0], V.B[0], Z[1])
+    t.matmul(A[0], V.B[0], Z[1])
     for k in range(1, L + 1):  # Z[k] = Rz_k, rh = Rh_k
         rh = Z[k] if relu else ws.RH[k]
         t(np.multiply, Z[k], S[k], rh)
-        t(np.matmul, rh, P.W[k], Z[k + 1])
-        t(np.matmul, A[k], V.B[k], Y[k + 1])
+        t.matmul(rh, P.W[k], Z[k + 1])
+        t.matmul(A[k], V.B[k], Y[k + 1])
         t(np.add, Z[k + 1], Y[k + 1], Z[k + 1])
     t(np.multiply, Z[L + 1], 2.0 * key.loss_scale / Z[L + 1].shape[-2], R[L + 1])  # R(dl/df)
     for k in range(L + 1, 0, -1):
-        t(np.matmul, AT[k - 1], R[k], H.B[k - 1])
+        t.matmul(AT[k - 1], R[k], H.B[k - 1])
         if k == 1:
             break
-        t(np.matmul, ws.RHT[k - 1], D[k], ws.Mw[k - 1])
+        t.matmul(ws.RHT[k - 1], D[k], ws.Mw[k - 1])
         e, y = E[k - 1], Y[k - 1]  # e = R(dl/dh_{k-1})
         if k == L + 1:  # [R | D] @ [w^T; v^T], K = 2
             t(np.copyto, ws.WVo[:, :1], P.Wt[L])
             t(np.copyto, ws.WVo[:, 1:], V.Wt[L])
-            t(np.matmul, c.DR, ws.WVo, e)
+            t.matmul(c.DR, ws.WVo, e)
         else:
             t(np.copyto, ws.VT[k], V.Wt[k - 1])
-            t(np.matmul, R[k], c.WT[k], e)
-            t(np.matmul, D[k], ws.VT[k], y)
+            t.matmul(R[k], c.WT[k], e)
+            t.matmul(D[k], ws.VT[k], y)
             t(np.add, e, y, e)
         t(np.multiply, e, S[k - 1], R[k - 1])
         if not relu:  # tanh'' = -2 h tanh': add -2 h * dl/dz * Rz
