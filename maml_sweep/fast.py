@@ -126,7 +126,7 @@ class _Layout:
         """Flat vector (P,) of a parameter dict."""
         out = np.empty(self.size, dtype)
         for name in self.names:
-            out[self.slices[name]] = np.reshape(params[name], -1)
+            out[self.slices[name]] = np.asarray(params[name]).reshape(-1)
         return out
 
     def unpack(self, flat: np.ndarray) -> dict:
@@ -166,8 +166,11 @@ def supports(model) -> bool:
 
 def dtype_of(params: dict) -> np.dtype:
     """The dtype the fast path runs in for ``params``: float32 if they all are, else float64."""
-    kinds = {np.asarray(getval(v)).dtype for v in params.values()}
-    return np.dtype(np.float32) if kinds == {np.dtype(np.float32)} else np.dtype(np.float64)
+    f32 = all(getattr(getval(v), "dtype", None) == _F32 for v in params.values())
+    return _F32 if f32 else _F64
+
+
+_F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
 
 
 def _stack(tasks: Sequence[Task], dtype=np.float64):
