@@ -370,10 +370,15 @@ class _Tape(list):
         """Record ``out = a @ b`` for stacks (S, n, k) @ (S, k, m) -> (S, n, m). A stack of one
         goes through ``np.dot`` on the 2-D views: its call costs less than matmul's (~0.4 us of
         ~1.2 us for the thin products of the output layer, ~0.3 us of ~2 us for the input's)."""
-        if a.shape[0] == b.shape[0] == out.shape[0] == 1 and out[0].flags.c_contiguous:
+        if _one(a) and _one(b) and _one(out) and out[0].flags.c_contiguous:
             self(_dot, a[0], b[0], out[0])
         else:
             self(np.matmul, a, b, out)
+
+
+def _one(stack: np.ndarray) -> bool:
+    """True for a stack of one (a leading axis of 1): :meth:`_Tape.matmul` then uses np.dot."""
+    return stack.shape[0] == 1
 
 
 _all = np.logical_and.reduce  # z.all() without its Python wrapper
@@ -416,7 +421,9 @@ def _rec_backward(t: _Tape, P: _Views, c: _Cache, G: list, Wo: np.ndarray) -> No
         t.matmul(AT[k - 1], D[k], G[k - 1])
         if k == 1:
             break
-        if k == L + 1:  # the outer product D w^T as [D | 0] @ [w^T; 0]
+        if _one(D[k]):  # np.dot takes W^T as it is and a K=1 product at full speed
+            t.matmul(D[k], Wt[k - 1], D[k - 1])
+        elif k == L + 1:  # the outer product D w^T as [D | 0] @ [w^T; 0]
             t(_copyto, Wo[:, :1], Wt[k - 1])
             t.matmul(c.DZ, Wo, D[k - 1])
         else:
@@ -464,6 +471,10 @@ def _rec_hvp(t, key, P, c, V, ws) -> None:
             t(_copyto, ws.WVo[:, :1], P.Wt[L])
             t(_copyto, ws.WVo[:, 1:], V.Wt[L])
             t.matmul(c.DR, ws.WVo, e)
+        elif _one(D[k]):  # np.dot takes W^T and V^T as they are
+            t.matmul(R[k], P.Wt[k - 1], e)
+            t.matmul(D[k], V.Wt[k - 1], y)
+            t(np.add, e, y, e)
         else:
             t(_copyto, ws.VT[k], V.Wt[k - 1])
             t.matmul(R[k], c.WT[k], e)
