@@ -35,9 +35,11 @@ dtype. The computation runs in the params' dtype: float32 params give a float32 
 (tasks are cast, BLAS sgemm); anything else runs in float64.
 
 Speed. Per outer step the cost is ~48 small gemms plus ~100 elementwise passes and ~250 numpy
-calls, so: buffers are reused across calls (per problem size and thread), weights are copied
-transposed once per step, elementwise work runs on contiguous arrays, and big meta-batches go
-through in L2-sized chunks of tasks (see ``CHUNK_BYTES``).
+calls, so: buffers are reused across calls (per problem size and thread), elementwise work runs on
+contiguous arrays, and big meta-batches go through in L2-sized chunks of tasks (see
+``CHUNK_BYTES``). One task (T=1) multiplies with ``np.dot`` on 2-D views, which takes transposed
+operands and K=1 products at full speed; stacks (T>1) use ``np.matmul``, which does not, so they
+copy weights transposed once per step and write outer products as K=2 products.
 
 The tape: rules every change must keep
 --------------------------------------
@@ -235,10 +237,10 @@ class _Cache:
     """One forward/backward pass of the inner loss on T tasks of N points, k = layer 1..L+1:
     activations A[k] (T, N, d_k + 1) with a ones column (A[0]: the augmented input), their
     derivatives S[k] (T, N, d_k), errors D[k] = dl/dz_k (T, N, d_k), and contiguous copies
-    WT[k] (T, d_k, d_{k-1}) of W_k^T for 2 <= k <= L (a transposed gemm operand is ~1.7x slower).
-    The output error D[L+1] (T, N, 1) sits between its tangent RO and a zero column in
-    DR (T, N, 3), so that a K=2 matmul back-propagates both, or it alone (outer products as K=1
-    matmuls or broadcasting are ~3x slower)."""
+    WT[k] (T, d_k, d_{k-1}) of W_k^T for 2 <= k <= L (for T>1: a transposed matmul operand is
+    ~1.7x slower). The output error D[L+1] (T, N, 1) sits between its tangent RO and a zero column
+    in DR (T, N, 3), so that a K=2 matmul back-propagates both, or (T>1) it alone (outer products
+    as K=1 matmuls or broadcasting are ~3x slower)."""
 
     __slots__ = ("A", "AT", "H", "S", "D", "WT", "DR", "RO", "DZ")
 
