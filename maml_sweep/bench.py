@@ -193,7 +193,7 @@ def tape_flops(case: Case) -> float:
     for ws in fast._WORKSPACES.d.values():
         for tape in ws.tapes.values():
             for fn, args in tape:
-                if fn is np.matmul:
+                if fn is np.matmul or fn is fast._dot:  # see fast._Tape.matmul
                     a, b = args[0], args[1]
                     flops += 2 * np.prod(a.shape[:-1]) * a.shape[-1] * b.shape[-1]
     fast.clear_workspaces()

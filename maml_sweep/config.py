@@ -16,7 +16,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
 from .algorithms import ALGORITHMS
-from .model import ACTIVATIONS, DTYPES, INIT_SCHEMES
+from .model import ACTIVATIONS, DTYPES, INIT_SCHEMES, MLP
 
 
 # Every default lives here, once (Hydra's structured-config pattern). An option's YAML in conf/
@@ -27,8 +27,8 @@ from .model import ACTIVATIONS, DTYPES, INIT_SCHEMES
 class ModelConfig:
     """``model=mlp``: an MLP from a scalar input to a scalar output (the notebook's 1-50-50-1)."""
     name: str = MISSING
-    hidden: List[int] = field(default_factory=lambda: [50, 50])  # hidden layer sizes; any number of layers
-    activation: str = "relu"  # relu | tanh
+    hidden: List[int] = field(default_factory=lambda: list(MLP.hidden))  # hidden layer sizes; any number of layers
+    activation: str = MLP.activation  # relu | tanh
     init_std: float = 0.1     # every parameter starts ~ N(0, init_std^2) (init=normal)
     init: str = "normal"      # normal | truncated_normal (redrawn beyond 2 init_std; the MAML paper's code)
     zero_biases: bool = False  # true: biases start at 0 and draw nothing (the MAML paper's code)
@@ -117,7 +117,7 @@ class TrainConfig:
     #                           streams: independent SeedSequence streams, validation tasks from eval's stream
     max_memory_gb: float = 8.0  # refuse a run whose estimated peak memory (training or evaluation) is larger
     max_hours: float = 24.0     # refuse a run whose estimated time (training + evaluation) is longer
-    dtype: str = "float64"    # float64 | float32: params, tasks, meta-gradient, optimizer state and evaluation
+    dtype: str = MLP.dtype    # float64 | float32: params, tasks, meta-gradient, optimizer state and evaluation
     #                           (float64 reproduces the notebook exactly; float32 is ~2x faster)
     figures: Optional[bool] = None  # validation_fits.png (the notebook's figure, ~1-2 s) when a run completes:
     #                           null: drawn for a single run, not for the jobs of a multirun; true/false: always/never
