@@ -9,7 +9,13 @@
    time of the CLI and the run's own ``eval_s``.
 2. Sweep: ``--runs`` seeds of ``--steps`` outer steps with the joblib launcher on all cores (and,
    with ``--serial``, Hydra's basic launcher). Overhead = wall time / (sum of the runs' training
-   time ``wall_s`` / cores) - 1: what a sweep costs beyond its training loops.
+   time ``wall_s`` / cores) - 1: what a sweep costs beyond its training loops. Where it goes, per
+   job (means, seconds): composing its config (measured here, in-process, as Hydra does it: the
+   sweeper composes every job's config in the parent before launching, the worker again), the
+   run's own ``setup_s``, ``wall_s``, ``eval_s`` and ``writes_s`` (summary.json) and the rest of
+   the jobs' phase (each worker's core-seconds between the first run's start and the last one's
+   end, less those: Hydra's job wrapper, joblib's dispatch, the sweep-summary callback); then the
+   sweep's start-up before its first run and its end after the last.
 
 Everything runs in a temporary directory with a scratch cache of its own; BLAS one thread per run
 (the default ``train.blas_threads``). The machine is shared: the load average is printed.
@@ -28,6 +34,9 @@ from pathlib import Path
 
 from . import rundir
 from .bench import loadavg
+
+PARTS = (("setup_s", "set-up"), ("wall_s", "training loop"), ("eval_s", "test-bank evaluation"),
+         ("writes_s", "final writes"))  # summary.json timings of a run, in the order they happen
 
 
 def _env(cache: Path) -> dict:
@@ -59,17 +68,54 @@ def fixed_cost(workdir: Path, repeats: int) -> dict:
 
 
 def sweep(workdir: Path, launcher: str, runs: int, steps: int) -> dict:
-    """Wall seconds of a ``runs``-seed multirun and the sum of its runs' training seconds."""
+    """Wall seconds of a ``runs``-seed multirun, the sum of its runs' training seconds, and where
+    the rest goes (:func:`breakdown`)."""
     folder = workdir / launcher
-    args = ["-m", "maml_sweep", "-m", f"seed=range(0,{runs})", f"train.outer_steps={steps}",
-            f"hydra.sweep.dir={folder}", f"hydra/launcher={launcher}"]
-    wall = _timed(args, workdir / "cache", workdir)
-    summaries = [json.loads(p.read_text()) for p in folder.glob("*/summary.json")]
+    overrides = [f"seed=range(0,{runs})", f"train.outer_steps={steps}", f"hydra/launcher={launcher}"]
+    started = time.time()
+    wall = _timed(["-m", "maml_sweep", "-m", *overrides, f"hydra.sweep.dir={folder}"], workdir / "cache", workdir)
+    jobs = [p.parent for p in folder.glob(f"*/{rundir.SUMMARY}")]
+    summaries = [json.loads((job / rundir.SUMMARY).read_text()) for job in jobs]
     if len(summaries) != runs or any(s["status"] != rundir.COMPLETED for s in summaries):
         raise RuntimeError(f"{launcher} sweep: {len(summaries)} of {runs} runs completed")
     cores = os.cpu_count() if launcher == "joblib" else 1
     train = sum(s["wall_s"] for s in summaries)
-    return {"wall": wall, "train": train, "cores": cores, "overhead": wall / (train / cores) - 1}
+    compose_s = compose_seconds(overrides[1:] + ["seed=1"])
+    return {"wall": wall, "train": train, "cores": cores, "overhead": wall / (train / cores) - 1,
+            **breakdown(jobs, started, started + wall, cores, compose_s)}
+
+
+def breakdown(jobs: list[Path], started: float, ended: float, cores: int, compose_s: float) -> dict:
+    """Where a finished sweep's time went. ``jobs``: its run directories; ``started``/``ended``:
+    the sweep command's epoch seconds; ``compose_s``: seconds to compose one job's config.
+    Returns ``parts`` (per job, mean seconds: each key of :data:`PARTS`, ``compose_s`` and
+    ``rest_s``, the rest of the jobs' phase's core-seconds per job), ``start`` (seconds before the
+    first run started: its ``.hydra/config.yaml`` is written then) and ``end`` (after the last
+    run's ``summary.json``)."""
+    summaries = [json.loads((job / rundir.SUMMARY).read_text()) for job in jobs]
+    first = min((job / rundir.HYDRA_CONFIG).stat().st_mtime for job in jobs)
+    last = max((job / rundir.SUMMARY).stat().st_mtime for job in jobs)
+    parts = {key: statistics.mean(s[key] for s in summaries) for key, _ in PARTS}
+    parts["compose_s"] = compose_s  # the worker's; the sweeper's check is before the first run
+    parts["rest_s"] = (last - first) * cores / len(jobs) - sum(parts.values())
+    return {"parts": parts, "start": first - started, "end": ended - last}
+
+
+def compose_seconds(overrides: list[str], repeats: int = 10) -> float:
+    """Median seconds for Hydra to compose one job's config (``overrides``) in this process."""
+    from hydra import compose, initialize_config_module
+
+    from .config import register_configs
+
+    register_configs()
+    with initialize_config_module("maml_sweep.conf", version_base="1.3"):
+        compose("config", overrides)  # first: imports and caches
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            compose("config", overrides, return_hydra_config=True)
+            times.append(time.perf_counter() - t0)
+    return statistics.median(times)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -97,6 +143,12 @@ def main(argv=None) -> None:
             print(f"{launcher} sweep of {args.runs} runs x {args.steps} steps on {sw['cores']} core(s): wall "
                   f"{sw['wall']:.1f} s, runs' training {sw['train']:.1f} s in all -> overhead "
                   f"{sw['overhead']:+.0%} over training time / cores", flush=True)
+            p = sw["parts"]
+            print(f"  per job (mean s): composing its config {p['compose_s']:.3f} (and again in the sweeper's check) | "
+                  + " | ".join(f"{name} {p[key]:.3f}" for key, name in PARTS)
+                  + f" | the rest (Hydra's job wrapper, dispatch, callbacks) {p['rest_s']:.3f}", flush=True)
+            print(f"  sweep start-up before the first run {sw['start']:.2f} s (imports, the sweeper composing every "
+                  f"job's config, starting workers); after the last run {sw['end']:.2f} s", flush=True)
     print(loadavg() + " at end")
 
 

@@ -7,6 +7,7 @@ prints its line and the sweep goes on; the sweep then exits 1.
 """
 from __future__ import annotations
 
+import gc
 import logging
 import math
 import os
@@ -23,8 +24,11 @@ from .config import ConfigError, register_configs
 from .train import run
 
 register_configs()
+# What is imported so far lives as long as the process: keep it out of the collector's full passes
+# (a joblib worker without psutil runs gc.collect() after every job: ~15 ms over these objects).
+gc.freeze()
 log = logging.getLogger(__name__)
-_RESUME: list[str] = []  # the resume command of the run in progress, for an interrupt that escapes it
+_RESUME: list = []  # makes the resume command of the run in progress, for an interrupt that escapes it
 _SAID: list[str] = []  # the interrupt line, once printed
 
 
@@ -36,7 +40,7 @@ def main() -> None:
         _hydra_main()
     except KeyboardInterrupt:
         if not _SAID and not sweep.open_sweeps():  # an open sweep says how to finish it at exit
-            where = f"; resume with: {_RESUME[-1]}" if _RESUME else ""
+            where = f"; resume with: {_RESUME[-1]()}" if _RESUME else ""
             print(f"maml-sweep: interrupted{where}", file=sys.stderr)
         sys.exit(130)
 
@@ -51,8 +55,7 @@ def _hydra_main(cfg) -> float:
         logs.tag_job(hc.job.num)  # parallel jobs' lines interleave: each says which job it is
     if multirun and cfg.train.figures is None:
         cfg.train.figures = False  # a sweep's jobs skip the per-run figure; the report draws the best fits
-    resume = resume_command(hc)
-    _RESUME.append(resume)
+    _RESUME.append(lambda: resume_command(hc))  # made only when needed: it reads the sweep's record
 
     accepted = []
 
@@ -88,7 +91,7 @@ def _hydra_main(cfg) -> float:
             sweep.write_sweep_summary(Path(hc.sweep.dir))  # Hydra's on_job_end will not run
             sweep.close(Path(hc.sweep.dir))  # this line is the sweep's last word
         _SAID.append(f"maml-sweep: {job}{summary['error'] or rundir.INTERRUPTED} at step {summary['steps']}"
-                     f"/{summary.get('outer_steps', '?')}, checkpoint kept; resume with: {resume}")
+                     f"/{summary.get('outer_steps', '?')}, checkpoint kept; resume with: {resume_command(hc)}")
         print(_SAID[-1], file=sys.stderr)
         sys.exit(130)  # stop here; with the basic launcher this also stops the rest of the sweep
     value = summary.get("val_mse") if summary["status"] == rundir.COMPLETED else None

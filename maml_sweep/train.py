@@ -66,6 +66,7 @@ def run(cfg, out_dir, on_accept=None) -> dict:
     run and raised (:class:`ConfigError`), then a resume from the checkpoint or a new run. Any
     exception is recorded as ``failed`` and raised; a signal ends the run as ``interrupted``.
     """
+    started = time.perf_counter()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     chash = config_hash(cfg)
@@ -80,7 +81,7 @@ def run(cfg, out_dir, on_accept=None) -> dict:
         removed = rundir.remove_temp_files(out_dir)
         if removed:
             log.info("%s: removed temp files of a killed write: %s", out_dir, " ".join(removed))
-        summary = _run_accepted(cfg, out_dir, chash, previous, checkpoint, stop, on_accept)
+        summary = _run_accepted(cfg, out_dir, chash, previous, checkpoint, stop, on_accept, started)
     stop.forward()
     return summary
 
@@ -91,8 +92,9 @@ def _skipped(out_dir: Path, previous: dict) -> dict:
 
 
 def _run_accepted(cfg, out_dir: Path, chash: str, previous: dict | None, checkpoint: dict | None,
-                  stop: "StopSignals", on_accept) -> dict:
-    """The accepted run, from the CLI's record to the final summary, whatever happens in between."""
+                  stop: "StopSignals", on_accept, started: float) -> dict:
+    """The accepted run, from the CLI's record to the final summary, whatever happens in between;
+    ``started``: perf_counter() when :func:`run` was called (the set-up's start)."""
     outcome, trainer, state = Outcome(), None, None
     try:
         if on_accept is not None:
@@ -102,6 +104,7 @@ def _run_accepted(cfg, out_dir: Path, chash: str, previous: dict | None, checkpo
             raise ConfigError("; ".join(errors))
         trainer = Trainer(cfg, out_dir, chash)
         state = trainer.restore(checkpoint) if checkpoint else trainer.fresh_state()
+        trainer.setup_s = time.perf_counter() - started
         threads = cfg.train.blas_threads
         with threadpool_limits(threads) if threads > 0 else nullcontext():
             trainer.train(state, outcome, stop)
@@ -218,6 +221,7 @@ class Trainer:
         self.versions = rundir.package_versions()
         self.saved_step = 0  # the step of the checkpoint on disk (the resume point)
         self.results: dict | None = None  # a completed run's test-bank numbers (write_results)
+        self.setup_s: float | None = None  # this session's seconds from run() to the loop (set by run)
 
     def fresh_state(self) -> TrainState:
         """Step 0. The notebook mode draws init, then its single validation task, then training
@@ -265,8 +269,10 @@ class Trainer:
         if outcome.status == INTERRUPTED:
             self.save_checkpoint(state)
         elif outcome.status == COMPLETED:
+            t0 = time.perf_counter()
             self.save_checkpoint(state)
             self.write_results(state, outcome)
+            self.results["writes_s"] = time.perf_counter() - t0 - self.results["eval_s"]
 
     def loop(self, state: TrainState, rng, metrics, outcome: Outcome, stop: "StopSignals") -> None:
         """Outer steps from state.step + 1 on; ``state`` is consistent after every step, except its
@@ -367,13 +373,17 @@ class Trainer:
 
     def write_summary(self, state: TrainState, outcome: Outcome, results: dict | None = None) -> dict:
         """``summary.json`` for ``state`` as it is (or, stopped at once, as last checkpointed).
-        ``ms_per_step``: loop seconds over all sessions per outer step done."""
+        ``ms_per_step``: loop seconds over all sessions per outer step done. Where the rest of a
+        run's time goes (this session): ``setup_s`` before the loop (directory checks and lock,
+        config checks, tasks, init or checkpoint); after a completed loop ``eval_s`` (test bank) and
+        ``writes_s`` (final checkpoint, params, figure)."""
         completed = outcome.status == COMPLETED
         summary = {
             "status": outcome.status, "steps": self.saved_step if outcome.forced else state.step, "outer_steps": self.outer_steps,
             **(outcome.val if completed else {"val_meta_objective": math.nan, "val_mse": math.nan}),
             "train_meta_objective": outcome.train_loss,
             "wall_s": state.train_s, "ms_per_step": 1e3 * state.train_s / state.step if state.step else None,
+            "setup_s": self.setup_s,
             "diverged_step": outcome.diverged_step, "error": outcome.error, "seed": self.cfg.seed,
             "config_hash": self.chash, "versions": self.versions, **(results or {}),
         }

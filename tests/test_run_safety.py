@@ -7,6 +7,7 @@ import os
 import pickle
 import signal
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -334,6 +335,29 @@ def test_summary_steps_are_current_at_every_checkpoint(tiny_cfg, tmp_path, monke
     monkeypatch.setattr(train.Trainer, "validate", spying)
     train.run(tiny_cfg, tmp_path)
     assert seen[:3] == [(8, 0, "running"), (16, 8, "running"), (24, 16, "running")]
+
+
+def test_summary_puts_each_phase_s_seconds_in_its_own_key(tmp_path, monkeypatch):
+    """With a clock that moves only after hooked calls, set-up, loop, evaluation and final writes
+    each get exactly their own seconds (what bench_sweep's per-job breakdown reads)."""
+    now = [0.0]
+    monkeypatch.setattr(train, "time", SimpleNamespace(perf_counter=lambda: now[0]))
+
+    def then_wait(owner, name, seconds):
+        original = getattr(owner, name)
+
+        def hooked(*args, **kwargs):
+            out = original(*args, **kwargs)
+            now[0] += seconds
+            return out
+        monkeypatch.setattr(owner, name, hooked)
+    then_wait(train.Trainer, "fresh_state", 2.0)
+    then_wait(train.Trainer, "validate", 1.0)  # at steps 8, 16 and 24
+    then_wait(train.Trainer, "evaluate", 5.0)
+    then_wait(rundir, "save_params", 7.0)
+    result = train.run(compose([*TINY, "train.figures=false"]), tmp_path)
+    assert result == summary(tmp_path) and result["status"] == "completed"
+    assert (result["setup_s"], result["wall_s"], result["eval_s"], result["writes_s"]) == (2.0, 3.0, 5.0, 7.0)
 
 
 def test_a_bad_value_is_recorded_as_failed_after_acceptance(compose_cfg, tmp_path):
