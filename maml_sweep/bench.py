@@ -71,7 +71,8 @@ def machine() -> str:
         pass
     forced = {k: os.environ[k] for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if k in os.environ}
     note = (f"\n{', '.join(f'{k}={v}' for k, v in forced.items())} set: OpenBLAS runs the kernels named there, "
-            "not the CPU's own" if forced else "")
+            "not the CPU's own; to time those, unset both for this command alone: "
+            "env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python -m maml_sweep.bench ..." if forced else "")
     return (f"CPU: {cpu} ({os.cpu_count()} logical cores{l2})\n"
             f"numpy {np.__version__}, BLAS: {'; '.join(blas) or 'unknown'}; BLAS threads pinned to 1{note}")
 
