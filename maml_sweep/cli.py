@@ -28,7 +28,7 @@ register_configs()
 # (a joblib worker without psutil runs gc.collect() after every job: ~15 ms over these objects).
 gc.freeze()
 log = logging.getLogger(__name__)
-_RESUME: list = []  # makes the resume command of the run in progress, for an interrupt that escapes it
+_RESUME: list = []  # [makes the resume command of the run in progress], for an interrupt that escapes it
 _SAID: list[str] = []  # the interrupt line, once printed
 
 
@@ -55,7 +55,7 @@ def _hydra_main(cfg) -> float:
         logs.tag_job(hc.job.num)  # parallel jobs' lines interleave: each says which job it is
     if multirun and cfg.train.figures is None:
         cfg.train.figures = False  # a sweep's jobs skip the per-run figure; the report draws the best fits
-    _RESUME.append(lambda: resume_command(hc))  # made only when needed: it reads the sweep's record
+    _RESUME[:] = [lambda: resume_command(hc)]  # made only when needed: it reads the sweep's record
 
     accepted = []
 
