@@ -402,7 +402,11 @@ def _layout(tree):
 
 def _finite(loss, grads: dict) -> bool:
     """Loss finite and below EXPLODED, and no NaN or inf in any gradient (a sum would show one)."""
-    return math.isfinite(loss) and loss < EXPLODED and math.isfinite(sum(float(np.sum(g)) for g in grads.values()))
+    total = sum(float(_sum(g, axis=None)) for g in grads.values())  # the ufunc, not np.sum's wrapper
+    return math.isfinite(loss) and loss < EXPLODED and math.isfinite(total)
+
+
+_sum = np.add.reduce
 
 
 def _duration(seconds: float) -> str:
