@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -67,9 +68,22 @@ def run_cli(args, cwd, timeout=300, **popen) -> subprocess.CompletedProcess:
 
 
 def start_cli(args, cwd, **popen) -> subprocess.Popen:
-    """Start ``maml-sweep ARGS`` in ``cwd`` without waiting (to signal it); output discarded."""
-    return subprocess.Popen(command("maml_sweep", args), cwd=cwd, env=subprocess_env(),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **popen)
+    """Start ``maml-sweep ARGS`` in ``cwd`` without waiting (to signal it); output discarded unless
+    ``popen`` says otherwise (``stdout=subprocess.PIPE, ...``; ``env=`` replaces :func:`subprocess_env`)."""
+    popen = {"env": subprocess_env(), "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, **popen}
+    return subprocess.Popen(command("maml_sweep", args), cwd=cwd, **popen)
+
+
+def wait_for(predicate, timeout: float = 120, what: str = "a condition", interval: float = 0.02):
+    """Poll ``predicate`` every ``interval`` s until it returns something true, and return that;
+    fail the test after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import wait_for
+
 
 def need_debian_packages(packages: list[str], binaries: list[str]) -> None:
     """Make sure ``binaries`` are on PATH, installing Debian's ``packages`` with apt-get if not.
@@ -37,16 +39,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def _wait(predicate, timeout: float, what: str, interval: float = 0.5):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 SLURM_CONF = """\
@@ -106,13 +98,13 @@ def slurm_cluster(folder: Path):
         start(["munged", "--foreground", "--force", f"--socket={m}/socket", f"--key-file={key}",
                f"--log-file={m}/munged.log", f"--pid-file={m}/munged.pid", f"--seed-file={m}/munged.seed"],
               "munged.out")
-        _wait(lambda: (m / "socket").exists(), 30, "munged's socket")
+        wait_for(lambda: (m / "socket").exists(), 30, "munged's socket", interval=0.5)
         start(["slurmctld", "-D", "-f", str(conf)], "slurmctld.out")
-        _wait(lambda: subprocess.run(["scontrol", "ping"], env=env, capture_output=True, text=True).stdout
-              .count("UP"), 60, "slurmctld")
+        wait_for(lambda: subprocess.run(["scontrol", "ping"], env=env, capture_output=True, text=True).stdout
+                 .count("UP"), 60, "slurmctld", interval=0.5)
         start(["slurmd", "-D", "-f", str(conf)], "slurmd.out")
-        _wait(lambda: "idle" in subprocess.run(["sinfo", "-h", "-o", "%T"], env=env, capture_output=True,
-                                               text=True).stdout, 60, "the node to be idle")
+        wait_for(lambda: "idle" in subprocess.run(["sinfo", "-h", "-o", "%T"], env=env, capture_output=True,
+                                                  text=True).stdout, 60, "the node to be idle", interval=0.5)
         yield env
     finally:
         if len(started) == 3:  # jobs a failed test left behind end with the cluster

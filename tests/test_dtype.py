@@ -1,12 +1,11 @@
 """train.dtype=float32 end to end: the fast path against the float64 reference, runs, resume."""
 import json
 import signal
-import time
 
 import numpy as np
 import pytest
 
-from conftest import TINY, run_cli, start_cli
+from conftest import TINY, run_cli, start_cli, wait_for
 from maml_sweep import fast, maml
 from maml_sweep.maml import InnerLoop
 from maml_sweep.model import MLP
@@ -99,11 +98,13 @@ def test_float32_run_resumes_bit_exactly(tmp_path):
             "train.dtype=float32"]
     assert run_cli([*args, "hydra.run.dir=straight"], cwd=tmp_path).returncode == 0
     proc = start_cli([*args, "hydra.run.dir=cut"], cwd=tmp_path)
-    deadline = time.time() + 120
-    while not (tmp_path / "cut" / "metrics.csv").exists() or \
-            len((tmp_path / "cut" / "metrics.csv").read_text().splitlines()) < 3:
-        assert time.time() < deadline and proc.poll() is None
-        time.sleep(0.02)
+    metrics = tmp_path / "cut" / "metrics.csv"
+
+    def two_evaluations():
+        done = metrics.exists() and len(metrics.read_text().splitlines()) >= 3
+        assert done or proc.poll() is None
+        return done
+    wait_for(two_evaluations, what="two evaluations in cut/metrics.csv")
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(60) == 130
     assert json.loads((tmp_path / "cut" / "summary.json").read_text())["status"] == "interrupted"

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import TINY, command, run_cli, subprocess_env
+from conftest import TINY, run_cli, start_cli, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -22,16 +22,9 @@ SMALL = ["train.eval_every=8", "model.hidden=[8,8]", "task.num_points=20", "eval
 LONG = ["train.outer_steps=3000", "train.eval_every=100", "model.hidden=[16,16]", "task.num_points=30"]
 
 
-def start(args, cwd):
-    return subprocess.Popen(command("maml_sweep", args), cwd=cwd, env=subprocess_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-
-
-def wait_for(condition, timeout=120):
-    deadline = time.time() + timeout
-    while not condition():
-        assert time.time() < deadline, "timed out"
-        time.sleep(0.02)
+def start(args, cwd, **popen):
+    """:func:`conftest.start_cli` with the output kept (text), for ``communicate()``."""
+    return start_cli(args, cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
 
 
 def read_json(path):
@@ -183,8 +176,7 @@ def test_a_killed_joblib_worker_leaves_true_states_and_the_rerun_finishes_the_sw
 
 def test_ctrl_c_in_a_joblib_sweep_prints_one_line_that_resumes_the_sweep(tmp_path):
     args = ["-m", "seed=0,1", *LONG, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "hydra.sweep.dir=sweep"]
-    proc = subprocess.Popen(command("maml_sweep", args), cwd=tmp_path, env=subprocess_env(), text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    proc = start(args, tmp_path, start_new_session=True)
     sweep = tmp_path / "sweep"
     wait_for(lambda: all((sweep / j / "checkpoint.npz").exists() for j in ("0", "1")))
     os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C does: the whole process group

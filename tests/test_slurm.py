@@ -4,14 +4,13 @@ Debian's slurmctld, slurmd, slurm-client and munge); skips with the reason other
 from __future__ import annotations
 
 import subprocess
-import time
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import command, run_cli, subprocess_env
-from services import _wait, slurm_cluster
+from conftest import run_cli, start_cli, subprocess_env, wait_for
+from services import slurm_cluster
 
 RUN = ["train.outer_steps=5000", "train.eval_every=100", "eval.num_tasks=50"]
 
@@ -30,18 +29,18 @@ def _rows(path) -> int:
 def test_slurm_sweep_survives_preemption_bit_identically(tmp_path):
     with slurm_cluster(tmp_path / "slurm") as env:
         sweep = tmp_path / "sweep"
-        proc = subprocess.Popen(
-            command("maml_sweep", ["-m", "hydra/launcher=slurm", "hydra.launcher.partition=debug", "seed=0,1",
-                                   *RUN, f"hydra.sweep.dir={sweep}"]),
-            cwd=tmp_path, env={**subprocess_env(), "SLURM_CONF": env["SLURM_CONF"]},
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        proc = start_cli(["-m", "hydra/launcher=slurm", "hydra.launcher.partition=debug", "seed=0,1", *RUN,
+                          f"hydra.sweep.dir={sweep}"], tmp_path,
+                         env={**subprocess_env(), "SLURM_CONF": env["SLURM_CONF"]},
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         try:
             # Preempt job 1 once it has logged a few evaluations (and so has a checkpoint).
-            _wait(lambda: _rows(sweep / "1" / "metrics.csv") >= 3, 120, "job 1 to train")
+            wait_for(lambda: _rows(sweep / "1" / "metrics.csv") >= 3, 120, "job 1 to train", interval=0.5)
             [task] = [t for t in _squeue(env) if t.endswith("_1")]
             subprocess.run(["scancel", "-s", "USR2", task], env=env, check=True)
             # submitit requeues it; SLURM holds a requeued job ~2 min (BeginTime): start it now.
-            _wait(lambda: _squeue(env).get(task, ("", ""))[1] == "BeginTime", 60, f"{task} to be requeued")
+            wait_for(lambda: _squeue(env).get(task, ("", ""))[1] == "BeginTime", 60, f"{task} to be requeued",
+                     interval=0.5)
             subprocess.run(["scontrol", "update", f"JobId={task}", "StartTime=now"], env=env, check=True,
                            capture_output=True)
             out, _ = proc.communicate(timeout=240)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import TINY, run_cli, start_cli
+from conftest import TINY, run_cli, start_cli, wait_for
 from maml_sweep.sweep import PLAN, planned_jobs, progress, summary_rows
 
 
@@ -93,12 +93,10 @@ def test_a_failing_run_does_not_stop_the_sweep_and_is_in_the_summary(tmp_path):
     assert [r["status"] for r in sweep_table(tmp_path / "sweep")] == ["failed", "completed"]
 
 
-def start_and_stop(args, tmp_path, wait_for, sig):
-    """Start ``maml-sweep args``, send ``sig`` once ``wait_for`` exists; returns the exit code."""
+def start_and_stop(args, tmp_path, path, sig):
+    """Start ``maml-sweep args``, send ``sig`` once ``path`` exists; returns the exit code."""
     proc = start_cli(args, tmp_path)
-    deadline = time.time() + 120
-    while not wait_for.exists() and time.time() < deadline:
-        time.sleep(0.02)
+    wait_for(path.exists, what=str(path))
     proc.send_signal(sig)
     return proc.wait(60)
 
