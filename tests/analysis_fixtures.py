@@ -4,7 +4,6 @@ Its fixtures (real_sweep, sweep_copy) reach every test through ``pytest_plugins`
 """
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
@@ -46,7 +45,3 @@ def sweep_copy(real_sweep, tmp_path) -> Path:
     dst = tmp_path / "multirun" / "2026-11-26" / "10-00-00"
     shutil.copytree(real_sweep, dst)
     return dst
-
-
-def summary_of(run_dir: Path) -> dict:
-    return json.loads((Path(run_dir) / "summary.json").read_text())

@@ -11,6 +11,8 @@ subprocess.
 """
 from __future__ import annotations
 
+import csv
+import json
 import os
 import subprocess
 import sys
@@ -21,13 +23,17 @@ import pytest
 from hydra import compose as hydra_compose
 from hydra import initialize_config_module
 
+from maml_sweep import rundir
 from maml_sweep.config import register_configs
+from maml_sweep.sweep import SWEEP_SUMMARY
 
 pytest_plugins = ["analysis_fixtures"]  # real_sweep, sweep_copy
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).parent / "data"
 TINY = ["train.outer_steps=24", "train.eval_every=8", "model.hidden=[8,8]", "task.num_points=20", "eval.num_tasks=20"]
+# A run long enough (3000 steps, some seconds) to be signalled or killed part-way through.
+LONG = ["train.outer_steps=3000", "train.eval_every=100", "model.hidden=[16,16]", "task.num_points=30"]
 
 
 def compose(overrides=(), hydra: bool = False):
@@ -84,6 +90,23 @@ def wait_for(predicate, timeout: float = 120, what: str = "a condition", interva
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def summary_of(run_dir) -> dict:
+    """The run's summary.json as written (read raw: no checks of the code under test)."""
+    return json.loads((Path(run_dir) / rundir.SUMMARY).read_text())
+
+
+def curve(run_dir) -> list[tuple[str, str, str]]:
+    """The run's metrics.csv as text (step, val_meta_objective, train_meta_objective), to compare exactly."""
+    with open(Path(run_dir) / rundir.METRICS) as f:
+        return [(r["step"], r["val_meta_objective"], r["train_meta_objective"]) for r in csv.DictReader(f)]
+
+
+def sweep_table(sweep_dir) -> list[dict]:
+    """The sweep's sweep_summary.csv rows (text values)."""
+    with open(Path(sweep_dir) / SWEEP_SUMMARY) as f:
+        return list(csv.DictReader(f))
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -7,7 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis_fixtures import base_config, make_sweep, summary_of, write_run
+from analysis_fixtures import base_config, make_sweep, write_run
+from conftest import summary_of
 from maml_sweep import rundir
 from maml_sweep.analysis import LoadError, load_runs
 from maml_sweep.analysis.load import STR

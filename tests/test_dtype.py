@@ -5,7 +5,7 @@ import signal
 import numpy as np
 import pytest
 
-from conftest import TINY, run_cli, start_cli, wait_for
+from conftest import LONG, TINY, run_cli, start_cli, wait_for
 from maml_sweep import fast, maml
 from maml_sweep.maml import InnerLoop
 from maml_sweep.model import MLP
@@ -94,8 +94,7 @@ def test_bad_dtype_is_refused(compose_cfg, tmp_path):
 @pytest.mark.slow
 def test_float32_run_resumes_bit_exactly(tmp_path):
     """SIGTERM half-way, rerun: the same params.npz (bit for bit, float32) and metrics."""
-    args = ["train.outer_steps=3000", "train.eval_every=100", "model.hidden=[16,16]", "task.num_points=30",
-            "train.dtype=float32"]
+    args = [*LONG, "train.dtype=float32"]
     assert run_cli([*args, "hydra.run.dir=straight"], cwd=tmp_path).returncode == 0
     proc = start_cli([*args, "hydra.run.dir=cut"], cwd=tmp_path)
     metrics = tmp_path / "cut" / "metrics.csv"

@@ -1,7 +1,6 @@
 """The run directory's safety contract, in-process: the lock, refusal of foreign or damaged
 directories before any write, pickle-free checkpoints, a final status on every exit (exceptions and
 real signals at each phase), temp-file cleanup, resume after an interrupt."""
-import csv
 import json
 import os
 import pickle
@@ -12,7 +11,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from conftest import TINY, compose
+from conftest import TINY, compose, curve, summary_of
 from maml_sweep import rundir, sweep, train
 from maml_sweep.config import ConfigError
 
@@ -25,15 +24,6 @@ def tiny_cfg():
 def snapshot(folder: Path) -> dict:
     """Every file under ``folder`` (relative path -> bytes)."""
     return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
-def curve(run_dir):
-    with open(run_dir / rundir.METRICS) as f:
-        return [(r["step"], r["val_meta_objective"], r["train_meta_objective"]) for r in csv.DictReader(f)]
-
-
-def summary(run_dir):
-    return json.loads((run_dir / rundir.SUMMARY).read_text())
 
 
 @pytest.fixture(scope="module")
@@ -144,7 +134,7 @@ def test_a_live_run_is_refused_naming_its_holder_and_readers_tell_live_from_dead
     import shutil
     run_dir = tmp_path / "run"
     shutil.copytree(straight, run_dir)
-    data = json.loads((run_dir / rundir.SUMMARY).read_text())
+    data = summary_of(run_dir)
     rundir.write_json(run_dir / rundir.SUMMARY, {**data, "status": "running"})
     before = snapshot(run_dir)
     assert rundir.read_state(run_dir).status == rundir.KILLED  # says running, lock free
@@ -162,7 +152,7 @@ def test_sweep_rows_show_killed_refused_and_vanished_jobs_as_ended(straight, tmp
     import shutil
     for job in ("0", "1", "2", "3"):
         shutil.copytree(straight, tmp_path / job)
-    data = summary(straight)
+    data = summary_of(straight)
     rundir.write_json(tmp_path / "0" / rundir.SUMMARY, {**data, "status": "running"})  # died
     (tmp_path / "1" / rundir.SUMMARY).unlink()  # died before its first summary
     sweep.record_refusal(tmp_path, 2, "holds a run of another config")
@@ -280,7 +270,7 @@ def test_an_exception_in_any_phase_leaves_status_failed_with_its_text(tiny_cfg, 
     phase_hook(monkeypatch, phase, raise_boom)
     with pytest.raises(Boom):
         train.run(tiny_cfg, tmp_path)
-    s = summary(tmp_path)
+    s = summary_of(tmp_path)
     assert s["status"] == "failed" and s["error"] == "Boom: disk on fire"
     assert s["steps"] == PHASE_STEPS[phase] if phase != "training" else s["steps"] in (15, 16)
     assert not rundir.is_live(tmp_path)
@@ -295,7 +285,7 @@ def test_a_signal_in_any_phase_leaves_status_interrupted_and_the_rerun_completes
     else:
         phase_hook(monkeypatch, phase, send(sig))
     returned = train.run(tiny_cfg, tmp_path)["status"]
-    result = summary(tmp_path)
+    result = summary_of(tmp_path)
     assert returned == result["status"]
     assert result["status"] == "interrupted" and signal.Signals(sig).name in result["error"]
     assert result["steps"] == PHASE_STEPS[phase]
@@ -330,7 +320,7 @@ def test_summary_steps_are_current_at_every_checkpoint(tiny_cfg, tmp_path, monke
     original = train.Trainer.validate
 
     def spying(self, state):
-        seen.append((state.step, summary(tmp_path)["steps"], summary(tmp_path)["status"]))
+        seen.append((state.step, summary_of(tmp_path)["steps"], summary_of(tmp_path)["status"]))
         return original(self, state)
     monkeypatch.setattr(train.Trainer, "validate", spying)
     train.run(tiny_cfg, tmp_path)
@@ -356,14 +346,14 @@ def test_summary_puts_each_phase_s_seconds_in_its_own_key(tmp_path, monkeypatch)
     then_wait(train.Trainer, "evaluate", 5.0)
     then_wait(rundir, "save_params", 7.0)
     result = train.run(compose([*TINY, "train.figures=false"]), tmp_path)
-    assert result == summary(tmp_path) and result["status"] == "completed"
+    assert result == summary_of(tmp_path) and result["status"] == "completed"
     assert (result["setup_s"], result["wall_s"], result["eval_s"], result["writes_s"]) == (2.0, 3.0, 5.0, 7.0)
 
 
 def test_a_bad_value_is_recorded_as_failed_after_acceptance(compose_cfg, tmp_path):
     with pytest.raises(ConfigError):
         train.run(compose_cfg([*TINY, "optimizer.lr=0"]), tmp_path)
-    s = summary(tmp_path)
+    s = summary_of(tmp_path)
     assert s["status"] == "failed" and s["error"].startswith("optimizer.lr=") and s["config_hash"]
 
 

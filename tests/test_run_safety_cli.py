@@ -14,12 +14,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import TINY, run_cli, start_cli, wait_for
+from conftest import LONG, TINY, run_cli, start_cli, sweep_table, wait_for
 
 pytestmark = pytest.mark.slow
 
 SMALL = ["train.eval_every=8", "model.hidden=[8,8]", "task.num_points=20", "eval.num_tasks=20"]
-LONG = ["train.outer_steps=3000", "train.eval_every=100", "model.hidden=[16,16]", "task.num_points=30"]
 
 
 def start(args, cwd, **popen):
@@ -32,11 +31,6 @@ def read_json(path):
         return json.loads(Path(path).read_text())
     except (OSError, ValueError):
         return None
-
-
-def sweep_table(sweep_dir):
-    with open(sweep_dir / "sweep_summary.csv") as f:
-        return list(csv.DictReader(f))
 
 
 def resume_args(stderr: str) -> list[str]:

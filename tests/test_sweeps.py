@@ -1,7 +1,6 @@
 """Multiruns: launchers, Optuna, divergence, failure, kill and resume, sweep_summary.csv.
 
 Every test here but the first starts real sweeps in subprocesses: they are ``slow`` (.ci/run runs them)."""
-import csv
 import json
 import signal
 import time
@@ -10,23 +9,13 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import TINY, run_cli, start_cli, wait_for
+from conftest import LONG, TINY, curve, run_cli, start_cli, summary_of, sweep_table, wait_for
 from maml_sweep.sweep import PLAN, planned_jobs, progress, summary_rows
 
 
 def summaries(sweep_dir):
     runs = sorted((p for p in sweep_dir.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
-    return [json.loads((p / "summary.json").read_text()) for p in runs]
-
-
-def sweep_table(sweep_dir):
-    with open(sweep_dir / "sweep_summary.csv") as f:
-        return list(csv.DictReader(f))
-
-
-def curve(run_dir):
-    with open(run_dir / "metrics.csv") as f:
-        return [(r["step"], r["val_meta_objective"], r["train_meta_objective"]) for r in csv.DictReader(f)]
+    return [summary_of(p) for p in runs]
 
 
 def test_planned_jobs_expand_presets_and_command_line_like_the_sweeper(compose_cfg):
@@ -99,9 +88,6 @@ def start_and_stop(args, tmp_path, path, sig):
     wait_for(path.exists, what=str(path))
     proc.send_signal(sig)
     return proc.wait(60)
-
-
-LONG = ["train.outer_steps=3000", "train.eval_every=100", "model.hidden=[16,16]", "task.num_points=30"]
 
 
 @pytest.fixture(scope="module")
