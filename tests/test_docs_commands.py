@@ -15,9 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_cli
+from conftest import REPO, run_cli
 
-REPO = Path(__file__).resolve().parent.parent
 PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 HYDRA_FLAGS = {"-m", "--multirun", "--help", "-h", "--info", "--hydra-help"}
 HYDRA_FLAGS_WITH_VALUE = {"--cfg", "-c", "-sc", "--shell-completion", "--package", "-p"}

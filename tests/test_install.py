@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+from conftest import REPO
+
 TOP_LEVEL_ONLY = {".git", ".venv", "build", "dist", "outputs", "analysis"}  # not maml_sweep/analysis
 
 

@@ -1,7 +1,5 @@
 """The README's set-up commands stay what .ci/run runs."""
-from pathlib import Path
-
-REPO = Path(__file__).resolve().parent.parent
+from conftest import REPO
 
 
 def test_ci_runs_the_readmes_test_command():
