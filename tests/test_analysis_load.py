@@ -12,7 +12,6 @@ from conftest import summary_of
 from maml_sweep import rundir
 from maml_sweep.analysis import LoadError, load_runs
 from maml_sweep.analysis.load import STR
-from maml_sweep import rundir
 
 
 def test_runs_frame_has_one_typed_row_per_run(real_sweep):
