@@ -34,19 +34,13 @@ def straight(tiny_cfg, tmp_path_factory):
     return run_dir
 
 
-def interrupted_run(cfg, run_dir, monkeypatch, at_step=16):
-    """A run stopped by a real SIGTERM during outer step ``at_step`` (checkpoint at that step)."""
+def interrupted_run(cfg, run_dir, monkeypatch):
+    """A run stopped by a real SIGTERM during outer step 16 (checkpoint at that step)."""
     validate = train.Trainer.validate
-
-    def signalling(self, state):
-        if state.step == at_step:
-            os.kill(os.getpid(), signal.SIGTERM)
-        return validate(self, state)
-
-    monkeypatch.setattr(train.Trainer, "validate", signalling)
+    phase_hook(monkeypatch, "training", lambda: os.kill(os.getpid(), signal.SIGTERM))
     result = train.run(cfg, run_dir)
     monkeypatch.setattr(train.Trainer, "validate", validate)
-    assert result["status"] == "interrupted" and result["steps"] == at_step
+    assert result["status"] == "interrupted" and result["steps"] == 16
     return run_dir
 
 
@@ -300,14 +294,10 @@ def test_a_signal_in_any_phase_leaves_status_interrupted_and_the_rerun_completes
 
 def test_a_second_signal_stops_at_once_and_the_last_checkpoint_is_the_resume_point(
         tiny_cfg, straight, tmp_path, monkeypatch):
-    original = train.Trainer.validate
-
-    def twice(self, state):
-        if state.step == 16:
-            os.kill(os.getpid(), signal.SIGINT)
-            os.kill(os.getpid(), signal.SIGINT)
-        return original(self, state)
-    monkeypatch.setattr(train.Trainer, "validate", twice)
+    def twice():
+        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGINT)
+    phase_hook(monkeypatch, "training", twice)
     result = train.run(tiny_cfg, tmp_path)
     assert result["status"] == "interrupted" and "at once" in result["error"] and result["steps"] == 8
     monkeypatch.undo()
