@@ -215,11 +215,11 @@ def test_chunk_size_follows_the_byte_budget(monkeypatch):
 
 
 def _grad_with(model, params, tasks, inner, lr=None):
-    """(value, flat gradient, d/d lr) through the autograd primitive (lr: scalar or per-parameter)."""
-    lr = inner.lr if lr is None else lr
-    v, g = fast.fast_meta_value_and_grad(model, params, tasks, inner) if np.ndim(lr) == 0 and lr == inner.lr \
-        else (None, None)
-    if v is None:
+    """(value, flat gradient): with ``inner.lr`` by fast_meta_value_and_grad, with per-parameter
+    rates ``lr`` through the autograd primitive."""
+    if lr is None:
+        v, g = fast.fast_meta_value_and_grad(model, params, tasks, inner)
+    else:
         v = fast.meta_loss(model, params, tasks, inner, lr=lr)
         g = grad(lambda p: fast.meta_loss(model, p, tasks, inner, lr=lr))(params)
     return v, np.concatenate([np.ravel(g[k]) for k in model.names])
