@@ -9,22 +9,23 @@ and shared by all runs, sweeps and processes.
 - Key: the SHA-256 of everything the numbers depend on: the model, task and eval configs, the
   evaluation inner loop (lr, steps, loss scale), the dtype, the numpy version and the source code of
   the modules that compute the matrix. Any change gives a new file; nothing is ever stale.
-- Files: ``scratch-<key>.npz`` with the matrix ``mse`` and the ``key`` (JSON) it was computed
+- Files: ``scratch-<key>.npz`` with the matrix ``value`` and the ``key`` (JSON) it was computed
   for, checked on every read (a mismatch or an unreadable file is recomputed and rewritten).
-- Concurrency: written to a temporary file in the same folder and renamed over the target, so
-  concurrent runs (a parallel sweep) may both compute a missing entry, but a reader only ever sees
-  a whole file, and every writer writes the same content.
+- Concurrency: written by :func:`rundir.save_arrays` (a temporary file in the same folder renamed
+  over the target), so concurrent runs (a parallel sweep) may both compute a missing entry, but a
+  reader only ever sees a whole file, and every writer writes the same content.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
+
+from . import rundir
 
 ENV = "MAML_SWEEP_CACHE_DIR"
 # Modules whose code determines the matrix (init, task draws, streams, adaptation).
@@ -69,15 +70,7 @@ def cached(kind: str, key: dict, compute: Callable[[], np.ndarray]) -> np.ndarra
     value = compute()
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.stem}.", suffix=".npz")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.savez(fh, value=value, key=np.array(text))
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        rundir.save_arrays(path, {"value": value, "key": np.array(text)})
     except OSError:
         pass  # a read-only or full cache folder costs time, never a run
     return value
