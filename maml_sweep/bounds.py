@@ -12,6 +12,7 @@ predict a run's cost to the percent.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 BYTES = 8  # float64
 GB = 1e9
@@ -59,15 +60,12 @@ def estimates(cfg) -> list[Estimate]:
 
     # Evaluation: the test bank (support + query points per task, and a stacked copy) and its curves
     # for the trained and the scratch initialisation; tasks adapted in chunks for max_steps steps.
-    shots = ev.support_size if ev.support_size is not None else n - t.query_size  # the task's support
+    shots = _shots(t, ev)
     m, T, k = shots + ev.query_size, ev.num_tasks, ev.max_steps
     eval_bytes = T * (4 * BYTES * m + 2 * BYTES * (k + 1)) + min(T, CHUNK_TASKS) * (m * point_bytes + 3 * BYTES * P)
     eval_s = 2 * T * (k * shots + (k + 1) * ev.query_size) * point_flops / FLOPS_PER_S
 
-    grew = _growth(cfg, {
-        "model.hidden": P, "task.num_points": n, "algorithm.inner_steps": steps + 1,
-        "train.meta_batch_size": batch, "train.outer_steps": tr.outer_steps, "eval.val_tasks": val_tasks,
-        "eval.num_tasks": T, "eval.support_size": shots, "eval.query_size": ev.query_size, "eval.max_steps": k + 1})
+    grew = _growth(cfg)
     return [
         Estimate("training", train_bytes, train_s, *grew("model.hidden", "task.num_points", "algorithm.inner_steps",
                                                           "train.meta_batch_size", "train.outer_steps")),
@@ -79,19 +77,28 @@ def estimates(cfg) -> list[Estimate]:
     ]
 
 
-def _growth(cfg, sizes: dict[str, float]):
-    """``grew(*keys)``: of these keys, the one whose size grew most over the default config's (the
-    schemas' defaults), and its value, to name in a refusal."""
+def _shots(task, ev) -> int:
+    """Support points per test task: ``eval.support_size``, else the task's support."""
+    return ev.support_size if ev.support_size is not None else task.num_points - task.query_size
+
+
+def _sizes(cfg) -> dict[str, float]:
+    """How big each key makes a run (parameters, points, tasks, steps), for :func:`_growth`."""
+    t, a, tr, ev = cfg.task, cfg.algorithm, cfg.train, cfg.eval
+    return {"model.hidden": param_count(list(cfg.model.hidden)), "task.num_points": t.num_points,
+            "algorithm.inner_steps": a.inner_steps + 1, "train.meta_batch_size": tr.meta_batch_size,
+            "train.outer_steps": tr.outer_steps, "eval.val_tasks": ev.val_tasks, "eval.num_tasks": ev.num_tasks,
+            "eval.support_size": _shots(t, ev), "eval.query_size": ev.query_size, "eval.max_steps": ev.max_steps + 1}
+
+
+def _growth(cfg):
+    """``grew(*keys)``: of these keys, the one whose size (:func:`_sizes`) grew most over the default
+    config's (the schemas' defaults), and its value, to name in a refusal."""
     from .config import SCHEMAS, AlgorithmConfig, EvalConfig, ModelConfig, TrainConfig
 
-    task = SCHEMAS["task", cfg.task.name]()
-    n = task.num_points
-    default = {"model.hidden": param_count(ModelConfig().hidden), "task.num_points": n,
-               "algorithm.inner_steps": AlgorithmConfig().inner_steps + 1,
-               "train.meta_batch_size": TrainConfig().meta_batch_size, "train.outer_steps": TrainConfig().outer_steps,
-               "eval.val_tasks": EvalConfig().val_tasks, "eval.num_tasks": EvalConfig().num_tasks,
-               "eval.support_size": n - task.query_size,
-               "eval.query_size": EvalConfig().query_size, "eval.max_steps": EvalConfig().max_steps + 1}
+    sizes = _sizes(cfg)
+    default = _sizes(SimpleNamespace(model=ModelConfig(), task=SCHEMAS["task", cfg.task.name](),
+                                     algorithm=AlgorithmConfig(), train=TrainConfig(), eval=EvalConfig()))
 
     def grew(*keys):
         key = max(keys, key=lambda k: sizes[k] / max(default[k], 1))

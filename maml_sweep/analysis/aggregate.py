@@ -115,6 +115,16 @@ def ranked(agg: pd.DataFrame, by: list[str], metric: str) -> pd.DataFrame:
     return rows.reset_index(drop=True)
 
 
+def in_order(agg: pd.DataFrame, by: list[str], order: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """``metric``'s rows of ``agg``, one per configuration of ``order`` (rows as from :func:`ranked`)
+    and in its order; all-NaN where ``agg`` has no row for a configuration."""
+    rows = agg[agg["metric"] == metric]
+    if not by:
+        return rows.reset_index(drop=True)
+    index = pd.MultiIndex.from_frame(order[by]) if len(by) > 1 else pd.Index(order[by[0]])
+    return rows.set_index(by).reindex(index)
+
+
 def config_mask(runs: pd.DataFrame, by: list[str], config) -> pd.Series:
     """Boolean mask of the runs of one configuration (``config`` a mapping key -> value)."""
     mask = pd.Series(True, index=runs.index)

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from .. import rundir, stats
-from .aggregate import config_mask, ranked
+from .aggregate import config_mask, in_order, ranked
 from ..rundir import COMPLETED
 from .plots import label
 
@@ -164,15 +164,8 @@ def robust_table(agg: pd.DataFrame, keys: list[str], select: str, steps: list[in
         for name, key in (("mean", "test_mse"), ("median", "test_median"), ("trimmed", "test_trimmed"),
                           ("blow-up", "test_blowup")):
             metric = f"{key}_k{k}"
-            rows = agg[agg["metric"] == metric]
-            if rows.empty:
-                continue
-            if keys:
-                idx = pd.MultiIndex.from_frame(order[keys]) if len(keys) > 1 else pd.Index(order[keys[0]])
-                vals = rows.set_index(keys)["mean"].reindex(idx).to_numpy()
-            else:
-                vals = rows["mean"].to_numpy()
-            table[f"k={k} {name}"] = vals
+            if (agg["metric"] == metric).any():
+                table[f"k={k} {name}"] = in_order(agg, keys, order, metric)["mean"].to_numpy()
     return table
 
 

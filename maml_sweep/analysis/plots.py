@@ -208,7 +208,7 @@ def best_fits(run_path: Path, n_tasks: int = 4) -> plt.Figure | None:
     return fig
 
 
-def cost(runs: pd.DataFrame, x: str | None, hue: str | None = None, title: str = "") -> plt.Figure | None:
+def cost(runs: pd.DataFrame, x: str | None, hue: str | None = None) -> plt.Figure | None:
     """Milliseconds per outer step and wall time (seconds), one point per run (jittered), by ``x``
     and ``hue``, with each group's median as a short black bar: the spread between runs of one
     setting (machine load, start-up) stays visible next to any difference between settings."""
@@ -233,7 +233,5 @@ def cost(runs: pd.DataFrame, x: str | None, hue: str | None = None, title: str =
         ax.set_ylim(bottom=0)
         if ax.get_legend() is not None and c != cols[-1]:
             ax.get_legend().remove()
-    if title:
-        fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return fig

@@ -17,7 +17,7 @@ import pandas as pd
 
 from .. import rundir
 from . import plots
-from .aggregate import aggregate, best_config, config_mask, curve_bands, is_test_metric, ranked, t975
+from .aggregate import aggregate, best_config, config_mask, curve_bands, in_order, is_test_metric, ranked, t975
 from ..rundir import COMPLETED, DIVERGED, FAILED
 from .load import RunSet
 from .paired import section_paired
@@ -226,10 +226,7 @@ def _ranked_table(agg: pd.DataFrame, keys: list[str], roles: Roles, extra: list[
     table = order[keys].copy() if keys else pd.DataFrame(index=order.index)
     shown = [roles.select] + [m for m in [roles.metric] + extra if m != roles.select]
     for m in dict.fromkeys(shown):
-        rows = agg[agg["metric"] == m].set_index(keys)[["mean", "ci95"]] if keys else \
-            agg[agg["metric"] == m][["mean", "ci95"]].reset_index(drop=True)
-        if keys:
-            rows = rows.reindex(pd.MultiIndex.from_frame(order[keys]) if len(keys) > 1 else order[keys[0]])
+        rows = in_order(agg, keys, order, m)
         table[m] = rows["mean"].to_numpy()
         table[f"{m} ±95%CI"] = rows["ci95"].to_numpy()
     table["n (completed)"] = order["n"].to_numpy()
