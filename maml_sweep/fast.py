@@ -494,12 +494,12 @@ def _rec_hvp(t, key, P, c, V, ws) -> None:
 # ----------------------------------------------------------------------------- whole loop
 
 
-def _rec_inner_loop(t, key, ws, keep: bool) -> list:
-    """Record the inner loop from ws.theta0; returns the views of theta_0..theta_K. With ``keep``,
-    step j's activations stay in ws.caches[j] (for the Hessian-vector products)."""
+def _rec_inner_loop(t, key, ws) -> list:
+    """Record the inner loop from ws.theta0; returns the views of theta_0..theta_K. With
+    ``key.second``, step j's activations stay in ws.caches[j] (for the Hessian-vector products)."""
     B, prev = [ws.theta0_views], ws.theta0
     for j in range(key.steps):
-        _rec_loss_grad(t, key, B[j], ws.caches[j if keep else 0], ws.Z, ws.F, ws.y,
+        _rec_loss_grad(t, key, B[j], ws.caches[j if key.second else 0], ws.Z, ws.F, ws.y,
                        ws.grad_blocks[j], ws.Wo)
         if key.kind == "curve" and key.same_query:  # the residuals at theta_j are the query's: score them
             t(_mse_into, ws.F[..., 0], ws.curve[:, j])
@@ -524,13 +524,13 @@ def _lr_grad_vector(a, g, out):
     out -= np.einsum("tp,tp->p", a, g)
 
 
-def _record(lay: _Layout, ws: _Workspace, key: TapeKey, eager: bool = False) -> _Tape:
+def _record(ws: _Workspace, key: TapeKey, eager: bool = False) -> _Tape:
     """Record the tape of ``key`` on ``ws``: the meta-objective's residuals in ws.Fq and, for
     kind "grad", the per-task meta-gradients (ws.a) and, with ``key.lr_grad``, the summed d/d lr
     (ws.glrs[key.vector_lr]). Constants come from ``key`` only (rule 2)."""
     t = _Tape(eager)
     lr, glr = ws.lrs[key.vector_lr], ws.glrs[key.vector_lr]
-    B = _rec_inner_loop(t, key, ws, key.second)
+    B = _rec_inner_loop(t, key, ws)
     K = key.steps
     if key.kind in ("value", "curve"):
         scored_in_loop = key.kind == "curve" and key.same_query  # steps 0..K-1 (see _rec_inner_loop)
@@ -566,11 +566,11 @@ def _run(lay, theta, lr, data, inner, kind: str, lr_grad: bool = False) -> _Work
     ws.theta0[0] = theta
     ws.lrs[key.vector_lr][...] = lr
     if EAGER:
-        _record(lay, ws, key, eager=True)
+        _record(ws, key, eager=True)
         return ws
     tape = ws.tapes.get(key)
     if tape is None:
-        tape = ws.tapes[key] = _record(lay, ws, key)
+        tape = ws.tapes[key] = _record(ws, key)
     tape.run()
     return ws
 

@@ -5,7 +5,6 @@ nothing to draw); :func:`save_figure` writes it as PNG and PDF atomically and cl
 """
 from __future__ import annotations
 
-import re
 import textwrap
 from pathlib import Path
 
@@ -30,16 +29,12 @@ def label(value) -> str:
     return str(value)
 
 
-def _natural(text) -> list:
-    """Sort key putting ``[40, 40]`` before ``[100, 100]`` and ``run2`` before ``run10``."""
-    return [(0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.split(r"(\d+)", str(text))]
-
-
 def ordered_labels(series: pd.Series) -> list[str]:
-    """The distinct values of a column as labels, in the values' natural order."""
+    """The distinct values of a column as labels, in the values' natural order (text: digit runs
+    compare as numbers, so ``[40, 40]`` comes before ``[100, 100]``)."""
     values = pd.unique(series.dropna())
     try:
-        values = sorted(values, key=_natural if pd.api.types.is_string_dtype(series) else None)
+        values = sorted(values, key=rundir.natural_key if pd.api.types.is_string_dtype(series) else None)
     except TypeError:
         values = sorted(values, key=str)
     return [label(v) for v in values]
