@@ -3,7 +3,8 @@
 Each optimizer has ``init(params) -> state`` and ``update(params, grads, state) -> (params, state)``;
 params, grads and every array in state are dicts of numpy arrays keyed by parameter name, so the
 state saves to and loads from a checkpoint as it is. Updates keep the params' dtype (Python-float
-hyperparameters do not promote float32 arrays under NumPy 2's promotion rules).
+hyperparameters do not promote float32 arrays under NumPy 2's promotion rules). Hyperparameters have
+no defaults here: they live in ``config.py`` (optimizer groups), once.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ def _zeros_like(params: dict) -> dict:
 class SGD:
     """Plain gradient descent: p <- p - lr * g (the notebook's outer step)."""
 
-    lr: float = 0.01
+    lr: float
 
     def init(self, params: dict) -> dict:
         return {}
@@ -34,8 +35,8 @@ class SGD:
 class Momentum:
     """Heavy-ball momentum: v <- beta * v + g; p <- p - lr * v."""
 
-    lr: float = 0.01
-    beta: float = 0.9
+    lr: float
+    beta: float
 
     def init(self, params: dict) -> dict:
         return {"velocity": _zeros_like(params)}
@@ -49,10 +50,10 @@ class Momentum:
 class Adam:
     """Adam (Kingma & Ba 2015) with bias correction; ``step`` counts updates done."""
 
-    lr: float = 0.001
-    beta1: float = 0.9
-    beta2: float = 0.999
-    eps: float = 1e-8
+    lr: float
+    beta1: float
+    beta2: float
+    eps: float
 
     def init(self, params: dict) -> dict:
         return {"m": _zeros_like(params), "v": _zeros_like(params), "step": 0}

@@ -40,7 +40,7 @@ def test_each_algorithm_lowers_its_objective_on_held_out_tasks_in_a_short_run(na
     """The meta-objective for the meta-learners; pretrain's is the loss on pooled task data."""
     algorithm = ALGORITHMS[name]()
     meta = fresh(algorithm)
-    opt = Adam(lr=0.01)
+    opt = Adam(lr=0.01, beta1=0.9, beta2=0.999, eps=1e-8)
     state = opt.init(meta)
     held_out = tasks(99, 20)
     objective = (lambda m: algorithm.direction(MODEL, m, held_out, INNER)[0]) if name == "pretrain" \
