@@ -5,7 +5,7 @@
 Trains the default config (the notebook's run) in one process with the trainer as it is and with
 a reference trainer whose validation computes only the notebook's ``val_meta_objective`` (what
 the trainer did before ``val_mse``), alternating, in temporary directories; prints the wall time
-of each (best of ``--repeats``) and the ratio. Say what else ran (``cat /proc/loadavg``).
+of each (best of ``--repeats``) and the ratio, with the load average at start and end.
 """
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ import time
 from hydra import compose, initialize_config_module
 
 from . import rundir, train
+from .bench import loadavg
 from .config import register_configs
 
 
@@ -52,6 +53,7 @@ def main() -> None:
     register_configs()
     with initialize_config_module("maml_sweep.conf", version_base="1.3"):
         cfg = compose("config", overrides=[f"train.outer_steps={args.steps}"])
+    print(f"{loadavg()} at start", flush=True)
     before, after = [], []
     for _ in range(args.repeats):
         before.append(time_run(cfg, WithoutSharedValidation))
@@ -62,6 +64,7 @@ def main() -> None:
     print(f"without shared validation  {b:7.2f} s")
     print(f"with shared validation     {a:7.2f} s")
     print(f"ratio {a / b:.3f} (cost {100 * (a / b - 1):+.1f}%)")
+    print(f"{loadavg()} at end")
 
 
 if __name__ == "__main__":
