@@ -97,6 +97,12 @@ def summary_of(run_dir) -> dict:
     return json.loads((Path(run_dir) / rundir.SUMMARY).read_text())
 
 
+def set_summary(run_dir, **changes) -> None:
+    """Rewrite the run's summary.json with ``changes`` (a test's way to age or break a run)."""
+    path = Path(run_dir) / rundir.SUMMARY
+    path.write_text(json.dumps({**json.loads(path.read_text()), **changes}))
+
+
 def curve(run_dir) -> list[tuple[str, str, str]]:
     """The run's metrics.csv as text (step, val_meta_objective, train_meta_objective), to compare exactly."""
     with open(Path(run_dir) / rundir.METRICS) as f:

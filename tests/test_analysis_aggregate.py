@@ -1,12 +1,11 @@
 """Aggregation over seeds against a hand computation; best configuration on validation only."""
-import json
 import math
 
 import numpy as np
 import pytest
 
 from analysis_fixtures import make_sweep
-from conftest import summary_of
+from conftest import set_summary, summary_of
 from maml_sweep.analysis import aggregate, best_config, curve_bands, load_runs
 from maml_sweep.analysis.aggregate import t975
 
@@ -52,10 +51,7 @@ def test_diverged_runs_are_counted_not_averaged_and_best_is_chosen_on_validation
     best = best_config(agg, rs.group_keys)  # on the shared validation MSE
     first = rs.runs[(rs.runs["task.bins"] == best["task.bins"]) & (rs.runs["algorithm.inner_lr"] == best["algorithm.inner_lr"])]
     path = first["path"].iloc[0]
-    s = summary_of(path)
-    s.update(status="diverged", val_mse=None, val_meta_objective=None, diverged_step=8, test_mse_k1=0.0)
-    with open(f"{path}/summary.json", "w") as f:
-        json.dump(s, f)
+    set_summary(path, status="diverged", val_mse=None, val_meta_objective=None, diverged_step=8, test_mse_k1=0.0)
     rs = load_runs(sweep_copy)
     agg = aggregate(rs.runs, rs.group_keys, ["val_mse", "test_mse_k1"])
     row = agg[(agg["task.bins"] == best["task.bins"]) & (agg["algorithm.inner_lr"] == best["algorithm.inner_lr"])

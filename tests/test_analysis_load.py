@@ -1,6 +1,5 @@
 """The loader on a real CLI sweep (frame contents and dtypes) and on awkward runs (never crashes)."""
 import csv
-import json
 import shutil
 
 import numpy as np
@@ -8,7 +7,7 @@ import pandas as pd
 import pytest
 
 from analysis_fixtures import base_config, make_sweep, write_run
-from conftest import summary_of
+from conftest import set_summary, summary_of
 from maml_sweep import rundir
 from maml_sweep.analysis import LoadError, load_runs
 from maml_sweep.analysis.load import STR
@@ -94,13 +93,9 @@ def test_half_written_and_corrupt_runs_are_kept_or_skipped_with_reasons(sweep_co
     # 3: config unreadable -> skipped.
     (d / "3" / ".hydra" / "config.yaml").write_text("seed: [0\nmodel: {")
     # 4: diverged.
-    s = summary_of(d / "4")
-    s.update(status="diverged", val_meta_objective=None, diverged_step=16)
-    (d / "4" / "summary.json").write_text(json.dumps(s))
+    set_summary(d / "4", status="diverged", val_meta_objective=None, diverged_step=16)
     # 5: still running, garbage line in the middle of metrics.csv.
-    s = summary_of(d / "5")
-    s.update(status="running", steps=16)
-    (d / "5" / "summary.json").write_text(json.dumps(s))
+    set_summary(d / "5", status="running", steps=16)
     lines = (d / "5" / "metrics.csv").read_text().splitlines()
     (d / "5" / "metrics.csv").write_text("\n".join(lines[:2] + ["@@garbage@@"] + lines[2:]) + "\n")
     # 8: a job that is starting: .hydra/ exists, config not yet.

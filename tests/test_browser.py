@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from html import unescape
 from pathlib import Path
 
 import pytest
@@ -36,7 +37,7 @@ def probe(html: Path, profile: Path) -> dict:
     dom = chromium(page.as_uri(), profile, "--virtual-time-budget=10000", "--dump-dom", width=WIDTH)
     m = re.search(r'<pre id="probe">(.*?)</pre>', dom, flags=re.S)
     assert m, dom[-2000:]
-    return json.loads(m.group(1).replace("&quot;", '"').replace("&amp;", "&").replace("&lt;", "<").replace("&gt;", ">"))
+    return json.loads(unescape(m.group(1)))
 
 
 @pytest.mark.slow

@@ -12,7 +12,7 @@ from maml_sweep.model import MLP
 from maml_sweep.config import StepsTaskConfig
 from maml_sweep.tasks import make_tasks
 from maml_sweep.train import run
-from test_fast import GRID, grid_seed, make
+from test_fast import GRID, grid_inner_loops, grid_seed, make
 
 # float32 against the float64 reference (documented in docs/speed.md): the meta-objective to 1e-5
 # relative; each parameter array's gradient error at most 5e-4 of the whole gradient's norm (an
@@ -40,8 +40,7 @@ def f32_errors(model, params, tasks, inner):
 def test_float32_fast_path_matches_float64_reference(hidden, activation, n_tasks, first_order, split):
     """The grid of tests/test_fast.py::test_matches_reference, in float32."""
     model, params, tasks = make(hidden, activation, n_tasks, split, seed=grid_seed(hidden, activation))
-    for steps in range(6):
-        inner = InnerLoop(0.1, steps, first_order, loss_scale=0.5 if steps % 2 == 0 else 1.0)
+    for inner in grid_inner_loops(first_order):
         value, gradient = f32_errors(model, params, tasks, inner)
         assert value <= TOL32_VALUE and gradient <= TOL32_GRAD
 

@@ -65,12 +65,16 @@ def grid_seed(hidden, activation) -> int:
     return zlib.crc32(repr((hidden, activation)).encode()) % 1000
 
 
+def grid_inner_loops(first_order) -> list[InnerLoop]:
+    """The inner loops every GRID cell runs: steps 0..5, loss scale 0.5 on even steps, 1.0 on odd."""
+    return [InnerLoop(0.1, steps, first_order, loss_scale=0.5 if steps % 2 == 0 else 1.0) for steps in range(6)]
+
+
 @GRID
 def test_matches_reference(hidden, activation, n_tasks, first_order, split):
     model, params, tasks = make(hidden, activation, n_tasks, split, seed=grid_seed(hidden, activation))
-    for steps in range(6):
-        scale = 0.5 if steps % 2 == 0 else 1.0
-        assert_matches(model, params, tasks, InnerLoop(0.1, steps, first_order, loss_scale=scale))
+    for inner in grid_inner_loops(first_order):
+        assert_matches(model, params, tasks, inner)
 
 
 @pytest.mark.parametrize("first_order", [False, True])

@@ -2,7 +2,6 @@
 single runs and single failed runs, tables that scroll inside the page, per-run cost points."""
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
@@ -10,13 +9,9 @@ import pandas as pd
 import pytest
 
 from analysis_fixtures import make_sweep
+from conftest import set_summary
 from maml_sweep.analysis import load_runs
 from maml_sweep.analysis.report_cli import main
-
-
-def _set_summary(run_dir: Path, **changes) -> None:
-    f = run_dir / "summary.json"
-    f.write_text(json.dumps({**json.loads(f.read_text()), **changes}))
 
 
 def _one_run(root: Path, seed: int = 0) -> Path:
@@ -60,8 +55,8 @@ def test_out_into_another_inputs_report_warns(tmp_path, monkeypatch, capsys):
 def test_failed_and_diverged_runs_are_listed_with_their_reason(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     runs = make_sweep(tmp_path / "s", {"algorithm.inner_lr": [0.01, 0.1, 50.0]}, seeds=(0, 1))
-    _set_summary(runs[4], status="diverged", diverged_step=137, val_meta_objective=None)
-    _set_summary(runs[5], status="failed", steps=0, error="optimizer.lr=0.0 is not allowed: must be > 0")
+    set_summary(runs[4], status="diverged", diverged_step=137, val_meta_objective=None)
+    set_summary(runs[5], status="failed", steps=0, error="optimizer.lr=0.0 is not allowed: must be > 0")
     folder, md, _ = _report([tmp_path / "s"], capsys)
     issues = pd.read_csv(folder / "issues.csv")
     assert list(issues["issue"]) == ["diverged at step 137",
@@ -82,7 +77,7 @@ def test_a_single_run_reads_naturally(tmp_path, monkeypatch, capsys):
 def test_a_single_failed_run_says_why_and_that_nothing_ranks(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     run = _one_run(tmp_path)
-    _set_summary(run, status="failed", steps=0, error="task.bins=0 is not allowed: must be >= 1",
+    set_summary(run, status="failed", steps=0, error="task.bins=0 is not allowed: must be >= 1",
                  val_meta_objective=None)
     (run / "adaptation.csv").unlink()
     folder, md, _ = _report([run], capsys)

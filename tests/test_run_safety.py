@@ -4,6 +4,7 @@ real signals at each phase), temp-file cleanup, resume after an interrupt."""
 import json
 import os
 import pickle
+import shutil
 import signal
 from pathlib import Path
 from types import SimpleNamespace
@@ -31,6 +32,14 @@ def straight(tiny_cfg, tmp_path_factory):
     """A completed TINY run, never interrupted: the reference for resumes."""
     run_dir = tmp_path_factory.mktemp("straight")
     assert train.run(tiny_cfg, run_dir)["status"] == "completed"
+    return run_dir
+
+
+@pytest.fixture
+def straight_copy(straight, tmp_path) -> Path:
+    """A private copy of the straight run (``tmp_path/run``), to refuse, lock or skip."""
+    run_dir = tmp_path / "run"
+    shutil.copytree(straight, run_dir)
     return run_dir
 
 
@@ -112,10 +121,8 @@ def test_a_foreign_directory_is_refused_and_left_byte_identical(tiny_cfg, tmp_pa
     assert snapshot(tmp_path) == before and sorted(p.name for p in tmp_path.iterdir()) == sorted(files)
 
 
-def test_another_configs_run_is_refused_untouched(tiny_cfg, compose_cfg, straight, tmp_path):
-    import shutil
-    run_dir = tmp_path / "run"
-    shutil.copytree(straight, run_dir)
+def test_another_configs_run_is_refused_untouched(tiny_cfg, compose_cfg, straight_copy):
+    run_dir = straight_copy
     before = snapshot(run_dir)
     with pytest.raises(rundir.RunDirError, match="holds a run of another config"):
         train.run(compose_cfg([*TINY, "seed=1"]), run_dir)
@@ -124,10 +131,8 @@ def test_another_configs_run_is_refused_untouched(tiny_cfg, compose_cfg, straigh
 
 # --- the lock ----------------------------------------------------------------------------------
 
-def test_a_live_run_is_refused_naming_its_holder_and_readers_tell_live_from_dead(tiny_cfg, straight, tmp_path):
-    import shutil
-    run_dir = tmp_path / "run"
-    shutil.copytree(straight, run_dir)
+def test_a_live_run_is_refused_naming_its_holder_and_readers_tell_live_from_dead(tiny_cfg, straight_copy):
+    run_dir = straight_copy
     data = summary_of(run_dir)
     rundir.write_json(run_dir / rundir.SUMMARY, {**data, "status": "running"})
     before = snapshot(run_dir)
@@ -143,7 +148,6 @@ def test_a_live_run_is_refused_naming_its_holder_and_readers_tell_live_from_dead
 
 
 def test_sweep_rows_show_killed_refused_and_vanished_jobs_as_ended(straight, tmp_path):
-    import shutil
     for job in ("0", "1", "2", "3"):
         shutil.copytree(straight, tmp_path / job)
     data = summary_of(straight)
@@ -357,10 +361,8 @@ def test_temp_files_of_a_killed_write_are_removed_by_the_next_run(tiny_cfg, tmp_
     assert not [p.name for p in run_dir.iterdir() if ".tmp-" in p.name]
 
 
-def test_a_completed_run_is_skipped_without_writing(tiny_cfg, straight, tmp_path):
-    import shutil
-    run_dir = tmp_path / "run"
-    shutil.copytree(straight, run_dir)
+def test_a_completed_run_is_skipped_without_writing(tiny_cfg, straight_copy):
+    run_dir = straight_copy
     before = snapshot(run_dir)
     os.chmod(run_dir, 0o555)
     try:

@@ -18,7 +18,7 @@ from conftest import LONG, TINY, run_cli, start_cli, sweep_table, wait_for
 
 pytestmark = pytest.mark.slow
 
-SMALL = ["train.eval_every=8", "model.hidden=[8,8]", "task.num_points=20", "eval.num_tasks=20"]
+SMALL = [o for o in TINY if not o.startswith("train.outer_steps=")]  # each test sets its own length
 
 
 def start(args, cwd, **popen):
