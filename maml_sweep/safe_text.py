@@ -42,11 +42,13 @@ def csv_frame(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-_MD_SPECIAL = "\\`*_{}[]()#+-.!|~"
+_MD_SPECIAL = "\\`*_[]|~"  # inline markup, links, table cells; '#', '-', '+' matter only at a line's start
 
 
 def md_text(value) -> str:
     """Run data as literal Markdown text: HTML-escaped, and every Markdown control character
     backslash-escaped, so no run file can put a tag, link, emphasis or table cell break into a report."""
     text = "".join("\\" + ch if ch in _MD_SPECIAL else ch for ch in str(value))
+    if text[:1] in "#-+>=" and text:
+        text = "\\" + text
     return html.escape(text, quote=False).replace("\n", " ").replace("\r", " ")

@@ -14,7 +14,7 @@ def test_aggregate_matches_a_hand_computation(real_sweep):
     rs = load_runs(real_sweep)
     agg = aggregate(rs.runs, rs.group_keys, ["val_meta_objective", "ms_per_step"])
     assert len(agg) == 4 * 2
-    assert list(agg.columns) == ["task.bins", "algorithm.inner_lr", "metric", "n", "mean", "std", "sem", "ci95",
+    assert list(agg.columns) == ["task.bins", "algorithm.inner_lr", "metric", "n", "mean", "std", "n_nonfinite", "sem", "ci95",
                                  "ci95_low", "ci95_high", "n_runs", "n_completed", "n_diverged", "n_failed"]
     # By hand, from the summary files: the two seeds of task.bins=6, inner_lr=0.03.
     vals = []

@@ -5,11 +5,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-from matplotlib.collections import QuadMesh  # noqa: E402
 
 from analysis_fixtures import base_config, make_sweep, write_run  # noqa: E402
-from maml_sweep.analysis import aggregate, best_config, curve_bands, load_runs  # noqa: E402
-from maml_sweep.analysis import plots  # noqa: E402
+from maml_sweep.analysis import curve_bands, load_runs  # noqa: E402
+from maml_sweep.analysis import panels, plots  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -22,30 +21,40 @@ def _data_lines(ax):
     return [ln for ln in ax.get_lines() if len(ln.get_xdata()) > 1]
 
 
-def test_learning_curves_one_line_per_hue_level_per_facet(real_sweep):
+def _bands(real_sweep, seed=plots.BOOT_SEED):
     rs = load_runs(real_sweep)
-    bands = curve_bands(rs.curves, rs.runs, rs.group_keys)
-    fig = plots.learning_curves(bands, "val_meta_objective", hue="task.bins", col="algorithm.inner_lr")
-    axes = [ax for ax in fig.axes if ax.get_title()]
-    assert sorted(ax.get_title() for ax in axes) == ["algorithm.inner_lr = 0.03", "algorithm.inner_lr = 0.1"]
+    bands = curve_bands(rs.curves, rs.runs, rs.group_keys, seed=seed)
+    return bands.assign(line=[f"lr={v:g}" for v in bands["algorithm.inner_lr"]],
+                        panel=[f"bins={v}" for v in bands["task.bins"]])
+
+
+def test_line_panels_one_panel_per_condition_one_line_per_label(real_sweep):
+    bands = _bands(real_sweep)
+    colour = panels.colours(["lr=0.03", "lr=0.1"])
+    fig = panels.line_panels(bands, x="step", y="mean", line="line", panel="panel", colour=colour,
+                             xlabel="outer step", ylabel="val_meta_objective", band=("ci95_low", "ci95_high"),
+                             legend_title="inner_lr")
+    axes = fig.axes
+    assert [ax.get_title() for ax in axes] == ["bins=3", "bins=6"]
     for ax in axes:
         lines = _data_lines(ax)
-        assert len(lines) == 2  # task.bins 3 and 6
+        assert [ln.get_label() for ln in lines] == ["lr=0.03", "lr=0.1"]
         assert all(list(ln.get_xdata()) == [8, 16, 24] for ln in lines)
         assert len(ax.collections) == 2  # one CI band per line
-        assert ax.get_xlabel() == "outer step"
-    assert axes[0].get_ylabel() == "val_meta_objective"
+        assert ax.get_xlabel() == "outer step" and ax.get_ylabel() == "val_meta_objective"
     legend = fig.legends[0]
-    assert legend.get_title().get_text() == "task.bins"
-    assert [t.get_text() for t in legend.get_texts()] == ["3", "6"]
+    assert legend.get_title().get_text() == "inner_lr"
+    assert [t.get_text() for t in legend.get_texts()] == ["lr=0.03", "lr=0.1"]
+    assert legend.get_bbox_to_anchor().x0 >= fig.axes[-1].get_position().x1 * fig.bbox.width - 1  # outside
 
 
-def test_learning_curves_png_is_the_same_every_time(real_sweep, tmp_path):
-    rs = load_runs(real_sweep)
+def test_line_panels_png_is_the_same_every_time(real_sweep, tmp_path):
     pngs = []
     for name in ("a", "b"):
-        bands = curve_bands(rs.curves, rs.runs, rs.group_keys, seed=plots.BOOT_SEED)
-        fig = plots.learning_curves(bands, "val_meta_objective", hue="algorithm.inner_lr", col="task.bins")
+        bands = _bands(real_sweep)
+        fig = panels.line_panels(bands, x="step", y="mean", line="line", panel="panel",
+                                 colour=panels.colours(["lr=0.03", "lr=0.1"]), xlabel="outer step", ylabel="v",
+                                 band=("ci95_low", "ci95_high"))
         png, pdf = plots.save_figure(fig, tmp_path / name, "curves")
         assert pdf.read_bytes()[:5] == b"%PDF-"
         pngs.append(png.read_bytes())
@@ -53,40 +62,32 @@ def test_learning_curves_png_is_the_same_every_time(real_sweep, tmp_path):
     assert not list(tmp_path.glob("*/.curves*"))  # no temp files left behind
 
 
-def test_heatmap_has_the_grid_shape_annotations_and_a_best_box(tmp_path):
-    make_sweep(tmp_path / "s", {"task.bins": [2, 3, 4], "algorithm.inner_lr": [0.01, 0.1]}, seeds=(0, 1))
-    rs = load_runs(tmp_path / "s")
-    agg = aggregate(rs.runs, rs.group_keys)
-    best = best_config(agg, rs.group_keys)
-    rows = agg[agg["metric"] == "val_meta_objective"]
-    fig = plots.heatmap(rows, "task.bins", "algorithm.inner_lr", "val_meta_objective",
-                        best=(best["task.bins"], best["algorithm.inner_lr"]))
+def test_y_scale_follows_the_data_span_and_a_far_noise_floor_is_left_out():
+    import pandas as pd
+    data = pd.DataFrame({"k": [0, 1, 2] * 2, "mse": [3.0, 2.0, 1.5, 2.8, 2.2, 1.9], "line": ["a"] * 3 + ["b"] * 3})
+    fig = panels.line_panels(data, x="k", y="mse", line="line", panel=None, colour=panels.colours(["a", "b"]),
+                             xlabel="k", ylabel="test MSE", hline=(0.01, "noise floor"))
     ax = fig.axes[0]
-    mesh = [c for c in ax.collections if isinstance(c, QuadMesh)][0]
-    assert mesh.get_array().shape == (2, 3)  # rows: inner_lr, columns: bins
-    texts = [t.get_text() for t in ax.texts]
-    assert len(texts) == 6
-    expected = rows[(rows["task.bins"] == 4) & (rows["algorithm.inner_lr"] == 0.1)]["mean"].iloc[0]
-    assert f"{expected:.3g}" in texts
-    assert ax.get_xlabel() == "task.bins" and ax.get_ylabel() == "algorithm.inner_lr"
-    assert [t.get_text() for t in ax.get_xticklabels()] == ["2", "3", "4"]
-    assert len(ax.patches) == 1  # the best configuration's box
+    assert ax.get_yscale() == "linear" and len(_data_lines(ax)) == 2
+    assert "noise floor" not in [t.get_text() for t in fig.legends[0].get_texts()]
+    wide = data.assign(mse=data["mse"] ** 6)  # spans 64x
+    fig = panels.line_panels(wide, x="k", y="mse", line="line", panel=None, colour=panels.colours(["a", "b"]),
+                             xlabel="k", ylabel="test MSE")
+    assert fig.axes[0].get_yscale() == "log"
 
 
-def test_adaptation_curves_per_init_and_algorithm_with_noise_floor(tmp_path):
-    make_sweep(tmp_path / "s", {"algorithm": ["maml", "fomaml"]}, seeds=(0, 1, 2), with_adaptation=True)
-    rs = load_runs(tmp_path / "s")
-    data = rs.adaptation.merge(rs.runs[["run", "algorithm.name"]], on="run")
-    fig = plots.adaptation_curves(data, style="algorithm.name", noise_floor=0.01)
-    ax = fig.axes[0]
-    lines = _data_lines(ax)
-    floor = [ln for ln in lines if list(ln.get_ydata()) == [0.01, 0.01]]
-    assert len(floor) == 1
-    assert len(lines) - len(floor) == 3 * 2  # init x algorithm
-    assert ax.get_xlabel() == "adaptation steps k" and ax.get_ylabel() == "test MSE"
-    assert ax.get_yscale() == "log"
-    labels = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert {"trained", "pretrain", "scratch", "maml", "fomaml", "noise floor"} <= set(labels)
+def test_heatmaps_one_panel_per_condition_with_mean_ci_n_and_a_best_box():
+    import pandas as pd
+    cells = pd.DataFrame({"lr": [0.01, 0.1, 0.01, 0.1], "steps": [1, 1, 1, 1], "cond": ["bins=3"] * 2 + ["bins=6"] * 2,
+                          "mean": [1.0, 2.0, 5.0, 4.0], "ci95": [0.1, 0.2, 0.3, 0.4], "n": [3, 3, 3, 3],
+                          "best": [True, False, False, True]})
+    fig = plots.heatmaps(cells, "lr", None, "cond", "val_mse")
+    axes = [ax for ax in fig.axes if ax.get_title()]
+    assert [ax.get_title() for ax in axes] == ["bins=3", "bins=6"]
+    texts = [t.get_text() for t in axes[0].texts]
+    assert texts == ["1.00 ± 0.10\nn=3", "2.00 ± 0.20\nn=3"]
+    assert all(len(ax.patches) == 1 for ax in axes)  # the condition's best box
+    assert [t.get_text() for t in axes[1].get_xticklabels()] == ["0.01", "0.1"]
 
 
 def test_best_fits_draw_data_and_every_inner_step(real_sweep, tmp_path):

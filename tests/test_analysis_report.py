@@ -1,16 +1,23 @@
-"""``maml-sweep-report`` end to end: the report files, flags, side-by-side sweeps, bad input."""
+"""``maml-sweep-report`` end to end: roles, the best per condition, a layout per sweep kind, bad input."""
+import itertools
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.colors import to_hex
 
 from analysis_fixtures import make_sweep
 from conftest import run_module
-from maml_sweep.analysis import load_runs
+from maml_sweep.analysis import load_runs, plots
 from maml_sweep.analysis.bench import main as bench_main
+from maml_sweep.analysis.design import KINDS, experiment_design
+from maml_sweep.analysis.report_cli import KINDS as CLI_KINDS
 from maml_sweep.analysis.report_cli import main
-from maml_sweep.analysis.roles import RoleError, choose_roles
+from maml_sweep.analysis.synthetic import planted_sweep
+
+MAX_PX = 2400
 
 
 @pytest.fixture
@@ -27,63 +34,142 @@ def report(capsys, monkeypatch):
     return call
 
 
-def test_report_writes_markdown_html_figures_and_tables(real_sweep, tmp_path, report):
+@pytest.fixture
+def figures(monkeypatch):
+    """Every figure the report saves, by name, with its pixel size at the saving dpi."""
+    seen = {}
+    save = plots.save_figure
+
+    def keep(fig, out_dir, name, dpi=110):
+        fig.canvas.draw()
+        bbox = fig.get_tightbbox(fig.canvas.get_renderer())
+        seen[name] = (fig, bbox.width * dpi, bbox.height * dpi)
+        return save(fig, out_dir, name, dpi)
+    monkeypatch.setattr(plots, "save_figure", keep)
+    return seen
+
+
+def planted_grid(folder):
+    """bins 3 (easy) and 6 (hard) x inner lr: the planted winner is lr 0.03 for bins 3, 0.1 for bins 6."""
+    best = {3: 0.03, 6: 0.1}
+    configs = [{"task.bins": b, "algorithm.inner_lr": lr} for b, lr in itertools.product([3, 6], [0.01, 0.03, 0.1])]
+    planted_sweep(folder, configs, level=lambda c: (1.0 if c["task.bins"] == 3 else 3.0)
+                  * (1 + 5 * abs(np.log10(c["algorithm.inner_lr"] / best[c["task.bins"]]))))
+    return best
+
+
+@pytest.mark.slow  # a whole report with figures: 4-9 s
+def test_grid_best_per_condition_and_no_cross_condition_pairs(tmp_path, report, figures):
+    best = planted_grid(tmp_path / "s")
+    code, out, err = report([tmp_path / "s", "--out", "r"], cwd=tmp_path)
+    assert code == 0, err
+    folder = tmp_path / "r"
+    table = pd.read_csv(folder / "best.csv")
+    assert list(table["task.bins"]) == [3, 6]
+    assert dict(zip(table["task.bins"], table["algorithm.inner_lr"])) == best
+    assert list(table.columns[:4]) == ["task.bins", "algorithm.inner_lr", "n_seeds", "val_mse"]
+    assert {"test_mean_k5", "test_median_k5", "test_iqm_k5", "test_iqm_k5_low"} <= set(table.columns)
+    paired = pd.read_csv(folder / "paired.csv")
+    assert len(paired) == 2 * 2 * 3  # per condition: 2 others x 3 report steps, never across conditions
+    for _, row in paired.iterrows():
+        assert row["algorithm.inner_lr"] != best[row["task.bins"]]
+    assert (paired["mean_diff_low"] > 0).all()  # the planted winners are better on the test bank
+    md = (folder / "report.md").read_text()
+    assert "conditions (what the task is; compared only within): `task.bins`" in md
+    assert "hyperparameters: `algorithm.inner_lr`" in md and "a grid of hyperparameters" in md
+    assert md.index("## The answer") < md.index("## Figures") < md.index("## All configurations")
+    assert {"heatmap", "learning_curves", "adaptation", "forest", "ecdf"} <= set(figures)
+    assert all(w <= MAX_PX for _, w, _ in figures.values()), {n: w for n, (_, w, _) in figures.items()}
+    heat = figures["heatmap"][0]
+    assert [ax.get_title() for ax in heat.axes if ax.get_title()] == ["bins=3", "bins=6"]
+
+
+def test_a_configuration_with_a_non_finite_seed_is_never_best(tmp_path, report):
+    configs = [{"algorithm.inner_lr": 0.1}, {"algorithm.inner_lr": 0.3}]
+    # 0.3 is better on its finite seeds, but one seed's val_mse is inf and another's NaN
+    planted_sweep(tmp_path / "s", configs, level=lambda c: 1.0 if c["algorithm.inner_lr"] == 0.1 else 0.9,
+                  statuses={(1, 1): float("inf"), (1, 2): float("nan")})
+    code, _, err = report([tmp_path / "s", "--out", "r", "-q"], cwd=tmp_path)
+    assert code == 0, err
+    table = pd.read_csv(tmp_path / "r" / "best.csv")
+    assert list(table["algorithm.inner_lr"]) == [0.1]
+    ranked = pd.read_csv(tmp_path / "r" / "ranked.csv")
+    bad = ranked[ranked["algorithm.inner_lr"] == 0.3].iloc[0]
+    assert bad["n_nonfinite"] == 2 and np.isnan(bad["rank"])
+    assert "inner_lr=0.3 (2 non-finite" in (tmp_path / "r" / "report.md").read_text()
+
+
+@pytest.mark.slow  # a whole report with figures: 4-9 s
+def test_two_runs_are_overlaid_on_one_axis(tmp_path, report, figures):
+    planted_sweep(tmp_path / "a", [{"algorithm.inner_lr": 0.1, "train.outer_steps": 200}], seeds=(0,))
+    planted_sweep(tmp_path / "b", [{"algorithm.inner_lr": 0.3, "train.outer_steps": 400}], seeds=(1,))
+    code, _, err = report([tmp_path / "a" / "0", tmp_path / "b" / "0", "--out", "r", "-q"], cwd=tmp_path)
+    assert code == 0, err
+    d = experiment_design(load_runs([tmp_path / "a" / "0", tmp_path / "b" / "0"]))
+    assert d.kind == "overlay" and d.conditions == []
+    fig = figures["learning_curves"][0]
+    assert len(fig.axes) == 1 and len(fig.axes[0].get_lines()) == 2
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert legend == ["inner_lr=0.1, outer_steps=200", "inner_lr=0.3, outer_steps=400"]
+
+
+ALGORITHMS = ["maml", "fomaml", "anil", "metasgd", "reptile", "pretrain", "scratch"]
+
+
+@pytest.mark.slow  # a whole report with figures: 4-9 s
+def test_an_algorithms_sweep_gets_one_distinct_colour_per_method_in_every_figure(tmp_path, report, figures):
+    planted_sweep(tmp_path / "s", [{"algorithm": a} for a in ALGORITHMS],
+                  level=lambda c: 1.0 + ALGORITHMS.index(c["algorithm"]) * 0.2)
+    code, _, err = report([tmp_path / "s", "--out", "r", "-q"], cwd=tmp_path)
+    assert code == 0, err
+    md = (tmp_path / "r" / "report.md").read_text()
+    assert "a comparison of methods" in md and "methods: `algorithm.name`" in md
+    colours = {}
+    for name in ("learning_curves", "adaptation"):
+        fig = figures[name][0]
+        lines = [ln for ln in fig.axes[0].get_lines() if ln.get_label() in ALGORITHMS]
+        seen = {ln.get_label(): to_hex(ln.get_color()) for ln in lines}
+        assert sorted(seen) == sorted(ALGORITHMS) and len(set(seen.values())) == 7
+        legend = [t.get_text() for t in fig.legends[0].get_texts()]
+        assert len(legend) == len(set(legend)) and set(ALGORITHMS) <= set(legend)
+        colours[name] = seen
+    assert colours["learning_curves"] == colours["adaptation"]  # the same colour for a method everywhere
+    best = pd.read_csv(tmp_path / "r" / "best.csv")
+    assert list(best["algorithm.name"]) == ["maml"]
+    paired = pd.read_csv(tmp_path / "r" / "paired.csv")
+    assert set(paired["algorithm.name"]) == set(ALGORITHMS) - {"maml"}
+
+
+@pytest.mark.slow  # a whole report with figures: 4-9 s
+def test_report_of_the_real_sweep(real_sweep, tmp_path, report):
     code, out, err = report([real_sweep], cwd=tmp_path)
     assert code == 0, err
     md_path, html_path = out.split()
     folder = tmp_path / Path(md_path).parent
     assert folder.parent == tmp_path / "analysis" and folder.name.startswith("multirun_2026-11-26_10-00-00-")
-    assert html_path == str(Path(md_path).parent / "report.html")
-    assert "loaded 8 runs" in err and "Traceback" not in err  # progress on stderr
-    for name in ("learning_curves", "heatmap", "adaptation", "best_fits", "cost"):
-        assert (folder / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
-        assert (folder / f"{name}.pdf").read_bytes()[:5] == b"%PDF-"
-    md = (folder / "report.md").read_text()
-    rs = load_runs(real_sweep)
-    agg = pd.read_csv(folder / "aggregate.csv")
-    val = agg[agg["metric"] == "val_mse"].sort_values("mean")  # selection: the shared validation MSE
-    best = val.iloc[0]
-    assert f"`task.bins={best['task.bins']}`" in md and "**8 runs**" in md
-    assert "![" in md and "(learning_curves.png)" in md and "(heatmap.png)" in md
-    assert "(adaptation.png)" in md and "(best_fits.png)" in md
+    assert "Traceback" not in err
     html = (folder / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == 5 and 'src="http' not in html and "<table" in html
-    runs = pd.read_csv(folder / "runs.csv")
-    assert len(runs) == 8 and set(runs.columns) >= set(rs.runs.columns[:8])
-    ranked = pd.read_csv(folder / "ranked.csv")
-    assert ranked["val_mse"].iloc[0] == pytest.approx(best["mean"])
+    assert 'src="http' not in html and "<table" in html and "class='best'" in html
+    best = pd.read_csv(folder / "best.csv")
+    assert list(best["task.bins"]) == [3, 6] and (best["n_seeds"] == 2).all()
     assert not [p for p in folder.iterdir() if p.name.startswith(".")]  # no temp files left
 
 
-def test_flags_choose_metric_hue_facet_and_heatmap(real_sweep, tmp_path):
-    out = tmp_path / "r"
-    code = main([str(real_sweep), "--out", str(out), "--metric", "ms_per_step", "--hue", "inner_lr",
-                 "--facet", "bins", "--heatmap", "inner_lr,bins", "-q"])
-    assert code == 0
-    md = (out / "report.md").read_text()
-    assert "colour: `algorithm.inner_lr`, columns: `task.bins`" in md
-    assert "you asked for `ms_per_step`; the choice is made on validation: `val_mse`" in md
-    assert "Final `ms_per_step` (mean over seeds) over `algorithm.inner_lr` and `task.bins`" in md
+def test_kinds_are_one_list():
+    assert CLI_KINDS == KINDS
 
 
-def test_roles_are_chosen_from_what_was_swept(tmp_path):
+def test_design_roles_from_what_differs(tmp_path):
     make_sweep(tmp_path / "s", {"algorithm": ["maml", "fomaml"], "task.bins": [2, 3, 4],
                                 "algorithm.inner_lr": [0.01, 0.1]}, seeds=(0,))
-    rs = load_runs(tmp_path / "s")
-    roles = choose_roles(rs)
-    assert (roles.hue, roles.col, roles.row) == ("task.bins", "algorithm.name", "algorithm.inner_lr")
-    assert (roles.heat_x, roles.heat_y) == ("task.bins", "algorithm.name")
-    assert roles.metric == roles.select == "val_mse"
-    assert choose_roles(rs, metric="test_mse_k1").select == "val_mse"
-    assert choose_roles(rs, metric="val_meta_objective").select == "val_meta_objective"
-    assert choose_roles(rs, hue="algorithm").hue == "algorithm.name"
-    with pytest.raises(RoleError, match=r"^--hue 'lr' is not a swept key of these runs; allowed: "
-                                        r"algorithm.name, task.bins, algorithm.inner_lr$"):
-        choose_roles(rs, hue="lr")
-    with pytest.raises(RoleError, match="^--facet takes at most two keys"):
-        choose_roles(rs, facet=["bins,inner_lr,algorithm"])
+    d = experiment_design(load_runs(tmp_path / "s"))
+    assert (d.conditions, d.methods, d.hyper) == (["task.bins"], ["algorithm.name"], ["algorithm.inner_lr"])
+    assert d.kind == "algorithms" and d.n_configs == 12
+    d2 = experiment_design(load_runs(tmp_path / "s"), condition=["inner_lr"])
+    assert d2.conditions == ["task.bins", "algorithm.inner_lr"] and d2.hyper == []
 
 
+@pytest.mark.slow  # a whole report with figures: 4-9 s
 def test_two_sweeps_side_by_side_in_one_command(real_sweep, tmp_path):
     a, b = tmp_path / "2026-11-26" / "10-00-00", tmp_path / "2026-11-26" / "11-00-00"
     shutil.copytree(real_sweep, a)
@@ -91,7 +177,7 @@ def test_two_sweeps_side_by_side_in_one_command(real_sweep, tmp_path):
     out = tmp_path / "cmp"
     assert main([str(a), str(b), "--out", str(out), "-q"]) == 0
     md = (out / "report.md").read_text()
-    assert "`sweep`" in md and "columns: `sweep`" in md and "**16 runs**" in md
+    assert "methods: `sweep`" in md and "**16 runs**" in md
     ranked = pd.read_csv(out / "ranked.csv")
     assert len(ranked) == 8 and set(ranked["sweep"]) == {"10-00-00", "11-00-00"}
 
@@ -99,20 +185,19 @@ def test_two_sweeps_side_by_side_in_one_command(real_sweep, tmp_path):
 @pytest.mark.parametrize("args,message", [
     (["{missing}"], "PATH '{missing}' does not exist (give run or sweep directories, or globs)"),
     (["{empty}"], "PATH '{empty}': no run directories found (a run has .hydra/config.yaml)"),
-    (["{sweep}", "--metric", "accuracy"], "--metric 'accuracy' is not a metric of these runs; allowed: "
-                                          "{metrics}"),
-    (["{sweep}", "--hue", "optimizer.lr"], "--hue 'optimizer.lr' is not a swept key of these runs; allowed: "
-                                           "task.bins, algorithm.inner_lr"),
-    (["{sweep}", "--heatmap", "bins"], "--heatmap takes two keys X,Y; got 1: bins"),
+    (["{sweep}", "--metric", "test_mse_k1"], "--metric 'test_mse_k1': the best is chosen on a validation metric "
+                                             "of these runs; allowed: {metrics}"),
+    (["{sweep}", "--condition", "optimizer.lr"], "--condition 'optimizer.lr' is not a key that differs between "
+                                                 "these runs; allowed: task.bins, algorithm.inner_lr"),
 ])
 def test_bad_input_is_one_clear_line_and_a_nonzero_exit(real_sweep, tmp_path, report, args, message):
     (tmp_path / "empty").mkdir()
+    from maml_sweep.analysis.aggregate import is_test_metric
     fill = {"missing": tmp_path / "missing", "empty": tmp_path / "empty", "sweep": real_sweep,
-            "metrics": ", ".join(load_runs(real_sweep).metrics)}
+            "metrics": ", ".join(m for m in load_runs(real_sweep).metrics if not is_test_metric(m))}
     code, out, err = report([a.format(**fill) for a in args], cwd=tmp_path)
     assert code == 2 and out == ""
     assert err.strip().splitlines() == [f"maml-sweep-report: error: {message.format(**fill)}"]
-    assert "Traceback" not in err
     assert not (tmp_path / "analysis").exists()
 
 

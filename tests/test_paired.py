@@ -1,11 +1,13 @@
 """Paired comparisons on the shared test bank, recomputed by hand on synthetic sweeps."""
 import numpy as np
+import pandas as pd
 import pytest
 
 from analysis_fixtures import base_config, write_run
 from maml_sweep import evaluate, stats
 from maml_sweep.analysis import aggregate, load_runs
-from maml_sweep.analysis.paired import paired_table, report_steps
+from maml_sweep.analysis import intervals
+from maml_sweep.analysis.paired import paired_rows, report_steps
 from maml_sweep.analysis.report_cli import main as report_main
 
 T, K = 40, 11
@@ -40,40 +42,49 @@ def write_sweep(folder, inner_lr: float, offset: float, val: float, seeds=(0, 1,
     return mats
 
 
+def _paired(rs):
+    from maml_sweep.analysis.design import experiment_design
+    from maml_sweep.analysis.selection import ranked_within
+    design = experiment_design(rs)
+    order = ranked_within(aggregate(rs.runs, design.keys, ["val_mse"]), design, "val_mse")
+    return paired_rows(rs.runs, design.keys, order.iloc[0], order.iloc[1:], report_steps(rs.runs))
+
+
 def test_paired_difference_equals_a_hand_computation_on_two_sweeps(tmp_path):
     best = write_sweep(tmp_path / "a", 0.1, 0.0, val=0.5)
     other = write_sweep(tmp_path / "b", 0.3, 0.2, val=0.9)
     rs = load_runs([tmp_path / "a", tmp_path / "b"])
-    agg = aggregate(rs.runs, rs.group_keys, ["val_mse"])
-    table = paired_table(rs.runs, rs.group_keys, agg, "val_mse")
+    table = _paired(rs)
     assert report_steps(rs.runs) == [1, 5, 10]
     assert list(table["k"]) == [1, 5, 10] and set(table["algorithm.inner_lr"]) == {0.3}
     assert (table["pairing"] == "seeds and tasks").all() and (table["n_seeds"] == 3).all()
     for _, row in table.iterrows():
         k = row["k"]
-        d = np.stack([other[s][:, k] - best[s][:, k] for s in (0, 1, 2)])
-        assert row["mean_diff"] == pytest.approx(d.mean(), rel=1e-12)
-        # the hierarchical bootstrap by hand: seed counts, then task counts, from one generator
-        rng = np.random.default_rng(stats.BOOT_SEED)
-        ws = stats.resample_counts(rng, 3, stats.N_BOOT)
-        wt = stats.resample_counts(rng, T, stats.N_BOOT)
-        boots = sorted(sum(ws[b, s] * wt[b, t] * d[s, t] for s in range(3) for t in range(T)) / (3 * T)
-                       for b in range(0, stats.N_BOOT))
-        assert row["mean_diff_low"] == pytest.approx(boots[int(np.floor(0.025 * (stats.N_BOOT - 1)))], rel=1e-10)
-        assert row["mean_diff_high"] == pytest.approx(boots[int(np.ceil(0.975 * (stats.N_BOOT - 1)))], rel=1e-10)
+        a = np.stack([other[s][:, k] for s in (0, 1, 2)])
+        b = np.stack([best[s][:, k] for s in (0, 1, 2)])
+        assert row["mean_diff"] == pytest.approx((a - b).mean(), rel=1e-12)
+        by_hand = intervals.two_way_interval(a - b)
+        assert (row["mean_diff_low"], row["mean_diff_high"]) == pytest.approx((by_hand.low, by_hand.high), rel=1e-12)
         assert 0 < row["mean_diff_low"] < row["mean_diff"] < row["mean_diff_high"]
-        pooled_a = np.concatenate([other[s][:, k] for s in (0, 1, 2)])
-        pooled_b = np.concatenate([best[s][:, k] for s in (0, 1, 2)])
-        assert row["median_diff"] == pytest.approx(np.median(pooled_a) - np.median(pooled_b))
+        medians = np.mean([np.median(a[s]) - np.median(b[s]) for s in range(3)])
+        assert row["median_diff"] == pytest.approx(medians)  # a difference of medians (mean over seeds)
+        assert row["p_improve"] == pytest.approx(np.mean(a < b))
 
 
-def test_different_banks_are_compared_unpaired(tmp_path):
+def test_different_seeds_on_one_bank_give_an_estimate_and_no_interval(tmp_path):
     write_sweep(tmp_path / "a", 0.1, 0.0, val=0.5)
     write_sweep(tmp_path / "b", 0.3, 0.2, val=0.9, seeds=(3, 4))  # no common seed
-    rs = load_runs([tmp_path / "a", tmp_path / "b"])
-    table = paired_table(rs.runs, rs.group_keys, aggregate(rs.runs, rs.group_keys, ["val_mse"]), "val_mse")
-    assert (table["pairing"] == "unpaired (no common seeds)").all()
+    table = _paired(load_runs([tmp_path / "a", tmp_path / "b"]))
+    assert (table["pairing"] == "unpaired (no common seeds): no interval").all()
+    assert table["mean_diff_low"].isna().all()
     assert table["mean_diff"].iloc[0] == pytest.approx(0.2 + 0.05 * 3.5 - 0.05, abs=0.02)
+
+
+def test_different_test_banks_are_never_compared(tmp_path):
+    from maml_sweep.analysis.paired import compare
+    a = {0: (np.ones((5, 3)), (("task.bins", "3"),))}
+    b = {0: (np.ones((5, 3)), (("task.bins", "6"),))}
+    assert compare(a, b, 1) is None
 
 
 @pytest.mark.slow  # a whole report with figures: ~3 s
@@ -88,12 +99,12 @@ def test_a_blown_up_task_shows_in_the_report(tmp_path):
     assert blown["test_mse_k5"].iloc[0] > 100 and np.isfinite(blown["test_median_k10"].iloc[0])
     out = tmp_path / "report"
     assert report_main([str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(out), "-q"]) == 0
-    md = (out / "report.md").read_text()
-    assert "Some configurations have test tasks that blow up" in md
-    assert "At k=10 the mean difference is not finite; 0.83% of the runner-up's and 0% of the best " \
-           "configuration's test tasks blow up" in md
-    robust = (out / "robust.csv").read_text().splitlines()
-    assert robust[0].split(",").index("k=10 blow-up") and len(robust) == 3
+    paired = pd.read_csv(out / "paired.csv")
+    k10 = paired[paired["k"] == 10].iloc[0]
+    assert np.isinf(k10["mean_diff"]) and np.isfinite(k10["iqm_diff"]) and np.isfinite(k10["iqm_diff_low"])
+    assert k10["blowup"] == pytest.approx(1 / (3 * T))
+    ranked = pd.read_csv(out / "ranked.csv")
+    assert np.isinf(ranked.loc[ranked["algorithm.inner_lr"] == 0.3, "test_mean_k10"]).all()
 
 
 def test_paper_table_pairs_maml_and_pretrain_by_hand(tmp_path, capsys):
@@ -105,8 +116,8 @@ def test_paper_table_pairs_maml_and_pretrain_by_hand(tmp_path, capsys):
     by_hand = np.mean([maml[s][:, 5] - pre[s][:, 5] for s in (0, 1, 2)])
     row = [line for line in out.splitlines() if line.startswith("| - | 5 |")][0].split("|")
     assert row[3].strip().startswith(f"{by_hand:.2f} [") and "seeds and tasks, 3 seeds x 40 tasks" in row[5]
-    pooled = [np.concatenate([m[s][:, 5] for s in (0, 1, 2)]) for m in (maml, pre)]
-    assert row[4].strip().startswith(f"{np.median(pooled[0]) - np.median(pooled[1]):.2f} [")
+    medians = np.mean([np.median(maml[s][:, 5]) - np.median(pre[s][:, 5]) for s in (0, 1, 2)])
+    assert row[4].strip().startswith(f"{medians:.2f} [")
     k1 = [np.mean(maml[s][:, 1]) for s in (0, 1, 2)]
     ci = 4.302653 * np.std(k1, ddof=1) / np.sqrt(3)
     assert f"| maml | 3 | {np.mean(k1):.2f} ± {ci:.2f} |" in out

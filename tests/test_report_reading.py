@@ -61,8 +61,8 @@ def test_failed_and_diverged_runs_are_listed_with_their_reason(tmp_path, monkeyp
     issues = pd.read_csv(folder / "issues.csv")
     assert list(issues["issue"]) == ["diverged at step 137",
                                      "failed: optimizer.lr=0.0 is not allowed: must be > 0"]
-    assert "## Failed, diverged and unfinished runs" in md
-    assert "diverged at step 137" in md and "must be > 0" in md
+    assert "## Runs that did not complete" in md
+    assert "diverged at step 137" in md and "must be &gt; 0" in md  # run data is escaped
 
 
 def test_a_single_run_reads_naturally(tmp_path, monkeypatch, capsys):
@@ -70,20 +70,20 @@ def test_a_single_run_reads_naturally(tmp_path, monkeypatch, capsys):
     _, md, _ = _report([_one_run(tmp_path)], capsys)
     assert "1 runs" not in md and "`None`" not in md and "1 seed(s)" not in md
     assert not re.search(r"± *[(|*\n]", md), "a ± with nothing after it"
-    assert "(n=1: no CI)" in md and "One configuration, one seed." in md and "over 1 completed run." in md
-    assert "Its metrics (one run; all in `aggregate.csv`)" in md and "±95% CI" not in md
+    assert "One run." in md and "Its results over 1 seed" in md and "fewer than 3 seeds give no interval" in md
+    assert "Roles of the keys" not in md and "## All configurations" not in md
 
 
 def test_a_single_failed_run_says_why_and_that_nothing_ranks(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     run = _one_run(tmp_path)
     set_summary(run, status="failed", steps=0, error="task.bins=0 is not allowed: must be >= 1",
-                 val_meta_objective=None)
+                 val_meta_objective=None, val_mse=None)
     (run / "adaptation.csv").unlink()
     folder, md, _ = _report([run], capsys)
-    settings = md.split("## Which settings work", 1)[1].split("\n## ", 1)[0]
-    assert "No run completed, so there is nothing to rank" in settings
-    assert "failed: task.bins=0 is not allowed: must be >= 1" in md
+    answer = md.split("## The answer", 1)[1].split("\n## ", 1)[0]
+    assert "no eligible configuration" in answer
+    assert "failed: task.bins=0 is not allowed: must be &gt;= 1" in md or "must be >= 1" in md
     assert "1 failed" in md
 
 
@@ -110,8 +110,7 @@ def test_cost_figure_shows_one_point_per_run(tmp_path):
     plt.close(fig)
 
 
-@pytest.mark.parametrize("section", ["section_loaded", "section_problems", "section_settings", "section_curves",
-                                     "section_heatmap", "section_adaptation", "section_fits", "section_cost"])
+@pytest.mark.parametrize("section", ["section_header", "section_answer", "section_problems", "section_tables"])
 def test_write_report_is_one_short_function_per_section(section):
     import inspect
 
@@ -121,12 +120,10 @@ def test_write_report_is_one_short_function_per_section(section):
     assert len(inspect.getsource(report.write_report).splitlines()) <= 25
 
 
-def test_ranked_table_shows_each_metric_with_its_ci_in_one_column():
-    from maml_sweep.analysis.report import shown_with_ci
+@pytest.mark.parametrize("est,half,text", [(0.38451, 0.007706, "0.3845 ± 0.0077"), (1.6204, 0.694, "1.62 ± 0.69"),
+                                           (801.3, 2222.0, "800 ± 2200"), (0.5, float("nan"), "0.5"),
+                                           (12.34567, 0.0, "12.3")])
+def test_numbers_are_rounded_to_what_their_interval_supports(est, half, text):
+    from maml_sweep.analysis.document import num_pm
 
-    table = pd.DataFrame({"task.bins": [3, 6], "val": [0.19431, 0.2], "val ±95%CI": [0.1561, float("nan")],
-                          "n (completed)": [5, 1]})
-    shown = shown_with_ci(table)
-    assert list(shown.columns) == ["task.bins", "val (±95% CI)", "n (completed)"]
-    assert list(shown["val (±95% CI)"]) == ["0.1943 ± 0.1561", "0.2"]
-    assert list(shown_with_ci(table.tail(1)).columns) == ["task.bins", "val", "n (completed)"]  # no CI at all
+    assert num_pm(est, half) == text

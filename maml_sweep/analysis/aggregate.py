@@ -14,6 +14,7 @@ import pandas as pd
 
 from ..rundir import COMPLETED, DIVERGED, FAILED, UNUSABLE
 from ..stats import resample_counts
+from .intervals import MIN_SEEDS
 from .load import STR
 
 # Two-sided 95% Student-t critical values t_{0.975, df} for df = 1..30.
@@ -43,7 +44,8 @@ def aggregate(runs: pd.DataFrame, by: list[str], metrics: list[str] | None = Non
     """Tidy per-configuration statistics over seeds.
 
     One row per (configuration, metric): the ``by`` columns, ``metric``, ``n`` (completed runs with
-    a finite value), ``mean``, ``std`` (ddof=1), ``sem``, ``ci95`` (t-based half-width),
+    a finite value), ``n_nonfinite`` (completed runs whose value is NaN or infinite), ``mean``, ``std`` (ddof=1), ``sem``, ``ci95`` (t-based half-width over seeds; NaN below
+    :data:`maml_sweep.analysis.intervals.MIN_SEEDS` seeds),
     ``ci95_low``, ``ci95_high``, and the configuration's run counts ``n_runs``, ``n_completed``,
     ``n_diverged``, ``n_failed``. With ``by=[]`` everything is one configuration.
     """
@@ -63,13 +65,17 @@ def aggregate(runs: pd.DataFrame, by: list[str], metrics: list[str] | None = Non
     parts = []
     for m in metrics:
         vals = done[keys + [m]].copy()
-        vals[m] = vals[m].where(np.isfinite(vals[m].astype(float)))
-        g = vals.groupby(keys, dropna=False, sort=True, observed=True)[m]
-        stats = g.agg(n="count", mean="mean", std="std")
+        finite = np.isfinite(vals[m].astype(float))
+        vals["_nonfinite"] = ~finite
+        vals[m] = vals[m].where(finite)
+        g = vals.groupby(keys, dropna=False, sort=True, observed=True)
+        stats = g[m].agg(n="count", mean="mean", std="std")
+        stats["n_nonfinite"] = g["_nonfinite"].sum()
         stats = stats.reindex(counts.index)
         stats["n"] = stats["n"].fillna(0).astype(np.int64)
+        stats["n_nonfinite"] = stats["n_nonfinite"].fillna(0).astype(np.int64)
         stats["sem"] = stats["std"] / np.sqrt(stats["n"])
-        tq = np.array([t975(int(n) - 1) for n in stats["n"]])
+        tq = np.array([t975(int(n) - 1) if n >= MIN_SEEDS else np.nan for n in stats["n"]])
         stats["ci95"] = tq * stats["sem"]
         stats["ci95_low"] = stats["mean"] - stats["ci95"]
         stats["ci95_high"] = stats["mean"] + stats["ci95"]
@@ -87,22 +93,23 @@ def aggregate(runs: pd.DataFrame, by: list[str], metrics: list[str] | None = Non
 SELECT = "val_mse"  # model selection's default metric: plain MSE on the shared validation tasks
 
 
+def eligible(rows: pd.DataFrame) -> pd.Series:
+    """Configurations that may be chosen as best: a completed run, none diverged or failed, and every
+    completed run's value finite (a configuration with one NaN or inf seed is never best)."""
+    return (rows["n"] > 0) & (rows["n_diverged"] == 0) & (rows["n_failed"] == 0) & (rows["n_nonfinite"] == 0)
+
+
 def best_config(agg: pd.DataFrame, by: list[str], metric: str = SELECT) -> pd.Series:
     """The configuration with the lowest mean ``metric`` (default ``val_mse``, the shared validation
-    tasks' MSE: the same tasks for every run of a task config), chosen on validation, never on the
-    test bank.
-
-    Candidates are configurations with at least one completed run and none diverged or failed;
-    when no configuration qualifies, any with a completed run. Ties go to the narrower CI.
-    Raises ValueError for a test-bank metric or when nothing has a finite value.
-    """
+    tasks' MSE) among the :func:`eligible` ones, chosen on validation, never on the test bank; ties
+    go to the narrower CI. Raises ValueError for a test-bank metric or when none is eligible.
+    (Per task condition: :func:`maml_sweep.analysis.selection.best_per_condition`.)"""
     if is_test_metric(metric):
         raise ValueError(f"the best configuration is chosen on a validation metric, not {metric!r} (test bank)")
-    rows = agg[(agg["metric"] == metric) & (agg["n"] > 0)]
-    if rows.empty:
-        raise ValueError(f"no completed run has a finite {metric}")
-    clean = rows[(rows["n_diverged"] == 0) & (rows["n_failed"] == 0)]
-    pool = clean if len(clean) else rows
+    rows = agg[agg["metric"] == metric]
+    pool = rows[eligible(rows)]
+    if pool.empty:
+        raise ValueError(f"no configuration has every run completed with a finite {metric}")
     pool = pool.assign(_ci=pool["ci95"].fillna(np.inf)).sort_values(["mean", "_ci"], kind="stable")
     return pool.drop(columns="_ci").iloc[0]
 
@@ -110,7 +117,7 @@ def best_config(agg: pd.DataFrame, by: list[str], metric: str = SELECT) -> pd.Se
 def ranked(agg: pd.DataFrame, by: list[str], metric: str) -> pd.DataFrame:
     """Configurations ordered best first on ``metric`` (wide: one row per configuration)."""
     rows = agg[agg["metric"] == metric].copy()
-    rows["_bad"] = (rows["n_diverged"] + rows["n_failed"]) > 0
+    rows["_bad"] = ~eligible(rows)
     rows = rows.sort_values(["_bad", "mean"], na_position="last", kind="stable").drop(columns="_bad")
     return rows.reset_index(drop=True)
 

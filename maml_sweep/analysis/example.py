@@ -40,11 +40,11 @@ def main(argv: list[str] | None = None) -> int:
 
     from .load import load_runs
     from .report import write_report
-    from .roles import choose_roles
+    from .design import experiment_design
 
     rs = load_runs([str(args.sweep_dir)])
     with tempfile.TemporaryDirectory() as tmp:
-        written = write_report(rs, Path(tmp), choose_roles(rs), sources=[str(args.sweep_dir)], command=COMMAND)
+        written = write_report(rs, Path(tmp), experiment_design(rs), sources=[str(args.sweep_dir)], command=COMMAND)
         if args.out.exists():
             shutil.rmtree(args.out)
         args.out.mkdir(parents=True)

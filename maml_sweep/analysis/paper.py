@@ -4,7 +4,7 @@ For each setting (the swept keys other than ``algorithm`` and ``seed``) and algo
 after k = 1/5/10 steps as the mean over seeds of each run's mean over the test bank, +- the
 95% t-interval over seeds; the median over tasks (mean over seeds); the fraction of test tasks
 that blow up (:data:`maml_sweep.stats.BLOWUP_MSE`, over all seeds and tasks); and MAML minus
-pretrain, paired over seeds and test tasks (hierarchical bootstrap, seeded).
+pretrain, paired over seeds and test tasks (two-way t-intervals, :mod:`maml_sweep.analysis.intervals`).
 
     python -m maml_sweep.analysis.paper SWEEP_DIR [...]
 """
@@ -75,8 +75,8 @@ def table(runs: pd.DataFrame, keys: list[str]) -> str:
     out = "\n".join(lines)
     if paired_lines:
         out += ("\n\nMAML minus pretrain on the same test tasks and seeds: the mean paired difference and the "
-                "difference of medians, each with a 95% CI from a hierarchical bootstrap over seeds, then tasks "
-                f"(seed {stats.BOOT_SEED}):\n\n| setting | steps | mean difference [95% CI] | median difference [95% CI] "
+                "difference of medians (mean over seeds of each seed's median over the tasks), each with a 95% "
+                "two-way t-interval over seeds and tasks (maml_sweep/analysis/intervals.py; none below 3 seeds):\n\n| setting | steps | mean difference [95% CI] | median difference [95% CI] "
                 "| design |\n|---|---|---|---|---|\n" + "\n".join(paired_lines))
     return out
 

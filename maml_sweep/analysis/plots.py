@@ -63,9 +63,6 @@ def _wrap(title: str, width: int = 60) -> str:
     return "\n".join(textwrap.wrap(title, width)) if title else ""
 
 
-def _log_if_wide(ax_values: np.ndarray) -> bool:
-    v = ax_values[np.isfinite(ax_values)]
-    return bool(len(v) and (v > 0).all() and v.max() / v.min() > 20)
 
 
 def save_figure(fig, out_dir: Path, name: str, dpi: int = 110) -> list[Path]:
@@ -82,97 +79,57 @@ def save_figure(fig, out_dir: Path, name: str, dpi: int = 110) -> list[Path]:
     return paths
 
 
-def learning_curves(bands: pd.DataFrame, metric: str, hue: str | None = None, col: str | None = None,
-                    row: str | None = None, title: str = "") -> plt.Figure | None:
-    """Mean ``metric`` against outer step, one line per ``hue`` level, facets by ``col``/``row``,
-    95% CI bands over seeds (from :func:`aggregate.curve_bands`)."""
-    if bands.empty:
+def heatmaps(cells: pd.DataFrame, x: str, y: str | None, panel: str | None, metric: str,
+             title: str = "") -> plt.Figure | None:
+    """One heatmap per task condition (``panel`` values) of mean ``metric`` over hyperparameters ``x``
+    (and ``y``); ``cells`` has columns x, y, panel, ``mean``, ``ci95``, ``n`` and ``best`` (True for the
+    condition's best cell). The colour is the mean relative to the condition's best (1 = best; a shared
+    log scale, so conditions of different difficulty read alike); each cell says mean ± CI and n."""
+    if cells.empty:
         return None
-    numeric_hue = bool(hue) and _is_numeric(bands[hue])
-    data, orders = _labelled(bands, [hue, col, row])
-    palette = _palette(len(orders[hue]), numeric_hue) if hue else None
-    g = sns.relplot(data=data, x="step", y="mean", kind="line", errorbar=None, estimator=None,
-                    hue=hue, hue_order=orders.get(hue), palette=palette,
-                    col=col, col_order=orders.get(col), row=row, row_order=orders.get(row),
-                    col_wrap=4 if col and not row and len(orders[col]) > 4 else None,
-                    height=2.8, aspect=1.3, facet_kws={"sharey": True, "margin_titles": bool(row)})
-    colors = dict(zip(orders[hue], palette)) if hue else {None: sns.color_palette("deep", 1)[0]}
-    facet_keys = [k for k in (row, col) if k]
-    for facet, part in (data.groupby(facet_keys, sort=False) if facet_keys else [((), data)]):
-        facet = facet if isinstance(facet, tuple) else (facet,)
-        if not facet_keys:
-            ax = g.ax
-        elif row and col:
-            ax = g.axes_dict[facet]
-        else:
-            ax = g.axes_dict[facet[0]]
-        for level, line in (part.groupby(hue, sort=False) if hue else [(None, part)]):
-            line = line.sort_values("step")
-            ax.fill_between(line["step"], line["ci95_low"], line["ci95_high"], color=colors[level],
-                            alpha=0.2, linewidth=0)
-    if _log_if_wide(data[["mean"]].to_numpy().ravel()):
-        g.set(yscale="log")
-    g.set_axis_labels("outer step", metric)
+    from matplotlib.colors import LogNorm
+
+    panels = list(pd.unique(cells[panel])) if panel else [None]
+    xs = ordered_labels(cells[x])
+    ys = ordered_labels(cells[y]) if y else [""]
+    w = max(3.4, 1.1 + 1.05 * len(xs))
+    cols = max(1, min(len(panels), int(21 // w)))
+    rows = -(-len(panels) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(w * cols + 1.4, (0.9 + 0.62 * len(ys)) * rows + 0.6), squeeze=False)
+    flat = list(axes.ravel())
+    for ax in flat[len(panels):]:
+        ax.remove()
+    ratios = []
+    for ax, p in zip(flat, panels):
+        part = cells[cells[panel] == p] if panel else cells
+        best_mean = part.loc[part["best"], "mean"].min() if part["best"].any() else part["mean"].min()
+        grid = np.full((len(ys), len(xs)), np.nan)
+        for _, c in part.iterrows():
+            i, j = ys.index(label(c[y])) if y else 0, xs.index(label(c[x]))
+            grid[i, j] = c["mean"] / best_mean if best_mean and np.isfinite(best_mean) else np.nan
+            box = "\n".join([_mean_pm(c["mean"], c["ci95"]), f"n={int(c['n'])}"])
+            ax.text(j, i, box, ha="center", va="center", fontsize=7,
+                    color="black", fontweight="bold" if c["best"] else "normal")
+            if c["best"]:
+                ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=2))
+        ratios.append(grid)
+        im = ax.imshow(grid, cmap="YlGnBu_r", norm=LogNorm(vmin=1.0, vmax=4.0), aspect="auto")
+        ax.set_xticks(range(len(xs)), xs)
+        ax.set_yticks(range(len(ys)), ys)
+        ax.set_xlabel(x)
+        ax.set_ylabel(y or "")
+        if p is not None:
+            ax.set_title(str(p), fontsize=9)
+    fig.colorbar(im, ax=flat[:len(panels)], label=f"{metric} / the condition's best (log)", shrink=0.8)
     if title:
-        g.figure.suptitle(_wrap(title, 100), y=1.02)
-    return g.figure
-
-
-def heatmap(table: pd.DataFrame, x: str, y: str, metric: str, best: tuple | None = None,
-            title: str = "") -> plt.Figure | None:
-    """Mean ``metric`` over two swept keys, annotated; ``table`` has columns x, y, ``mean``.
-    ``best`` = (x value, y value) gets a box."""
-    if table.empty:
-        return None
-    grid = table.pivot_table(index=y, columns=x, values="mean", aggfunc="mean")
-    grid = grid.sort_index().sort_index(axis=1)
-    grid.index = [label(v) for v in grid.index]
-    grid.columns = [label(v) for v in grid.columns]
-    fig, ax = plt.subplots(figsize=(max(5.0, 2.0 + 0.9 * grid.shape[1]), max(3.6, 1.2 + 0.6 * grid.shape[0])))
-    sns.heatmap(grid, annot=True, fmt=".3g", cmap="viridis_r", ax=ax,
-                cbar_kws={"label": f"{metric} (mean over seeds)"})
-    ax.set_xlabel(x)
-    ax.set_ylabel(y)
-    if best is not None:
-        bx, by = label(best[0]), label(best[1])
-        if bx in grid.columns and by in grid.index:
-            ax.add_patch(plt.Rectangle((list(grid.columns).index(bx), list(grid.index).index(by)), 1, 1,
-                                       fill=False, edgecolor="red", linewidth=2))
-    ax.set_title(_wrap(title), fontsize=9)
-    fig.tight_layout()
+        fig.suptitle(_wrap(title, 110), fontsize=10)
     return fig
 
 
-def adaptation_curves(data: pd.DataFrame, style: str | None = None, noise_floor: float | None = None,
-                      title: str = "") -> plt.Figure | None:
-    """Test MSE against adaptation steps k, one line per init (hue) and ``style`` level (e.g. the
-    algorithm), CIs over seeds (seaborn bootstrap, fixed seed), or the file's per-task CIs when
-    each line has one run; the noise floor as a dashed line."""
-    if data.empty:
-        return None
-    data, orders = _labelled(data, [style])
-    inits = list(pd.unique(data["init"]))
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    sns.lineplot(data=data, x="k", y="mse_mean", hue="init", hue_order=inits, style=style,
-                 style_order=orders.get(style), markers=True, errorbar=("ci", 95), seed=BOOT_SEED,
-                 n_boot=1000, ax=ax)
-    per_line = data.groupby(["init"] + ([style] if style else []) + ["k"]).size()
-    if per_line.max() == 1 and data["mse_ci95_low"].notna().any():
-        colors = dict(zip(inits, sns.color_palette("deep", len(inits))))
-        for (init, *_), part in data.groupby(["init"] + ([style] if style else [])):
-            part = part.sort_values("k")
-            ax.fill_between(part["k"], part["mse_ci95_low"], part["mse_ci95_high"],
-                            color=colors[init], alpha=0.2, linewidth=0)
-    if noise_floor is not None and np.isfinite(noise_floor):
-        ax.axhline(noise_floor, color="0.3", linestyle="--", linewidth=1, label="noise floor")
-        ax.legend(fontsize=8)
-    if (data["mse_mean"] > 0).all():
-        ax.set_yscale("log")
-    ax.set_xlabel("adaptation steps k")
-    ax.set_ylabel("test MSE")
-    ax.set_title(_wrap(title), fontsize=9)
-    fig.tight_layout()
-    return fig
+def _mean_pm(mean, ci) -> str:
+    from .document import num_pm
+
+    return num_pm(mean, ci)
 
 
 def best_fits(run_path: Path, n_tasks: int = 4) -> plt.Figure | None:

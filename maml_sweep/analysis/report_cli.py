@@ -1,4 +1,4 @@
-"""``maml-sweep-report PATH... [--out DIR] [--metric M] [--hue K] [--facet K] [--heatmap X,Y]``.
+"""``maml-sweep-report PATH... [--out DIR] [--condition K[,K]] [--metric M] [--kind KIND]``.
 
 Loads run directories, sweep directories, parents of several sweeps or globs, and writes
 ``report.md``, a self-contained ``report.html``, the figures (PNG + PDF) and the tables (CSV)
@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 PROG = "maml-sweep-report"
+KINDS = ("single", "overlay", "grid", "algorithms", "search")  # maml_sweep.analysis.design.KINDS (checked by a test)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -27,17 +28,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog=PROG, description="Report on maml-sweep runs: which settings work, by how much and how "
                                        "sure we are. Writes report.md, a self-contained report.html, the "
                                        "figures (PNG, PDF) and the tables (CSV).",
-                epilog="Keys may be given by a unique suffix: --hue bins means task.bins, "
-                       "--hue algorithm means algorithm.name.")
+                epilog="Keys may be given by a unique suffix: --condition inner_lr means algorithm.inner_lr.")
     p.add_argument("paths", nargs="+", metavar="PATH", help="run or sweep directories, parents of sweeps, or globs")
     p.add_argument("--out", metavar="DIR", help="output directory (default: analysis/<name of the inputs>-<hash of the inputs>, one per "
                         "input set)")
-    p.add_argument("--metric", metavar="M", help="metric for tables and heatmap (default val_mse, the shared validation MSE); "
-                                                  "the best configuration is always chosen on validation")
-    p.add_argument("--hue", metavar="K", help="swept key coloured in the learning curves")
-    p.add_argument("--facet", metavar="K", action="append",
-                   help="swept key for facet columns; give twice (or K1,K2) for rows too")
-    p.add_argument("--heatmap", metavar="X,Y", help="two swept keys for the heatmap axes")
+    p.add_argument("--condition", metavar="K[,K]", action="append",
+                   help="keys that are task conditions besides task.* (compared only within, best chosen per "
+                        "condition); full names or unique suffixes")
+    p.add_argument("--metric", metavar="M", help="validation metric the best configuration is chosen on "
+                                                  "(default val_mse, the shared validation MSE)")
+    p.add_argument("--kind", choices=KINDS, help="report layout (default: from the sweep: one configuration, "
+                                                 "a few overlaid, a grid, methods, a search)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress messages")
     return p
 
@@ -85,20 +86,28 @@ def main(argv: list[str] | None = None) -> int:
         if not args.quiet:
             print(f"[{time.perf_counter() - t0:5.1f}s] {msg}", file=sys.stderr, flush=True)
 
+    from .aggregate import SELECT, is_test_metric
+    from .design import DesignError, experiment_design
     from .load import LoadError, counts_text, load_runs
     from .report import atomic_write, write_report
-    from .roles import RoleError, choose_roles
 
     try:
         rs = load_runs(args.paths, progress=say)
-        roles = choose_roles(rs, metric=args.metric, hue=args.hue, facet=args.facet,
-                             heatmap=[args.heatmap] if args.heatmap else None)
-    except (LoadError, RoleError) as e:
+        design = experiment_design(rs, args.condition)
+    except (LoadError, DesignError) as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 2
-    say(f"loaded {len(rs.runs)} runs ({counts_text(rs)}); swept: {', '.join(rs.swept) or 'none'}")
-    say(f"metric {roles.metric} (best chosen on {roles.select}); hue {roles.hue}, columns {roles.col}, "
-        f"rows {roles.row}; heatmap {roles.heat_x} x {roles.heat_y}")
+    select = args.metric or (SELECT if SELECT in rs.runs.columns else "val_meta_objective")
+    if is_test_metric(select) or select not in rs.runs.columns:
+        allowed = [m for m in rs.metrics if not is_test_metric(m)]
+        print(f"{PROG}: error: --metric {select!r}: the best is chosen on a validation metric of these runs; "
+              f"allowed: {', '.join(allowed) or 'none'}", file=sys.stderr)
+        return 2
+    if args.kind:
+        design.kind = args.kind
+    say(f"loaded {len(rs.runs)} runs ({counts_text(rs)}); {design.kind}; conditions: "
+        f"{', '.join(design.conditions) or 'none'}; methods: {', '.join(design.methods) or 'none'}; "
+        f"hyperparameters: {', '.join(design.hyper) or 'none'}")
     out = Path(args.out) if args.out else default_out(args.paths)
     inputs, before = input_set(args.paths), previous_inputs(out)
     if before is not None and before != inputs:
@@ -106,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
     command = " ".join([PROG] + [shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])])
     try:
-        written = write_report(rs, out, roles, sources=list(args.paths), command=command, progress=say)
+        written = write_report(rs, out, design, sources=list(args.paths), command=command, select=select,
+                               progress=say)
         atomic_write(out / INPUTS_FILE, "\n".join(inputs) + "\n")
     except OSError as e:
         print(f"{PROG}: error: --out {str(out)!r}: cannot write ({e.strerror})", file=sys.stderr)

@@ -9,6 +9,7 @@ import copy
 import functools
 import itertools
 import math
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -170,3 +171,52 @@ def make_sweep(sweep_dir: Path, grid: dict, seeds=(0, 1, 2), *, outer_steps: int
         runs.append(write_run(sweep_dir / str(num), config, overrides, metrics=rows, summary=summary,
                               params=params, adaptation=adaptation))
     return runs
+
+
+def planted_sweep(sweep_dir: Path, configs: list[dict], seeds=(0, 1, 2), *, n_tasks: int = 60, max_k: int = 10,
+                  level=lambda config: 1.0, val_noise: float = 0.02, random_seed: int = 0,
+                  statuses: dict | None = None) -> list[Path]:
+    """A sweep whose per-task test MSE (``test_mse.npz``) and ``val_mse`` carry planted effects.
+
+    ``configs``: dotted key -> value per configuration (a key without a dot is a group choice, e.g.
+    ``algorithm``). Each run's per-task MSE at step k is ``level(config) * task_difficulty * decay(k)``
+    times a seed effect and noise; the task difficulties depend only on the ``task.*`` values (one bank
+    per task condition, as in real runs). ``val_mse`` is the configuration's level plus a little noise.
+    ``statuses``: (config index, seed) -> status or a ``val_mse`` value to plant (e.g. ``float('inf')``).
+    """
+    from .. import evaluate
+
+    sweep_dir = Path(sweep_dir)
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    (sweep_dir / "multirun.yaml").write_text("hydra:\n  mode: MULTIRUN\n")
+    rng = np.random.default_rng(random_seed)
+    out, num = [], 0
+    for ci, combo in enumerate(configs):
+        bank = sorted((k, str(v)) for k, v in combo.items() if k.startswith("task."))
+        bank_rng = np.random.default_rng(zlib.crc32(repr(bank).encode()))
+        difficulty = bank_rng.gamma(4.0, 0.25, size=(n_tasks, 1))
+        for seed in seeds:
+            config = base_config(seed)
+            overrides = []
+            for k, v in combo.items():
+                set_key(config, k if "." in k else f"{k}.name", v)
+                overrides.append(override_string(k, v))
+            overrides.append(f"seed={seed}")
+            lv = float(level(combo))
+            seed_effect = np.exp(rng.normal(0.0, 0.03))
+            decay = 0.3 + 0.7 * np.exp(-0.3 * np.arange(max_k + 1))
+            mse = lv * difficulty * decay * seed_effect * np.exp(rng.normal(0.0, 0.05, size=(n_tasks, max_k + 1)))
+            run_dir = sweep_dir / str(num)
+            rows = [(s, lv, 2 * lv * (1 + 0.3 * np.exp(-s / 50)), lv, s / 1000) for s in range(20, 101, 20)]
+            write_run(run_dir, config, overrides, metrics=rows)
+            keys = evaluate.record(run_dir, {"trained": mse, "pretrain": 1.5 * mse, "scratch": 3 * mse},
+                                   "trained", [1, 5, 10], 5)
+            planted = (statuses or {}).get((ci, seed))
+            status = planted if isinstance(planted, str) else rundir.COMPLETED
+            val = planted if isinstance(planted, float) else lv * np.exp(rng.normal(0.0, val_noise))
+            summary = {"status": status, "steps": 100, "outer_steps": 100, "val_mse": val,
+                       "val_meta_objective": lv / 2, "ms_per_step": 1.0, "wall_s": 0.1, "noise_floor": 0.01, **keys}
+            rundir.write_json(run_dir / rundir.SUMMARY, summary)
+            out.append(run_dir)
+            num += 1
+    return out
