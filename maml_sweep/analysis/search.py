@@ -41,7 +41,7 @@ TRIAL_COLUMNS = ["trial", "run", "status", "objective", "best_so_far", "n_seeds"
 MIN_LEVELS = 6  # a sampled parameter has more distinct values than a grid key usually does
 LOG_SPAN = 20.0  # positive values spanning more than this factor may go on a log axis
 MAX_PANELS_PER_ROW = 4
-BOOT_SEED = 0  # categorical slices jitter their points with this seed: the same figure every time
+JITTER_SEED = 0  # categorical slices jitter their points with this seed: the same figure every time
 
 _POINT = sns.color_palette("deep")[0]
 _BEST = sns.color_palette("deep")[3]
@@ -222,7 +222,7 @@ def slices_figure(trials: pd.DataFrame, params: list[str], objective: str) -> pl
     order = trials["trial"].to_numpy()
     norm, cmap = Normalize(order.min(), max(order.max(), order.min() + 1)), plt.get_cmap("viridis")
     best = best_trial(trials)
-    rng = np.random.default_rng(BOOT_SEED)
+    rng = np.random.default_rng(JITTER_SEED)
     for ax, p in zip(axes.flat, params):
         x = _slice_positions(ax, trials[p], rng)
         shown = ~np.isnan(x)
