@@ -33,8 +33,10 @@ def test_aggregate_matches_a_hand_computation(real_sweep):
     assert row["n"] == 2 and row["n_runs"] == 2 and row["n_diverged"] == 0
     assert row["mean"] == pytest.approx(mean, rel=1e-12) and row["std"] == pytest.approx(std, rel=1e-12)
     assert row["sem"] == pytest.approx(sem, rel=1e-12)
-    assert row["ci95"] == pytest.approx(12.706205 * sem, rel=1e-6)  # t(0.975, df=1)
-    assert row["ci95_low"] == pytest.approx(mean - 12.706205 * sem, rel=1e-6)
+    assert np.isnan(row["ci95"]) and np.isnan(row["ci95_low"])  # two seeds: no interval (intervals.MIN_SEEDS)
+    three = aggregate(rs.runs.assign(seed=0), [], ["val_meta_objective"]).iloc[0]  # pooled: 8 runs
+    pooled = rs.runs["val_meta_objective"].to_numpy()
+    assert three["ci95"] == pytest.approx(2.364624 * pooled.std(ddof=1) / math.sqrt(8), rel=1e-6)  # t(0.975, 7)
 
 
 def test_t_quantiles_match_scipy():

@@ -102,7 +102,8 @@ def test_a_configuration_with_a_non_finite_seed_is_never_best(tmp_path, report):
 @pytest.mark.slow  # a whole report with figures: 4-9 s
 def test_two_runs_are_overlaid_on_one_axis(tmp_path, report, figures):
     planted_sweep(tmp_path / "a", [{"algorithm.inner_lr": 0.1, "train.outer_steps": 200}], seeds=(0,))
-    planted_sweep(tmp_path / "b", [{"algorithm.inner_lr": 0.3, "train.outer_steps": 400}], seeds=(1,))
+    planted_sweep(tmp_path / "b", [{"algorithm.inner_lr": 0.3, "train.outer_steps": 400}], seeds=(1,),
+                  level=lambda c: 1.4, random_seed=1)
     code, _, err = report([tmp_path / "a" / "0", tmp_path / "b" / "0", "--out", "r", "-q"], cwd=tmp_path)
     assert code == 0, err
     d = experiment_design(load_runs([tmp_path / "a" / "0", tmp_path / "b" / "0"]))
@@ -153,6 +154,25 @@ def test_report_of_the_real_sweep(real_sweep, tmp_path, report):
     best = pd.read_csv(folder / "best.csv")
     assert list(best["task.bins"]) == [3, 6] and (best["n_seeds"] == 2).all()
     assert not [p for p in folder.iterdir() if p.name.startswith(".")]  # no temp files left
+
+
+@pytest.mark.slow  # a whole report with figures: ~8 s
+def test_a_search_gets_history_slices_and_importance_and_no_wide_figure(tmp_path, report, figures):
+    rng = np.random.default_rng(1)
+    configs = [{"algorithm.inner_lr": float(10 ** rng.uniform(-3, 0)), "optimizer.lr": float(10 ** rng.uniform(-4, -1)),
+                "algorithm.inner_steps": int(rng.choice([1, 3, 5, 10]))} for _ in range(20)]
+    planted_sweep(tmp_path / "s", configs, seeds=(0,),
+                  level=lambda c: 1 + 3 * abs(np.log10(c["algorithm.inner_lr"]) + 1) ** 2)
+    code, _, err = report([tmp_path / "s", "--out", "r", "-q"], cwd=tmp_path)
+    assert code == 0, err
+    folder = tmp_path / "r"
+    for name in ("search_history.png", "search_slices.png", "importance.csv", "trials.csv"):
+        assert (folder / name).exists(), name
+    imp = pd.read_csv(folder / "importance.csv")
+    assert imp["param"].iloc[0] == "algorithm.inner_lr"  # the planted parameter
+    assert "heatmap" not in figures  # no grids over continuous values
+    assert all(w <= MAX_PX for _, w, _ in figures.values()), {n: w for n, (_, w, _) in figures.items()}
+    assert figures["search_slices"][0].axes[0].get_xscale() == "log"
 
 
 def test_kinds_are_one_list():

@@ -82,7 +82,13 @@ class ReportContext:
     # ---- labels
     def text(self, row, keys: list[str]) -> str:
         """``inner_lr=0.1, inner_steps=5`` for the ``keys`` of a row (plain text, for figures)."""
-        return ", ".join(f"{self.names.get(k, k)}={plots.label(row[k])}" for k in keys)
+        return ", ".join(f"{self.names.get(k, k)}={self.value(k, row[k])}" for k in keys)
+
+    def value(self, key: str, v) -> str:
+        """A key's value as text; a sampled (continuous) value to three significant digits."""
+        if key in self.design.continuous and isinstance(v, (float, np.floating)):
+            return f"{float(v):.3g}"
+        return plots.label(v)
 
     def config_text(self, row) -> str:
         return self.text(row, self.design.chosen) or "the one configuration"

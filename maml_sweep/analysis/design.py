@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from .load import RunSet
+from .search import is_continuous
 
 # Config keys that decide which test tasks a run is scored on (with every task.* key).
 BANK_KEYS = ("eval.seed", "eval.num_tasks", "eval.support_size", "eval.query_size")
@@ -68,15 +69,6 @@ class Design:
                 f"hyperparameters: {names(self.hyper)}"
                 + (f" (sampled: {names(self.continuous)})" if self.continuous else ""),
                 f"seeds: {self.seeds} per configuration" if self.seeds != 1 else "seeds: one per configuration"]
-
-
-def is_continuous(series: pd.Series, n_configs: int) -> bool:
-    """A numeric (non-bool) key whose values are many (more than 5) and mostly distinct across
-    configurations (at least half as many levels as configurations): what a sampler draws, not a grid."""
-    if not pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series):
-        return False
-    levels = series.dropna().nunique()
-    return levels > 5 and levels >= 0.5 * n_configs
 
 
 def _differs(runs: pd.DataFrame, key: str) -> bool:

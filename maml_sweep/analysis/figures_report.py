@@ -15,6 +15,7 @@ from ..rundir import COMPLETED
 from . import panels, plots
 from .aggregate import curve_bands
 from .context import ReportContext
+from .document import code, num
 from .paired import paired_rows
 from .selection import conditions_of
 
@@ -278,7 +279,7 @@ def figures_search(c: ReportContext) -> None:
     c.csv(imp, "importance.csv")
     if len(imp):
         c.doc.p("Parameter importance for " + code(c.select) + " (" + str(imp["evaluator"].iloc[0]) + "): "
-                + ", ".join(f"{code(p)} {v:.2f}" for p, v in zip(imp["param"], imp["importance"])) + ".")
+                + ", ".join(f"{code(p)} {num(v)}" for p, v in zip(imp["param"], imp["importance"])) + ".")
 
 
 def section_figures(c: ReportContext) -> None:

@@ -131,7 +131,10 @@ def sentence(row, who: str = "it", best_who: str = "the best") -> str:
                 f"{pct(row['blowup_best'])} of {best_who}'s test tasks blow up); the difference of medians "
                 f"is {num(row['median_diff'])}.")
     if not np.isfinite(lo):
-        return f"At k={k}, {who}'s mean test MSE is {'higher' if d > 0 else 'lower'} by {num(abs(d))} (no interval: {row['pairing']})."
+        why = "one seed" if row["n_seeds"] == 1 else ("no common seeds" if str(row["pairing"]).startswith("unpaired")
+                                                      else f"{row['n_seeds']} seeds")
+        return (f"At k={k}, {who}'s mean test MSE is {'higher' if d > 0 else 'lower'} by {num(abs(d))} "
+                f"({why}: no interval).")
     if lo > 0:
         verdict = f"{best_who} is better on the test bank too"
     elif hi < 0:

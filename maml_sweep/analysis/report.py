@@ -128,8 +128,8 @@ def section_answer(c: ReportContext) -> None:
         rows = paired_rows(c.runs, c.design.keys, best.iloc[0], runner.iloc[[0]], [k])
         if rows.empty:
             continue
-        where = f"For {c.condition_text(best.iloc[0])}: " if c.design.conditions else ""
-        sentences.append(where + f"the best ({c.config_text(best.iloc[0])}) against the runner-up on validation "
+        where = f"For {c.condition_text(best.iloc[0])}: the" if c.design.conditions else "The"
+        sentences.append(where + f" best ({c.config_text(best.iloc[0])}) against the runner-up on validation "
                          f"({c.config_text(runner.iloc[0])}). " + sentence(rows.iloc[0], "the runner-up", "the best"))
     c.doc.items([s.replace("`", "'") for s in sentences])
     blocked = c.order[~c.order["eligible"] & (c.order["n"] + c.order["n_nonfinite"] > 0)]
