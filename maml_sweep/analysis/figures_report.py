@@ -36,6 +36,7 @@ def shown_configs(c: ReportContext) -> pd.DataFrame:
             line_key = max(d.hyper, key=lambda k: c.runs[k].astype(str).nunique())
             fixed = [k for k in d.chosen if k != line_key]
             sel = ok[np.logical_and.reduce([ok[k].astype(str) == str(best[k]) for k in fixed])] if fixed else ok
+            sel = sel.sort_values(line_key, kind="stable")  # an ordered palette follows the values
             sel = sel.assign(line=[c.text(r, [line_key]) for _, r in sel.iterrows()])
         elif d.kind == "algorithms":
             method = d.methods[0]

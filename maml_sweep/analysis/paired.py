@@ -22,6 +22,7 @@ from ..rundir import COMPLETED
 from . import intervals
 from .aggregate import config_mask
 from .design import BANK_KEYS
+from .document import num, num_ci, pct
 
 COLUMNS = ["k", "pairing", "n_seeds", "n_tasks", "mean_diff", "mean_diff_low", "mean_diff_high",
            "median_diff", "median_diff_low", "median_diff_high", "iqm_diff", "iqm_diff_low", "iqm_diff_high",
@@ -123,8 +124,6 @@ def paired_rows(runs: pd.DataFrame, keys: list[str], best, others: pd.DataFrame,
 
 def sentence(row, who: str = "it", best_who: str = "the best") -> str:
     """One plain sentence about one row of :func:`paired_rows`: ``who`` minus ``best_who`` at its k."""
-    from .document import num, num_ci, pct
-
     k, d, lo, hi = int(row["k"]), row["mean_diff"], row["mean_diff_low"], row["mean_diff_high"]
     if not np.isfinite(d):
         return (f"At k={k} the mean difference is not finite ({pct(row['blowup'])} of {who}'s and "
