@@ -10,7 +10,7 @@ from matplotlib.colors import to_hex
 
 from analysis_fixtures import make_sweep
 from conftest import run_module
-from maml_sweep.analysis import load_runs, plots
+from maml_sweep.analysis import intervals, load_runs, plots
 from maml_sweep.analysis.bench import main as bench_main
 from maml_sweep.analysis.design import KINDS, experiment_design
 from maml_sweep.analysis.report_cli import KINDS as CLI_KINDS
@@ -61,9 +61,22 @@ def planted_grid(folder):
 @pytest.mark.slow  # a whole report with figures: 4-9 s
 def test_grid_best_per_condition_and_no_cross_condition_pairs(tmp_path, report, figures):
     best = planted_grid(tmp_path / "s")
-    code, out, err = report([tmp_path / "s", "--out", "r"], cwd=tmp_path)
+    code, out, err = report([tmp_path / "s", "--out", "r", "--resolve", "0.05"], cwd=tmp_path)
     assert code == 0, err
     folder = tmp_path / "r"
+    precision = pd.read_csv(folder / "precision.csv")
+    runs = load_runs(tmp_path / "s").runs
+    for _, row in precision.iterrows():  # the advisor by hand: runner-up minus best at k=5, per seed and task
+        part = runs[runs["task.bins"] == row["task.bins"]]
+        lr = {b: sorted(part["algorithm.inner_lr"].unique(), key=lambda v: abs(np.log10(v / best[b])))
+              for b in best}[row["task.bins"]]
+        mats = {v: {int(r.seed): np.load(Path(r.path) / "test_mse.npz")["trained"][:, 5]
+                    for r in part[part["algorithm.inner_lr"] == v].itertuples()} for v in lr[:2]}
+        diff = np.stack([mats[lr[1]][s] - mats[lr[0]][s] for s in (0, 1, 2)])
+        comp = intervals.components(diff)
+        assert row["resolvable"] == pytest.approx(comp.half_width(3, diff.shape[1]), rel=1e-9)
+        for col, need in (("seeds_needed", comp.seeds_for(0.05)), ("tasks_needed", comp.tasks_for(0.05))):
+            assert row[col] == need if need is not None else np.isnan(row[col])
     table = pd.read_csv(folder / "best.csv")
     assert list(table["task.bins"]) == [3, 6]
     assert dict(zip(table["task.bins"], table["algorithm.inner_lr"])) == best

@@ -74,3 +74,21 @@ def test_the_mean_interval_covers_95_percent_at_3_and_5_seeds(scenario, seeds, p
 @pytest.mark.parametrize("paired", [False, True])
 def test_median_and_iqm_intervals_cover_95_percent_at_3_and_5_seeds(statistic, scenario, seeds, paired):
     assert 0.93 <= coverage(seeds, *SCENARIOS[scenario], statistic, paired) <= 0.97
+
+
+def test_variance_components_and_the_precision_advisor_by_hand():
+    rng = np.random.default_rng(11)
+    S, T = 40, 2000  # large: the ANOVA estimates land near the planted variances
+    z = 0.1 + rng.normal(0, 0.2, S)[:, None] + rng.normal(0, 0.3, T)[None, :] + rng.normal(0, 0.5, (S, T))
+    comp = iv.components(z)
+    assert comp.seed == pytest.approx(0.04, rel=0.5) and comp.task == pytest.approx(0.09, rel=0.15)
+    assert comp.noise == pytest.approx(0.25, rel=0.05)
+    # the half-width at S seeds and T tasks, by hand (Satterthwaite df over the three terms)
+    terms = [(comp.seed / 5, 4), (comp.task / 300, 299), (comp.noise / 1500, 4 * 299)]
+    var = sum(v for v, _ in terms)
+    df = var ** 2 / sum(v ** 2 / d for v, d in terms)
+    assert comp.half_width(5, 300) == pytest.approx(iv.t_quantile(df) * math.sqrt(var))
+    need = comp.seeds_for(0.2, n_tasks=300)
+    assert comp.half_width(need, 300) <= 0.2 < comp.half_width(need - 1, 300)
+    assert comp.seeds_for(1e-6) is None  # the shared tasks' term never shrinks with seeds
+    assert comp.tasks_for(0.2, n_seeds=1000) in (2000, 4000, 8000)

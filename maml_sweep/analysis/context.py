@@ -54,6 +54,7 @@ class ReportContext:
     order: pd.DataFrame = field(default_factory=pd.DataFrame)  # ranked within conditions (selection.ranked_within)
     best: pd.DataFrame = field(default_factory=pd.DataFrame)  # one row per condition (selection.best_per_condition)
     steps: list = field(default_factory=list)
+    resolve: float | None = None  # --resolve DELTA: the difference the precision advisor sizes the sweep for
     _scores: dict = field(default_factory=dict)
 
     @property

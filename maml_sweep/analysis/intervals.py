@@ -176,3 +176,54 @@ def probability_of_improvement(a, b, level: float = LEVEL) -> Interval:
 def resolvable(x_diff, level: float = LEVEL) -> float:
     """The smallest paired mean difference the data resolve at ``level``: the interval's half-width."""
     return two_way_interval(x_diff, level).half
+
+
+@dataclass(frozen=True)
+class Components:
+    """Variance components of paired differences ``z`` (S seeds, T tasks) under the two-way model:
+    seed-to-seed, task-to-task and residual variance (ANOVA estimates, negative ones set to 0)."""
+
+    seed: float
+    task: float
+    noise: float
+    n_seeds: int
+    n_tasks: int
+
+    def half_width(self, n_seeds: int, n_tasks: int, level: float = LEVEL) -> float:
+        """The 95% interval's half-width with ``n_seeds`` seeds and ``n_tasks`` tasks (Satterthwaite df)."""
+        S, T = n_seeds, n_tasks
+        terms = [(self.seed / S, S - 1), (self.task / T, T - 1), (self.noise / (S * T), (S - 1) * (T - 1))]
+        var = sum(v for v, _ in terms)
+        denom = sum(v ** 2 / d for v, d in terms if d > 0 and v > 0)
+        df = var ** 2 / denom if denom > 0 else math.inf
+        return t_quantile(max(df, 1.0), level) * math.sqrt(var)
+
+    def seeds_for(self, delta: float, n_tasks: int | None = None, most: int = 1000) -> int | None:
+        """The fewest seeds (at least :data:`MIN_SEEDS`) whose interval half-width is at most ``delta``
+        on ``n_tasks`` tasks (default: as many as now); None if even ``most`` seeds do not."""
+        T = n_tasks or self.n_tasks
+        for S in range(MIN_SEEDS, most + 1):
+            if self.half_width(S, T) <= delta:
+                return S
+        return None
+
+
+    def tasks_for(self, delta: float, n_seeds: int | None = None, most: int = 1_000_000) -> int | None:
+        """The fewest test tasks (a power-of-two multiple of today's bank, up to ``most``) whose interval
+        half-width is at most ``delta`` with ``n_seeds`` seeds (default: as many as now); None if none do."""
+        S, T = n_seeds or self.n_seeds, self.n_tasks
+        while T <= most:
+            if self.half_width(S, T) <= delta:
+                return T
+            T *= 2
+        return None
+
+
+def components(z) -> Components:
+    """The two-way ANOVA variance components of ``z`` (S seeds, T tasks); needs S >= 2 and T >= 2."""
+    z = np.array(z, dtype=float, ndmin=2)
+    S, T = z.shape
+    g, sm, tm = z.mean(), z.mean(axis=1), z.mean(axis=0)
+    ms_seed, ms_task = T * sm.var(ddof=1), S * tm.var(ddof=1)
+    ms_err = float(((z - sm[:, None] - tm[None, :] + g) ** 2).sum()) / ((S - 1) * (T - 1))
+    return Components(max((ms_seed - ms_err) / T, 0.0), max((ms_task - ms_err) / S, 0.0), ms_err, S, T)

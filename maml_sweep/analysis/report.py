@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import pandas as pd
 
 from ..rundir import COMPLETED, DIVERGED, FAILED
@@ -14,7 +15,7 @@ from . import figures_report, intervals
 from .aggregate import SELECT
 from .context import ReportContext, atomic_write, build_context
 from .design import Design
-from .document import code, num_pm
+from .document import code, num, num_pm
 from .load import RunSet
 from .paired import COLUMNS as PAIRED_COLUMNS
 from .paired import paired_rows, sentence
@@ -142,6 +143,57 @@ def section_answer(c: ReportContext) -> None:
         c.doc.p(f"{c.condition_text(r)}: {r['note']}.")
 
 
+def precision_table(c: ReportContext, k: int, delta: float | None) -> pd.DataFrame:
+    """Per condition, from its best and runner-up paired on the test bank at step k: today's seeds and
+    tasks, the smallest mean difference resolved at 95% (the interval's half-width), and the seeds (or
+    tasks) that would resolve ``delta``."""
+    rows = []
+    for _, part in conditions_of(c.order, c.design):
+        best, runner = part[part["rank"] == 1], part[part["rank"] == 2]
+        if best.empty or runner.empty:
+            continue
+        a, b = c.scores(runner.iloc[0]), c.scores(best.iloc[0])
+        seeds = sorted(set(a) & set(b))
+        if len(seeds) < 2 or k >= min(a[s][0].shape[1] for s in seeds):
+            continue
+        diff = np.stack([a[s][0][:, k] - b[s][0][:, k] for s in seeds])
+        if not np.isfinite(diff).all():
+            continue
+        comp = intervals.components(diff)
+        row = {key: best.iloc[0][key] for key in c.design.conditions}
+        row.update(k=k, n_seeds=comp.n_seeds, n_tasks=comp.n_tasks, seed_var=comp.seed, task_var=comp.task,
+                   noise_var=comp.noise, resolvable=comp.half_width(max(comp.n_seeds, intervals.MIN_SEEDS), comp.n_tasks))
+        if delta is not None:
+            row.update(delta=delta, seeds_needed=comp.seeds_for(delta), tasks_needed=comp.tasks_for(delta))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def section_precision(c: ReportContext) -> None:
+    """How small a difference this sweep can resolve, and what would resolve ``--resolve DELTA``."""
+    delta = c.resolve
+    if c.order.empty or not c.steps:
+        return
+    k = c.steps[len(c.steps) // 2]
+    table = precision_table(c, k, delta)
+    if table.empty:
+        return
+    c.csv(table, "precision.csv")
+    parts = []
+    for _, r in table.iterrows():
+        where = f" for {c.condition_text(r)}" if c.design.conditions else ""
+        text = (f"{num(r['resolvable'])}{where} ({int(r['n_seeds'])} seeds x {int(r['n_tasks'])} tasks"
+                + (f"; at {intervals.MIN_SEEDS} seeds" if r["n_seeds"] < intervals.MIN_SEEDS else "") + ")")
+        if delta is not None:
+            s, t = r["seeds_needed"], r["tasks_needed"]
+            text += (f"; to resolve {num(delta)}: {int(s)} seeds" if pd.notna(s) else
+                     f"; {num(delta)} is not resolved by up to 1,000 seeds on these tasks")
+            text += f" or {int(t)} test tasks" if pd.notna(t) else ""
+        parts.append(text)
+    c.doc.p(f"**Precision** (from the best and the runner-up, paired, at k={k}; {code('precision.csv')}): the "
+            f"smallest difference in mean test MSE these runs resolve at 95% is " + "; ".join(parts) + ".")
+
+
 def problem_runs(rs: RunSet) -> pd.DataFrame:
     """(run, path, issue) for every run that did not complete, then the loader's issues: ``issues.csv``."""
     rows = []
@@ -243,12 +295,14 @@ def paired_all(c: ReportContext) -> pd.DataFrame:
 # ---------------------------------------------------------------- the report
 
 def write_report(rs: RunSet, out_dir: Path, design: Design, *, sources: list[str], command: str = "",
-                 select: str = SELECT, progress: Callable[[str], None] | None = None) -> dict[str, Path]:
+                 select: str = SELECT, resolve: float | None = None,
+                 progress: Callable[[str], None] | None = None) -> dict[str, Path]:
     """Write the report for a loaded :class:`RunSet` into ``out_dir``; returns the written files by name."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     c = build_context(rs, design, out_dir, select, progress)
     section_header(c, sources, command)
+    c.resolve = resolve
     for section in SECTIONS:
         section(c)
     c.say("writing report.md and report.html")
@@ -261,5 +315,5 @@ def write_report(rs: RunSet, out_dir: Path, design: Design, *, sources: list[str
 
 # The sections after the header, in reading order: the answer, problems, figures, long tables.
 SECTIONS: tuple[Callable[[ReportContext], None], ...] = (
-    section_answer, section_problems, figures_report.section_figures, section_tables)
+    section_answer, section_precision, section_problems, figures_report.section_figures, section_tables)
 

@@ -37,10 +37,23 @@ def build_parser() -> argparse.ArgumentParser:
                         "condition); full names or unique suffixes")
     p.add_argument("--metric", metavar="M", help="validation metric the best configuration is chosen on "
                                                   "(default val_mse, the shared validation MSE)")
+    p.add_argument("--resolve", metavar="DELTA", type=_positive,
+                   help="a difference in mean test MSE to resolve: the report says how many seeds (or test tasks) "
+                        "would resolve it at 95%%")
     p.add_argument("--kind", choices=KINDS, help="report layout (default: from the sweep: one configuration, "
                                                  "a few overlaid, a grid, methods, a search)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress messages")
     return p
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"--resolve {text!r}: a positive number (a difference in test MSE)")
+    return value
 
 
 INPUTS_FILE = "report_inputs.txt"  # the resolved input paths a report folder was made from, one a line
@@ -116,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     command = " ".join([PROG] + [shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])])
     try:
         written = write_report(rs, out, design, sources=list(args.paths), command=command, select=select,
-                               progress=say)
+                               resolve=args.resolve, progress=say)
         atomic_write(out / INPUTS_FILE, "\n".join(inputs) + "\n")
     except OSError as e:
         print(f"{PROG}: error: --out {str(out)!r}: cannot write ({e.strerror})", file=sys.stderr)
