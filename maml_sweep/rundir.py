@@ -43,6 +43,7 @@ import fcntl
 import os
 import re
 import socket
+import stat
 import tempfile
 import time
 import zipfile
@@ -574,6 +575,27 @@ def read_config(run_dir: Path) -> dict:
         raise DamagedFile("config.yaml is not a mapping (half-written?)")
     config.pop("hydra", None)
     return config
+
+
+def started_at(run_dir: Path) -> float | None:
+    """When the run (or its last resume) was accepted: the mtime (epoch seconds) of its
+    ``.hydra/config.yaml``, which the CLI writes then; None when there is no such regular file."""
+    try:
+        st = os.lstat(Path(run_dir) / HYDRA_CONFIG)
+    except OSError:
+        return None
+    return st.st_mtime if stat.S_ISREG(st.st_mode) else None
+
+
+def run_files(run_dir: Path) -> list[tuple[str, int]]:
+    """(name, size in bytes) of the regular files directly in ``run_dir`` (links and other kinds
+    are left out, never followed), sorted by name."""
+    out = []
+    with os.scandir(run_dir) as entries:
+        for entry in entries:
+            if entry.is_file(follow_symlinks=False):
+                out.append((entry.name, entry.stat(follow_symlinks=False).st_size))
+    return sorted(out)
 
 
 # ---------------------------------------------------------------- overrides
