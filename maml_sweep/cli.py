@@ -19,7 +19,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import OmegaConf
 
-from . import logs, rundir, sweep
+from . import console, logs, rundir, sweep
 from .config import ConfigError, register_configs
 from .train import run
 
@@ -36,6 +36,7 @@ def main() -> None:
     """Entry point: Hydra's main, with a stray Ctrl-C (before a run starts or after it ended)
     turned into one line."""
     logging.raiseExceptions = False  # a log line that cannot be written (full disk) is not the run's failure
+    sys.argv[1:] = logs.take_verbose_flag(sys.argv[1:])
     try:
         _hydra_main()
     except KeyboardInterrupt:
@@ -94,6 +95,9 @@ def _hydra_main(cfg) -> float:
                      f"/{summary.get('outer_steps', '?')}, checkpoint kept; resume with: {resume_command(hc)}")
         print(_SAID[-1], file=sys.stderr)
         sys.exit(130)  # stop here; with the basic launcher this also stops the rest of the sweep
+    if not multirun:
+        for line in console.run_end_lines(out_dir, summary):
+            log.info(line, extra={"console": True})
     value = summary.get("val_mse") if summary["status"] == rundir.COMPLETED else None
     return math.inf if value is None else value
 

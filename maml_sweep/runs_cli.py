@@ -10,7 +10,6 @@ PATH defaults to ``outputs/``. Bad input gives one line on stderr and exit 2.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import math
 import sys
@@ -19,6 +18,7 @@ from pathlib import Path
 import yaml
 
 from . import rundir, runs_index
+from .console import printable, table
 from .runs_index import LS_COLUMNS, MISSING, RunRecord
 from .safe_text import csv_frame
 
@@ -121,7 +121,7 @@ def cmd_show(args) -> str:
     lines += ["", "files"] + _indent(table([["name", "bytes"]] + [[name, str(size)] for name, size in files]))
     config = yaml.safe_dump(_unflatten(record.config), sort_keys=False, default_flow_style=False).rstrip()
     lines += ["", "config"] + _indent(config)
-    return _printable("\n".join(lines))
+    return printable("\n".join(lines))
 
 
 def _progress(summary: dict) -> str:
@@ -159,7 +159,7 @@ def cmd_diff(args) -> str:
     metrics[0:0] = [["status (read)", a.status, b.status]] if a.status != a.summary.get("status") or \
         b.status != b.summary.get("status") else []
     lines += ["", "metrics"] + _indent(table([["key", "A", "B"]] + metrics))
-    return _printable("\n".join(lines))
+    return printable("\n".join(lines))
 
 
 def _one_run(arg: str) -> RunRecord:
@@ -207,33 +207,8 @@ def _cell(value) -> str:
     return str(value)
 
 
-def table(rows: list[list[str]]) -> str:
-    """Rows of text as aligned columns (the first row is the header); numbers right-aligned."""
-    rows = [[_printable(c) for c in row] for row in rows]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    numeric = [all(_is_number(r[i]) for r in rows[1:]) and len(rows) > 1 for i in range(len(widths))]
-    out = io.StringIO()
-    for row in rows:
-        cells = [c.rjust(w) if num else c.ljust(w) for c, w, num in zip(row, widths, numeric)]
-        out.write("  ".join(cells).rstrip() + "\n")
-    return out.getvalue().rstrip("\n")
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return text == "-"
-    return True
-
-
 def _indent(text: str) -> list[str]:
     return ["  " + line for line in text.splitlines()]
-
-
-def _printable(text: str) -> str:
-    """Run data as terminal text: control characters (escape sequences included) shown as ``\\xNN``."""
-    return "".join(c if c.isprintable() or c == "\n" else f"\\x{ord(c):02x}" for c in str(text))
 
 
 if __name__ == "__main__":

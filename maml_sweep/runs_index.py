@@ -159,14 +159,14 @@ def headline_keys(*records: RunRecord) -> list[str]:
     """Summary keys worth putting side by side: status and progress, validation, every test statistic
     the runs have (in report-step order), time."""
     keys = ["status", "steps", "outer_steps", "val_mse", "val_meta_objective", "train_meta_objective"]
-    tests = sorted({k for r in records for k in r.summary if k.startswith("test_")}, key=_test_order)
+    tests = sorted({k for r in records for k in r.summary if k.startswith("test_")}, key=test_order)
     return keys + tests + ["diverged_step", "wall_s", "ms_per_step", "error"]
 
 
 _TEST_STATS = ("test_mse_k", "test_median_k", "test_trimmed_k", "test_blowup_k")
 
 
-def _test_order(key: str):
+def test_order(key: str):
     """test_mse_k<k> by k, then median, trimmed, blowup; other test keys after them."""
     for i, prefix in enumerate(_TEST_STATS):
         if key.startswith(prefix) and key[len(prefix):].isdigit():
