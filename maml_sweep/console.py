@@ -146,7 +146,8 @@ class SweepConsole:
     def final_lines(self, rows: list[dict], summary_csv: Path) -> list[str]:
         """The sweep's last words: where it is, its best runs, the report command."""
         statuses = [r["status"] for r in rows]
-        counts = ", ".join(f"{statuses.count(s)} {s}" for s in dict.fromkeys(statuses))
+        order = [*rundir.ENDED, *dict.fromkeys(s for s in statuses if s not in rundir.ENDED)]
+        counts = ", ".join(f"{statuses.count(s)} {s}" for s in order if s in statuses)
         lines = [f"sweep: {len(rows)} runs ({counts}) in {_duration(time.time() - self.started)}",
                  f"sweep directory: {_shown(self.sweep_dir)}  (one row per run: {summary_csv.name})"]
         ranked = sorted((r for r in rows if r["status"] == rundir.COMPLETED and _finite(r.get("val_mse"))),
