@@ -647,6 +647,23 @@ def read_overrides(run_dir: Path) -> list[Override]:
     return [o for o in map(parse_override, texts) if o is not None]
 
 
+def read_sweep_overrides(sweep_dir: Path) -> tuple[list[str], list[str]] | None:
+    """The command-line overrides a multirun was started with, from Hydra's ``multirun.yaml`` in
+    ``sweep_dir``: (task overrides, hydra overrides); None when there is no readable record."""
+    path = Path(sweep_dir) / "multirun.yaml"
+    try:
+        if not stat.S_ISREG(os.lstat(path).st_mode):
+            return None
+        record = _read_yaml(path)
+        overrides = record["hydra"]["overrides"]
+        task, hydra_args = overrides.get("task") or [], overrides.get("hydra") or []
+    except (OSError, yaml.YAMLError, KeyError, TypeError, AttributeError):
+        return None
+    if not all(isinstance(t, str) for t in [*task, *hydra_args]):
+        return None
+    return list(task), list(hydra_args)
+
+
 # ---------------------------------------------------------------- metrics.csv
 
 MAX_CURVE_POINTS = 2000  # rows per run a reader keeps of a long metrics.csv (see thin_rows)

@@ -34,7 +34,7 @@ from hydra.types import RunMode
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from . import logs, rundir, runs_index
+from . import logs, resume, rundir, runs_index
 from .console import SweepConsole
 
 log = logging.getLogger(__name__)
@@ -173,8 +173,10 @@ def check_sweep_dir(config) -> str | None:
     if before == now:
         return None
     what = "overrides " + " ".join(before["task"]) if before["task"] != now["task"] else "sweeper settings"
-    return (f"{config.hydra.sweep.dir} holds another sweep ({what}); nothing was written there: "
-            "rerun that sweep's own command to finish it, or choose a new hydra.sweep.dir")
+    recorded = rundir.read_sweep_overrides(Path(config.hydra.sweep.dir)) or (before["task"], [])
+    why = resume.sweep_refusal(Path(config.hydra.sweep.dir), before["task"], recorded[1], now["task"])
+    return (f"{config.hydra.sweep.dir} holds another sweep ({what}); nothing was written there; {why} "
+            "(or choose a new hydra.sweep.dir)")
 
 
 _OPEN: list = []  # sweep dirs of multiruns started in this process and not yet ended
