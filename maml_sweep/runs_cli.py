@@ -35,7 +35,7 @@ def main(argv=None) -> None:
         if arg == "--sort" and argv[i + 1].startswith("-"):
             argv[i:i + 2] = [f"--sort={argv[i + 1]}"]
             break
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     try:
         text = args.command(args)
     except (UsageError, rundir.LoadError) as exc:
@@ -47,7 +47,7 @@ def main(argv=None) -> None:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description="List, show, compare and export maml-sweep runs.")
     sub = parser.add_subparsers(required=True, metavar="COMMAND")
     ls = sub.add_parser("ls", help="every run under the paths, one line each")
