@@ -101,6 +101,8 @@ def hydra_answers(argv: list[str], words: list[str], parents: list[str]) -> dict
     from hydra._internal.config_loader_impl import ConfigLoaderImpl
     from hydra._internal.core_plugins.bash_completion import BashCompletion
     from hydra._internal.utils import create_config_search_path
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
 
     from .config import register_configs
 
@@ -113,7 +115,7 @@ def hydra_answers(argv: list[str], words: list[str], parents: list[str]) -> dict
         line = "".join(w + " " for w in words) + parent  # as Hydra's query() passes it: no program name
         try:
             out[parent] = sorted(plugin._query(config_name, line))
-        except Exception:  # noqa: BLE001 - a line Hydra cannot compose: no candidates, as Hydra would print none
+        except (HydraException, OmegaConfBaseException, ValueError):  # a line Hydra cannot compose: no candidates
             out[parent] = []
     return out
 

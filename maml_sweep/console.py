@@ -68,7 +68,7 @@ class SweepConsole:
         while not self._stop.wait(POLL_S):
             try:
                 self.poll()
-            except Exception:  # noqa: BLE001 - the display must never stop a sweep
+            except (OSError, ValueError):  # a job directory changing under us: look again next time
                 pass
 
     def poll(self) -> None:
@@ -134,14 +134,13 @@ class SweepConsole:
 
     def progress_line(self, now: float) -> str:
         """``sweep 3/6 ended (2 completed, 1 diverged) | 2 running | 4.1 runs/min | ETA 45s``."""
-        statuses = list(self.ended.values())
-        counts = ", ".join(f"{statuses.count(s)} {s}" for s in rundir.ENDED if s in statuses) or "none yet"
-        minutes = max(now - self.started, 1e-9) / 60
-        rate = len(statuses) / minutes
-        left = (self.planned - len(statuses)) if self.planned else None
-        eta = _duration(left / rate * 60) if left is not None and rate > 0 else "?"
-        return (f"sweep {len(statuses)}/{self.planned or '?'} ended ({counts}) | {self.running} running | "
-                f"{rate:.1f} runs/min | ETA {eta}")
+        from .sweep import progress
+
+        p = progress([{"status": s} for s in self.ended.values()], {"started": self.started, "planned": self.planned}, now)
+        counts = ", ".join(f"{n} {s}" for s, n in p["counts"].items()) or "none yet"
+        eta = "?" if p["eta_s"] is None else _duration(p["eta_s"])
+        return (f"sweep {p['ended']}/{self.planned or '?'} ended ({counts}) | {self.running} running | "
+                f"{p['per_min']:.1f} runs/min | ETA {eta}")
 
     def final_lines(self, rows: list[dict], summary_csv: Path) -> list[str]:
         """The sweep's last words: where it is, its best runs, the report command."""
