@@ -254,6 +254,8 @@ class SweepSummary(Callback):
         sweep_dir.mkdir(parents=True, exist_ok=True)
         rundir.write_json(sweep_dir / PLAN, {"planned": planned_jobs(config), "started": time.time()})
         (sweep_dir / REFUSED).unlink(missing_ok=True)  # refusals are per invocation
+        import pandas  # noqa: F401 - write_sweep_summary needs it, also at exit, when no import may register atexit
+
         if not _OPEN:
             atexit.register(_stopped_early)
         _OPEN.append((sweep_dir, _sweep_command(config)))
