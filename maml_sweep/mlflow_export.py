@@ -62,10 +62,10 @@ class Exported:
 def export(records: list[RunRecord], tracking_uri: str) -> list[Exported]:
     """Log ``records`` to ``tracking_uri`` (``sqlite:///file.db``, ``http://host:port``, ...)."""
     _quiet()
-    client = MlflowClient(tracking_uri=tracking_uri)
     known: dict[str, tuple[str, dict[str, str]]] = {}  # experiment name -> (id, run dir -> run id)
     done = []
     try:
+        client = MlflowClient(tracking_uri=tracking_uri)
         for record in records:
             name, sweep = experiment_of(record)
             if name not in known:

@@ -88,3 +88,12 @@ def _healthy(uri: str) -> bool:
             return r.status == 200
     except OSError:
         return False
+
+
+@pytest.mark.slow
+def test_an_unreachable_server_is_one_line_and_exit_2(real_sweep, capsys):
+    with pytest.raises(SystemExit) as exc:
+        runs_cli.main(["export-mlflow", str(real_sweep), "--tracking-uri", f"http://127.0.0.1:{free_port()}"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and err.startswith("maml-sweep-runs: error: MLflow at http://127.0.0.1:") \
+        and err.count("\n") == 1
