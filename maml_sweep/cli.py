@@ -19,9 +19,9 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import OmegaConf
 
-from . import logs, rundir, sweep
+from . import console, logs, resume, rundir, sweep
 from .config import ConfigError, register_configs
-from .train import run
+from .train import config_hash, run
 
 register_configs()
 # What is imported so far lives as long as the process: keep it out of the collector's full passes
@@ -36,6 +36,9 @@ def main() -> None:
     """Entry point: Hydra's main, with a stray Ctrl-C (before a run starts or after it ended)
     turned into one line."""
     logging.raiseExceptions = False  # a log line that cannot be written (full disk) is not the run's failure
+    sys.argv[1:], resuming = resume.fill_in(logs.take_verbose_flag(sys.argv[1:]))
+    if resuming:
+        print(resuming, flush=True)
     try:
         _hydra_main()
     except KeyboardInterrupt:
@@ -73,7 +76,7 @@ def _hydra_main(cfg) -> float:
         summary = run(cfg, out_dir, on_accept=record)
     except (ConfigError, rundir.RunDirError) as exc:
         if not multirun:  # a ConfigError lists one bad value per "; "-separated part
-            _fail(str(exc).split("; ") if isinstance(exc, ConfigError) else [str(exc)], 2)
+            _fail(str(exc).split("; ") if isinstance(exc, ConfigError) else [str(exc) + _other_run(out_dir, cfg, hc)], 2)
         if not accepted:  # refused: nothing was written in the run directory, so the sweep records it
             sweep.record_refusal(Path(hc.sweep.dir), hc.job.num, str(exc))
         _print_error(job + str(exc))
@@ -94,6 +97,9 @@ def _hydra_main(cfg) -> float:
                      f"/{summary.get('outer_steps', '?')}, checkpoint kept; resume with: {resume_command(hc)}")
         print(_SAID[-1], file=sys.stderr)
         sys.exit(130)  # stop here; with the basic launcher this also stops the rest of the sweep
+    if not multirun:
+        for line in console.run_end_lines(out_dir, summary):
+            log.info(line, extra={"console": True})
     value = summary.get("val_mse") if summary["status"] == rundir.COMPLETED else None
     return math.inf if value is None else value
 
@@ -109,6 +115,15 @@ def resume_command(hc) -> str:
         recorded = OmegaConf.load(record).hydra.overrides
         task, hydra_args = list(recorded.task), list(recorded.hydra)
     return sweep.rerun_command(task, hydra_args, "hydra.sweep.dir", Path(hc.sweep.dir))
+
+
+def _other_run(out_dir: Path, cfg, hc) -> str:
+    """``; it differs in KEY (...); resume that run with: ...`` when ``out_dir`` holds another config's run."""
+    found = rundir.read_state(out_dir).summary.get("config_hash")
+    if not found or found == config_hash(cfg):
+        return ""
+    why = resume.run_refusal(out_dir, list(hc.overrides.task))
+    return f"; {why}" if why else ""
 
 
 def _print_error(message: str) -> None:

@@ -43,6 +43,7 @@ import fcntl
 import os
 import re
 import socket
+import stat
 import tempfile
 import time
 import zipfile
@@ -576,6 +577,27 @@ def read_config(run_dir: Path) -> dict:
     return config
 
 
+def started_at(run_dir: Path) -> float | None:
+    """When the run (or its last resume) was accepted: the mtime (epoch seconds) of its
+    ``.hydra/config.yaml``, which the CLI writes then; None when there is no such regular file."""
+    try:
+        st = os.lstat(Path(run_dir) / HYDRA_CONFIG)
+    except OSError:
+        return None
+    return st.st_mtime if stat.S_ISREG(st.st_mode) else None
+
+
+def run_files(run_dir: Path) -> list[tuple[str, int]]:
+    """(name, size in bytes) of the regular files directly in ``run_dir`` (links and other kinds
+    are left out, never followed), sorted by name."""
+    out = []
+    with os.scandir(run_dir) as entries:
+        for entry in entries:
+            if entry.is_file(follow_symlinks=False):
+                out.append((entry.name, entry.stat(follow_symlinks=False).st_size))
+    return sorted(out)
+
+
 # ---------------------------------------------------------------- overrides
 
 @dataclass(frozen=True)
@@ -623,6 +645,23 @@ def read_overrides(run_dir: Path) -> list[Override]:
     if not isinstance(texts, list):
         raise DamagedFile("overrides.yaml unreadable; its keys are not treated as swept")
     return [o for o in map(parse_override, texts) if o is not None]
+
+
+def read_sweep_overrides(sweep_dir: Path) -> tuple[list[str], list[str]] | None:
+    """The command-line overrides a multirun was started with, from Hydra's ``multirun.yaml`` in
+    ``sweep_dir``: (task overrides, hydra overrides); None when there is no readable record."""
+    path = Path(sweep_dir) / "multirun.yaml"
+    try:
+        if not stat.S_ISREG(os.lstat(path).st_mode):
+            return None
+        record = _read_yaml(path)
+        overrides = record["hydra"]["overrides"]
+        task, hydra_args = overrides.get("task") or [], overrides.get("hydra") or []
+    except (OSError, yaml.YAMLError, KeyError, TypeError, AttributeError):
+        return None
+    if not all(isinstance(t, str) for t in [*task, *hydra_args]):
+        return None
+    return list(task), list(hydra_args)
 
 
 # ---------------------------------------------------------------- metrics.csv

@@ -15,10 +15,9 @@ overrides or sweeper settings) is refused as a whole before anything is written 
 from __future__ import annotations
 
 import atexit
-import csv
 import fcntl
-import io
 import json
+import os
 import logging
 import shlex
 import sys
@@ -35,7 +34,8 @@ from hydra.types import RunMode
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from . import rundir
+from . import logs, resume, rundir, runs_index
+from .console import SweepConsole
 
 log = logging.getLogger(__name__)
 PLAN = ".sweep_plan.json"
@@ -68,6 +68,7 @@ def summary_rows(sweep_dir: Path, ended: bool = False) -> list[dict]:
         elif status == rundir.NO_SUMMARY and ended and not rundir.is_live(run):
             status, summary = rundir.FAILED, {"error": "the job ended without writing a summary (see its log)"}
         row.update({k: summary.get(k) for k in HEADLINE}, status=status)
+        row.update({k: v for k, v in summary.items() if k.startswith("test_")})
         rows.append(row)
     return rows
 
@@ -92,18 +93,28 @@ def write_sweep_summary(sweep_dir: Path, ended: bool = False) -> list[dict]:
     sweep_dir = Path(sweep_dir)
     with _locked(sweep_dir / SUMMARY_LOCK):
         rows = summary_rows(sweep_dir, ended)
-        columns = ["job", "overrides"]
-        for row in rows:
-            columns += [k for k in row if k not in columns and k not in HEADLINE]
-        columns += list(HEADLINE)
-        text = io.StringIO()
-        writer = csv.DictWriter(text, fieldnames=columns, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
         path = sweep_dir / SWEEP_SUMMARY
+        from .safe_text import csv_frame  # pandas: imported only where a table is written
+
         with rundir.atomic_path(path) as tmp:
-            tmp.write_text(text.getvalue())
+            csv_frame(summary_frame(rows)).to_csv(tmp, index=False, lineterminator="\n")
     return rows
+
+
+def summary_frame(rows: list[dict]):
+    """sweep_summary.csv's table: job, overrides, one column per override key whose value differs
+    between jobs (a key every job sets alike is in ``overrides`` only), headline metrics, then the
+    test statistics (``test_mse_k<k>``, median, trimmed mean, blow-up fraction per report step)."""
+    keys, tests = [], []
+    for row in rows:
+        keys += [k for k in row if k not in keys and k not in ("job", "overrides", *HEADLINE)
+                 and not k.startswith("test_")]
+        tests += [k for k in row if k.startswith("test_") and k not in tests]
+    varying = [k for k in keys if len({str(r.get(k)) for r in rows}) > 1]
+    tests.sort(key=runs_index.test_order)
+    import pandas as pd
+
+    return pd.DataFrame(rows, columns=["job", "overrides", *varying, *HEADLINE, *tests])
 
 
 def planned_jobs(config) -> int | None:
@@ -162,17 +173,43 @@ def check_sweep_dir(config) -> str | None:
     if before == now:
         return None
     what = "overrides " + " ".join(before["task"]) if before["task"] != now["task"] else "sweeper settings"
-    return (f"{config.hydra.sweep.dir} holds another sweep ({what}); nothing was written there: "
-            "rerun that sweep's own command to finish it, or choose a new hydra.sweep.dir")
+    recorded = rundir.read_sweep_overrides(Path(config.hydra.sweep.dir)) or (before["task"], [])
+    why = resume.sweep_refusal(Path(config.hydra.sweep.dir), before["task"], recorded[1], now["task"])
+    return (f"{config.hydra.sweep.dir} holds another sweep ({what}); nothing was written there; {why} "
+            "(or choose a new hydra.sweep.dir)")
 
 
 _OPEN: list = []  # sweep dirs of multiruns started in this process and not yet ended
+_CONSOLES: dict = {}  # sweep dir -> its SweepConsole (in the launching process)
+
+
+def _stop_console(sweep_dir: Path) -> SweepConsole | None:
+    """Stop the sweep's console (its last job lines are printed) and quiet mode; returns it."""
+    console = _CONSOLES.pop(Path(sweep_dir), None)
+    if console is not None:
+        console.stop()
+    if not _CONSOLES:
+        os.environ.pop(logs.QUIET_ENV, None)
+    return console
+
+
+def swept_keys(config) -> list[str]:
+    """The override keys this multirun varies: the sweeper's parameters and the command line's
+    sweep overrides (``a=1,2``, ``range(...)``, ``choice(...)``, ...), in that order."""
+    params = config.hydra.sweeper.get("params") or {}
+    args = [f"{k}={v}" for k, v in params.items()] + list(config.hydra.overrides.task)
+    try:
+        overrides = OverridesParser.create().parse_overrides(args)
+    except HydraException:
+        return []
+    return list(dict.fromkeys(o.key_or_group for o in overrides if o.is_sweep_override()))
 
 
 def _stopped_early() -> None:
     """At exit of a multirun that never reached its end (e.g. a joblib worker died): bring
     sweep_summary.csv up to date (dead runs show killed) and say how to finish the sweep."""
     for sweep_dir, command in _OPEN:
+        _stop_console(sweep_dir)
         rows = write_sweep_summary(sweep_dir, ended=True)
         done = sum(r["status"] in rundir.FINISHED for r in rows)
         print(f"maml-sweep: the sweep stopped early ({done} runs finished and kept, the others' state in "
@@ -188,6 +225,7 @@ def open_sweeps() -> list[Path]:
 def close(sweep_dir: Path) -> None:
     """This process ends the sweep in ``sweep_dir`` itself (e.g. on an interrupt, with its own message)."""
     _OPEN[:] = [(d, c) for d, c in _OPEN if d != Path(sweep_dir)]
+    _stop_console(sweep_dir)
 
 
 def _refuse(refusal: str | None) -> None:
@@ -198,8 +236,9 @@ def _refuse(refusal: str | None) -> None:
 
 
 class SweepSummary(Callback):
-    """Keeps ``sweep_summary.csv`` current in a multirun's sweep directory and logs the sweep's
-    progress after every job. Refuses a sweep into another sweep's directory."""
+    """Keeps ``sweep_summary.csv`` current in a multirun's sweep directory and shows the sweep on
+    the console (:class:`maml_sweep.console.SweepConsole`). Refuses a sweep into another sweep's
+    directory."""
 
     def on_run_start(self, config, **kwargs) -> None:
         """A single run: refuse a run directory that cannot be one, before Hydra creates it."""
@@ -215,29 +254,34 @@ class SweepSummary(Callback):
         sweep_dir.mkdir(parents=True, exist_ok=True)
         rundir.write_json(sweep_dir / PLAN, {"planned": planned_jobs(config), "started": time.time()})
         (sweep_dir / REFUSED).unlink(missing_ok=True)  # refusals are per invocation
+        import pandas  # noqa: F401 - write_sweep_summary needs it, also at exit, when no import may register atexit
+
         if not _OPEN:
             atexit.register(_stopped_early)
         _OPEN.append((sweep_dir, _sweep_command(config)))
+        verbose = logs.verbose() or bool(config.hydra.verbose)
+        if not verbose:  # the jobs' step lines go to their log files only (inherited by worker processes)
+            os.environ[logs.QUIET_ENV] = "1"
+        planned = planned_jobs(config)
+        print(f"sweep: {planned or '?'} runs into {_shown(sweep_dir)}; each run logs into its own directory"
+              + ("" if verbose else " (-v also prints those lines here)"), flush=True)
+        _CONSOLES[sweep_dir] = SweepConsole(sweep_dir, planned, swept_keys(config),
+                                            lambda: _read_json(sweep_dir / REFUSED)).start()
 
     def on_job_end(self, config, job_return, **kwargs) -> None:
         if config.hydra.mode != RunMode.MULTIRUN:
             return
-        sweep_dir = Path(config.hydra.sweep.dir)
-        rows = write_sweep_summary(sweep_dir)
-        plan = _read_json(sweep_dir / PLAN)
-        if plan:
-            p = progress(rows, plan, time.time())
-            eta = "?" if p["eta_s"] is None else f"{p['eta_s']:.0f}s"
-            counts = ", ".join(f"{n} {status}" for status, n in p["counts"].items())
-            log.info("sweep: %d/%s runs ended (%s) | %.1f runs/min | ETA %s", p["ended"], p["planned"] or "?",
-                     counts, p["per_min"], eta)
+        write_sweep_summary(Path(config.hydra.sweep.dir))
 
     def on_multirun_end(self, config, **kwargs) -> None:
         """Last word of a sweep that did not complete cleanly: one line, exit 130 when runs were
         interrupted (with the command that resumes the sweep), else exit 1 when runs failed."""
         sweep_dir = Path(config.hydra.sweep.dir)
+        console = _stop_console(sweep_dir)
         close(sweep_dir)
         rows = write_sweep_summary(sweep_dir, ended=True)
+        if console is not None:
+            print("\n".join(console.final_lines(rows, sweep_dir / SWEEP_SUMMARY)), flush=True)
         bad = [r for r in rows if r["status"] in (rundir.FAILED, rundir.KILLED)]
         stopped = [r for r in rows if r["status"] == rundir.INTERRUPTED]
         failed = f"{len(bad)} of {len(rows)} runs failed (jobs {', '.join(str(r['job']) for r in bad)}; " \
@@ -250,6 +294,14 @@ class SweepSummary(Callback):
         if bad:
             print(f"maml-sweep: {failed}", file=sys.stderr)
             sys.exit(1)
+
+
+def _shown(path: Path) -> str:
+    path = Path(path).absolute()
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def _sweep_command(config) -> str:

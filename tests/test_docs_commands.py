@@ -18,7 +18,7 @@ import pytest
 from conftest import REPO, run_cli
 
 PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
-HYDRA_FLAGS = {"-m", "--multirun", "--help", "-h", "--info", "--hydra-help"}
+HYDRA_FLAGS = {"-m", "--multirun", "--help", "-h", "--info", "--hydra-help", "-v", "--verbose"}  # -v: maml-sweep's
 HYDRA_FLAGS_WITH_VALUE = {"--cfg", "-c", "-sc", "--shell-completion", "--package", "-p"}
 SHELL_ONLY = ("python3 -m venv", "source ", "bash .ci/run", "cd ")
 
@@ -108,6 +108,9 @@ def test_command_composes_or_parses(page, cmd, compose_cfg):
         compose_cfg(hydra_overrides(argv[1:]))
     elif argv[0] == "maml-sweep-report":
         from maml_sweep.analysis.report_cli import build_parser
+        build_parser().parse_args(argv[1:])
+    elif argv[0] == "maml-sweep-runs":
+        from maml_sweep.runs_cli import build_parser
         build_parser().parse_args(argv[1:])
     elif (mod := _python_module(argv)) is not None:
         name, args = mod

@@ -28,8 +28,8 @@ def test_tag_job_prefixes_each_line_once_for_every_handler():
 
 @pytest.mark.slow
 def test_joblib_sweep_log_lines_name_their_job_and_the_run_directory_comes_first(tmp_path):
-    proc = run_cli(["-m", "seed=0,1", *TINY, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
-                    "hydra.sweep.dir=s"], cwd=tmp_path)
+    proc = run_cli(["-m", "-v", "seed=0,1", *TINY, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
+                    "hydra.sweep.dir=s"], cwd=tmp_path)  # -v: the jobs' lines on the console too
     assert proc.returncode == 0, proc.stderr[-2000:]
     for num in (0, 1):
         lines = (tmp_path / "s" / str(num) / "maml_sweep.log").read_text().splitlines()

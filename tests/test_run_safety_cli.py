@@ -123,7 +123,7 @@ def test_refused_and_failed_jobs_in_a_multirun_print_one_line_and_count_as_faile
     assert "3 of 4 runs failed (jobs 0, 1, 3" in proc.stderr
     assert (tmp_path / "sweep" / "0" / "summary.json").read_bytes() == before
     assert [r["status"] for r in sweep_table(tmp_path / "sweep")] == ["failed", "failed", "completed", "failed"]
-    assert "4/4 runs ended (1 completed, 3 failed)" in proc.stdout + proc.stderr
+    assert "sweep: 4 runs (1 completed, 3 failed)" in proc.stdout + proc.stderr
 
 
 def test_a_completed_run_is_skipped_on_a_full_disk(tmp_path):
