@@ -1,0 +1,116 @@
+"""The study: where it is stored, how it samples and prunes, and a quiet Optuna.
+
+One source for the names the settings take (:data:`SAMPLERS`, :data:`PRUNERS`) and for the default
+storage (:data:`DEFAULT_DB` in the sweep directory). Optuna is imported inside the functions.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import socket
+import warnings
+from pathlib import Path
+
+DEFAULT_DB = "optuna.db"  # sqlite:///<hydra.sweep.dir>/optuna.db unless hydra.sweeper.storage says otherwise
+SAMPLERS = ("tpe", "random", "cmaes", "gp")
+PRUNERS = ("none", "median", "successive_halving", "hyperband", "wilcoxon")
+WORKER = "worker"  # a trial's user attribute: host:pid of the sweeper that runs it
+SEEDS = "seeds"  # a trial's user attribute: the paired seeds it is evaluated on
+
+
+def storage_url(storage: str | None, sweep_dir) -> str:
+    """The storage the settings name: None -> SQLite in the sweep directory; an URL (``scheme://``)
+    as given; anything else is a journal file path (made absolute: jobs may run elsewhere)."""
+    if storage is None or str(storage).strip() == "":
+        return f"sqlite:///{Path(sweep_dir).absolute() / DEFAULT_DB}"
+    storage = str(storage)
+    return storage if "://" in storage else str(Path(storage).absolute())
+
+
+def open_storage(url: str):
+    """An Optuna storage for :func:`storage_url`'s result (a path: ``JournalStorage`` on that file)."""
+    import optuna
+    from optuna.storages.journal import JournalFileBackend
+
+    quiet()
+    if "://" not in url:
+        Path(url).parent.mkdir(parents=True, exist_ok=True)
+        return optuna.storages.JournalStorage(JournalFileBackend(url))
+    if url.startswith("sqlite:///"):
+        Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+    return optuna.storages.RDBStorage(url, heartbeat_interval=None)
+
+
+def sampler(name: str, seed: int | None, number: int):
+    """The sampler ``name`` seeded for the trial numbered ``number`` of a search seeded ``seed``,
+    so that trial draws the same parameters whether the search was interrupted before it or not."""
+    import optuna
+
+    trial_seed = None if seed is None else int.from_bytes(
+        hashlib.sha256(f"{seed}:{number}".encode()).digest()[:4], "little")
+    if name == "tpe":
+        return optuna.samplers.TPESampler(seed=trial_seed)
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=trial_seed)
+    if name == "cmaes":
+        return optuna.samplers.CmaEsSampler(seed=trial_seed, warn_independent_sampling=False)
+    return optuna.samplers.GPSampler(seed=trial_seed, warn_independent_sampling=False)
+
+
+def missing_sampler_package(name: str) -> str | None:
+    """The package a sampler needs that is not installed (cmaes needs ``cmaes``, gp ``torch``), or None."""
+    import importlib.util
+
+    needs = {"cmaes": "cmaes", "gp": "torch"}.get(name)
+    return needs if needs and importlib.util.find_spec(needs) is None else None
+
+
+def pruner(name: str):
+    """The pruner ``name`` (:data:`PRUNERS`), with Optuna's defaults."""
+    import optuna
+
+    return {"none": optuna.pruners.NopPruner, "median": optuna.pruners.MedianPruner,
+            "successive_halving": optuna.pruners.SuccessiveHalvingPruner,
+            "hyperband": optuna.pruners.HyperbandPruner, "wilcoxon": optuna.pruners.WilcoxonPruner}[name]()
+
+
+def open_study(url: str, name: str, pruner_name: str, storage=None):
+    """The study ``name`` in ``url`` (created when new), minimising, with the pruner ``pruner_name``."""
+    import optuna
+
+    return optuna.create_study(storage=storage or open_storage(url), study_name=name, direction="minimize",
+                               pruner=pruner(pruner_name), load_if_exists=True)
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def is_orphan(trial) -> bool:
+    """A running trial whose sweeper is gone (an interrupted command on this host): it may be resumed.
+    A trial of a sweeper on another host, or of a live one here, is left to its owner."""
+    owner = str(trial.user_attrs.get(WORKER, ""))
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return not owner  # no owner recorded: the command died right after asking
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def quiet() -> None:
+    """Optuna's messages through the logging of the process (Hydra's: no colour codes), warnings
+    only; no alembic or experimental-feature chatter."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.disable_default_handler()
+    optuna.logging.enable_propagation()
+    for name in ("alembic", "sqlalchemy"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
