@@ -29,7 +29,6 @@ from . import study as studies
 
 log = logging.getLogger(__name__)
 RESULTS = "optimization_results.yaml"  # the best trial, written in the sweep directory at the end
-INTERRUPTED = "interrupted"  # a trial whose runs stopped on a signal: it stays running in the study
 
 
 @dataclass
@@ -147,7 +146,10 @@ class Search:
             self.tell(nxt[0], self.launch(*nxt))
 
     def parallel(self, resumable: list) -> None:
-        slots = self.settings.n_jobs
+        """Up to ``n_jobs`` trials in flight, each launched from its own thread; the study is only
+        touched here. Ctrl-C: no new trials; the runs in flight (signalled too, from the terminal)
+        checkpoint and end, then the interrupt goes on (the sweep's resume command is printed)."""
+        slots, interrupted = self.settings.n_jobs, False
         with ThreadPoolExecutor(slots, thread_name_prefix="trial") as pool:
             running: dict = {}
             while True:
@@ -157,11 +159,13 @@ class Search:
                     break
                 try:
                     done, _ = wait(running, return_when=FIRST_COMPLETED)
-                except KeyboardInterrupt:  # the runs got the signal too: let them checkpoint and return
-                    self.stopping = True
+                except KeyboardInterrupt:
+                    self.stopping = interrupted = True
                     continue
                 for future in done:
                     self.tell(running.pop(future), future.result())
+        if interrupted:
+            raise KeyboardInterrupt
 
     def launch(self, number: int, params: dict) -> list:
         """Run trial ``number``'s jobs (one per seed) through the launcher; their JobReturns."""

@@ -45,11 +45,14 @@ class Reporter:
         if self.broken:
             return False
         try:
+            if self.seed_index > 0:  # the first seed's run reports; this one reads the trial as it is now
+                now = self.study._storage.get_trial(self.trial._trial_id)
+                return bool(self.study.pruner.prune(self.study, now))
             value = vals["val_mse"]
-            if self.seed_index == 0 and step not in self.reported and math.isfinite(value):
+            if step not in self.reported and math.isfinite(value):
                 self.trial.report(value, step)
                 self.reported.add(step)
-            return self.trial.should_prune()
+            return bool(self.trial.should_prune())
         except Exception as exc:  # the study is out of reach: train on, unpruned
             self.broken = True
             log.warning("search: cannot report to trial %d (%s: %s); the run goes on without pruning",
