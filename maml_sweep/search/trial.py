@@ -33,6 +33,15 @@ def trial_record(hc) -> dict | None:
     return {"study_name": str(hc.sweeper.study_name), "trial": found[0], "seed_index": found[1]}
 
 
+def study_errors() -> tuple:
+    """What reaching a study can raise: a missing trial or study (KeyError), a storage error
+    (Optuna's, the database driver's through SQLAlchemy), a file or network error."""
+    from optuna.exceptions import OptunaError
+    from sqlalchemy.exc import SQLAlchemyError
+
+    return (OptunaError, SQLAlchemyError, KeyError, ValueError, RuntimeError, OSError)
+
+
 class Reporter:
     """``reporter(step, vals) -> True`` when the run should stop as pruned."""
 
@@ -53,7 +62,7 @@ class Reporter:
                 self.trial.report(value, step)
                 self.reported.add(step)
             return bool(self.trial.should_prune())
-        except Exception as exc:  # the study is out of reach: train on, unpruned
+        except study_errors() as exc:  # the study is out of reach: train on, unpruned
             self.broken = True
             log.warning("search: cannot report to trial %d (%s: %s); the run goes on without pruning",
                         self.trial.number, type(exc).__name__, exc)
@@ -76,7 +85,7 @@ def reporter(hc) -> Reporter | None:
         study = studies.open_study(url, str(hc.sweeper.study_name), str(hc.sweeper.pruner), storage=storage)
         trial_id = storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
         return Reporter(Trial(study, trial_id), study, seed_index)
-    except Exception as exc:
+    except study_errors() as exc:
         log.warning("search: trial %d not found in the study (%s: %s); the run goes on without pruning",
                     number, type(exc).__name__, exc)
         return None
