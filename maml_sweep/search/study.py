@@ -9,7 +9,9 @@ import hashlib
 import logging
 import os
 import socket
+import time
 import warnings
+from datetime import datetime
 from pathlib import Path
 
 DEFAULT_DB = "optuna.db"  # sqlite:///<hydra.sweep.dir>/optuna.db unless hydra.sweeper.storage says otherwise
@@ -17,6 +19,7 @@ SAMPLERS = ("tpe", "random", "cmaes", "gp")
 PRUNERS = ("none", "median", "successive_halving", "hyperband", "wilcoxon")
 WORKER = "worker"  # a trial's user attribute: host:pid of the sweeper that runs it
 SEEDS = "seeds"  # a trial's user attribute: the paired seeds it is evaluated on
+UNCLAIMED_S = 60  # a running trial without a worker this old was asked by a command that died at once
 
 
 def storage_url(storage: str | None, sweep_dir) -> str:
@@ -39,7 +42,21 @@ def open_storage(url: str):
         return optuna.storages.JournalStorage(JournalFileBackend(url))
     if url.startswith("sqlite:///"):
         Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
-    return optuna.storages.RDBStorage(url, heartbeat_interval=None)
+    return _racing(lambda: optuna.storages.RDBStorage(url))
+
+
+def _racing(make, tries: int = 5):
+    """``make()``, again after a pause when another worker created the same schema or study at the
+    same moment (an empty database's first two workers both create its tables)."""
+    from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+
+    for attempt in range(tries):
+        try:
+            return make()
+        except (IntegrityError, ProgrammingError, OperationalError):
+            if attempt == tries - 1:
+                raise
+            time.sleep(0.5 + attempt)
 
 
 def sampler(name: str, seed: int | None, number: int):
@@ -79,8 +96,9 @@ def open_study(url: str, name: str, pruner_name: str, storage=None):
     """The study ``name`` in ``url`` (created when new), minimising, with the pruner ``pruner_name``."""
     import optuna
 
-    return optuna.create_study(storage=storage or open_storage(url), study_name=name, direction="minimize",
-                               pruner=pruner(pruner_name), load_if_exists=True)
+    storage = storage or open_storage(url)
+    return _racing(lambda: optuna.create_study(storage=storage, study_name=name, direction="minimize",
+                                               pruner=pruner(pruner_name), load_if_exists=True))
 
 
 def worker_id() -> str:
@@ -91,9 +109,12 @@ def is_orphan(trial) -> bool:
     """A running trial whose sweeper is gone (an interrupted command on this host): it may be resumed.
     A trial of a sweeper on another host, or of a live one here, is left to its owner."""
     owner = str(trial.user_attrs.get(WORKER, ""))
+    if not owner:  # none recorded: its command died right after asking, or is about to record itself
+        started = trial.datetime_start
+        return started is not None and (datetime.now() - started).total_seconds() > UNCLAIMED_S
     host, _, pid = owner.rpartition(":")
     if host != socket.gethostname() or not pid.isdigit():
-        return not owner  # no owner recorded: the command died right after asking
+        return False
     try:
         os.kill(int(pid), 0)
     except ProcessLookupError:
