@@ -107,9 +107,12 @@ def test_paired_seeds_under_joblib_average_and_a_diverging_seed_scores_inf(tmp_p
 
 
 def test_bad_search_settings_are_refused_in_one_line_before_any_study(tmp_path):
-    proc = run_cli(["-m", "sweep=optuna", "hydra.sweeper.pruner=early", "hydra.sweep.dir=sweep"], cwd=tmp_path)
+    proc = run_cli(["-m", "sweep=optuna", "hydra.sweeper.pruner=early", "+hydra.sweeper.direction=maximize",
+                    "hydra.sweep.dir=sweep"], cwd=tmp_path)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
+        "maml-sweep: error: hydra.sweeper.direction is not a setting of the search: use study_name, storage, "
+        "sampler, seed, pruner, n_trials, n_jobs, seeds, params",
         "maml-sweep: error: hydra.sweeper.pruner=early: choose one of none, median, successive_halving, hyperband, "
         "wilcoxon"]
     assert not (tmp_path / "sweep" / "optuna.db").exists() and not (tmp_path / "sweep" / "0").exists()

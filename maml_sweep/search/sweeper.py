@@ -68,7 +68,9 @@ class SearchSweeper(Sweeper):
     """Optuna search, ask-and-tell, every run through Hydra's launcher (see the module docstring)."""
 
     def __init__(self, **settings):
-        self.settings = Settings(**settings)
+        known = set(Settings.__dataclass_fields__)
+        self.unknown = sorted(set(settings) - known)  # refused in sweep(), with the rest of the checks
+        self.settings = Settings(**{k: v for k, v in settings.items() if k in known})
         self.config = self.launcher = self.hydra_context = None
 
     def setup(self, *, hydra_context, task_function, config) -> None:
@@ -78,7 +80,8 @@ class SearchSweeper(Sweeper):
 
     def sweep(self, arguments: list[str]) -> None:
         settings, sweep_dir = self.settings, Path(self.config.hydra.sweep.dir)
-        errors = settings.errors()
+        errors = [f"hydra.sweeper.{key} is not a setting of the search: use "
+                  + ", ".join(Settings.__dataclass_fields__) for key in self.unknown] + settings.errors()
         try:
             space = search_space.parse(settings.params, arguments)
         except search_space.SpaceError as exc:
