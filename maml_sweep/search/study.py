@@ -5,6 +5,7 @@ storage (:data:`DEFAULT_DB` in the sweep directory). Optuna is imported inside t
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -31,8 +32,10 @@ def storage_url(storage: str | None, sweep_dir) -> str:
     return storage if "://" in storage else str(Path(storage).absolute())
 
 
+@functools.cache
 def open_storage(url: str):
-    """An Optuna storage for :func:`storage_url`'s result (a path: ``JournalStorage`` on that file)."""
+    """An Optuna storage for :func:`storage_url`'s result (a path: ``JournalStorage`` on that file),
+    one per process (the basic launcher's runs share the sweeper's: no schema check per run)."""
     import optuna
     from optuna.storages.journal import JournalFileBackend
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import math
 import sys
-import threading
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -110,7 +109,6 @@ class Search:
         self.settings = sweeper.settings
         base = int(sweeper.config.get("seed", 0) or 0)
         self.seeds = [base + k for k in range(self.settings.seeds)] if self.settings.seeds > 1 else None
-        self.lock = threading.Lock()  # the launcher threads never touch the study; this guards the counters
         self.stopping = False
 
     def run(self) -> None:
