@@ -83,6 +83,13 @@ def main(argv=None) -> None:
     print("|---|---|---|---|---|")
     for pruner, rep, best, spent, pruned in rows:
         print(f"| {pruner} | {rep} | {best:.4f} | {spent} | {pruned} |")
+    print("\nAt equal cost: the unpruned search's best when it had spent what the pruned one spent in all.\n")
+    print("| seed | pruned: best, steps | unpruned: best at that many steps | unpruned: best at the end |")
+    print("|---|---|---|---|")
+    for rep in range(args.reps):
+        (spent, best), unpruned = curves[("median", rep)][-1], curves[("none", rep)]
+        at_budget = min((b for s, b in unpruned if s <= spent), default=float("inf"))
+        print(f"| {rep} | {best:.4f}, {spent} | {at_budget:.4f} | {unpruned[-1][1]:.4f} |")
     plot(curves, out / "pruning.png")
 
 
