@@ -4,8 +4,8 @@ joblib, a quiet console, bad settings refused."""
 import hashlib
 import json
 import math
+import os
 import signal
-import time
 
 import pytest
 
@@ -67,6 +67,23 @@ def test_a_search_interrupted_with_sigint_continues_where_it_stopped(tmp_path):
     resumed = summary_of(tmp_path / "sweep" / "1")
     assert resumed["status"] == "completed" and study[1].value == resumed["val_mse"]
     assert "resuming" in (tmp_path / "sweep" / "1" / "maml_sweep.log").read_text()
+
+
+def test_ctrl_c_under_joblib_checkpoints_the_trials_in_flight_and_the_rerun_resumes_them(tmp_path):
+    args = ["-m", "sweep=optuna", "hydra/launcher=joblib", "hydra.sweeper.n_trials=3", "hydra.sweeper.pruner=none",
+            *LONG, "hydra.sweep.dir=sweep"]
+    proc = start_cli(args, cwd=tmp_path, start_new_session=True)
+    wait_for(lambda: all((tmp_path / "sweep" / j / "checkpoint.npz").exists() for j in "01"), what="two checkpoints")
+    os.killpg(proc.pid, signal.SIGINT)  # a terminal's Ctrl-C reaches the whole process group
+    assert proc.wait(timeout=120) == 130
+    assert [t.state.name for t in trials(tmp_path / "sweep")] == ["RUNNING", "RUNNING"]
+    steps = [summary_of(tmp_path / "sweep" / j)["steps"] for j in "01"]
+    again = run_cli(args, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    study = trials(tmp_path / "sweep")
+    assert [t.state.name for t in study] == ["COMPLETE"] * 3
+    for j, step in zip("01", steps):
+        assert f"from step {step}" in (tmp_path / "sweep" / j / "maml_sweep.log").read_text()
 
 
 def test_pruning_stops_losing_trials_and_saves_outer_steps(tmp_path):
