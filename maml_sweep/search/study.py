@@ -32,6 +32,19 @@ def storage_url(storage: str | None, sweep_dir) -> str:
     return storage if "://" in storage else str(Path(storage).absolute())
 
 
+def shown_url(url: str) -> str:
+    """The storage URL without its password, for messages."""
+    if "://" not in url:
+        return url
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url.split("://", 1)[0] + "://..."
+
+
 @functools.cache
 def open_storage(url: str):
     """An Optuna storage for :func:`storage_url`'s result (a path: ``JournalStorage`` on that file),
@@ -48,7 +61,7 @@ def open_storage(url: str):
     return _racing(lambda: optuna.storages.RDBStorage(url))
 
 
-def _racing(make, tries: int = 5):
+def _racing(make, tries: int = 3):
     """``make()``, again after a pause when another worker created the same schema or study at the
     same moment (an empty database's first two workers both create its tables)."""
     from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError

@@ -25,6 +25,7 @@ from omegaconf import OmegaConf
 from .. import rundir, sweep
 from . import space as search_space
 from . import study as studies
+from .trial import study_errors
 
 log = logging.getLogger(__name__)
 RESULTS = "optimization_results.yaml"  # the best trial, written in the sweep directory at the end
@@ -97,7 +98,11 @@ class SearchSweeper(Sweeper):
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / sweep.RECORD)
         url = studies.storage_url(settings.storage, sweep_dir)
-        study = studies.open_study(url, settings.study_name, settings.pruner)
+        try:
+            study = studies.open_study(url, settings.study_name, settings.pruner)
+        except (*study_errors(), ImportError) as exc:  # unreachable server, missing driver, bad URL
+            _refuse([f"hydra.sweeper.storage={studies.shown_url(url)}: cannot open the study "
+                     f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"], sweep_dir)
         Search(self, study, space).run()
 
 
