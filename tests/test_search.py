@@ -41,6 +41,7 @@ def test_storage_defaults_to_sqlite_in_the_sweep_dir_and_a_path_is_a_journal(tmp
     assert study.storage_url(None, "sw") == f"sqlite:///{tmp_path}/sw/optuna.db"
     assert study.storage_url("postgresql://u@h/db", "sw") == "postgresql://u@h/db"
     assert study.storage_url("j/study.log", "sw") == str(tmp_path / "j" / "study.log")
+    assert study.shown_url("postgresql+psycopg://me:secret@h:5432/db") == "postgresql+psycopg://me:***@h:5432/db"
     journal = study.open_study(study.storage_url("j/study.log", "sw"), "s", "median")
     journal.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
     assert len(optuna.load_study(study_name="s", storage=study.open_storage(str(tmp_path / "j/study.log"))).trials) == 2
