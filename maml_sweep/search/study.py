@@ -20,6 +20,7 @@ SAMPLERS = ("tpe", "random", "cmaes", "gp")
 PRUNERS = ("none", "median", "successive_halving", "hyperband", "wilcoxon")
 WORKER = "worker"  # a trial's user attribute: host:pid of the sweeper that runs it
 SEEDS = "seeds"  # a trial's user attribute: the paired seeds it is evaluated on
+SQLITE_WAIT_S = 60  # how long a write waits for SQLite's lock (runs report while the sweeper tells)
 UNCLAIMED_S = 60  # a running trial without a worker this old was asked by a command that died at once
 
 
@@ -56,9 +57,11 @@ def open_storage(url: str):
     if "://" not in url:
         Path(url).parent.mkdir(parents=True, exist_ok=True)
         return optuna.storages.JournalStorage(JournalFileBackend(url))
+    engine = {}
     if url.startswith("sqlite:///"):
         Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
-    return _racing(lambda: optuna.storages.RDBStorage(url))
+        engine = {"connect_args": {"timeout": SQLITE_WAIT_S}}
+    return _racing(lambda: optuna.storages.RDBStorage(url, engine_kwargs=engine))
 
 
 def _racing(make, tries: int = 3):
