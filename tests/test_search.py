@@ -112,3 +112,15 @@ def test_a_run_told_to_stop_ends_pruned_with_its_checkpoint_and_is_never_resumed
     assert (again["status"], again["steps"]) == (rundir.PRUNED, 16)
     last = train.run(compose_cfg([*TINY, "seed=1"]), tmp_path / "last", on_eval=lambda step, vals: step == 24)
     assert last["status"] == rundir.COMPLETED  # the last evaluation cannot prune a run that is done
+
+
+def test_a_larger_n_trials_is_the_same_sweep_but_another_pruner_is_not(compose_cfg, tmp_path):
+    from maml_sweep.sweep import RECORD, check_sweep_dir, planned_jobs
+
+    def config(*overrides):
+        return compose_cfg(["sweep=optuna", f"hydra.sweep.dir={tmp_path}", *overrides], hydra=True)
+
+    (tmp_path / RECORD).write_text(OmegaConf.to_yaml(config("hydra.sweeper.n_trials=6")))
+    assert check_sweep_dir(config("hydra.sweeper.n_trials=9")) is None
+    assert "holds another sweep (sweeper settings)" in check_sweep_dir(config("hydra.sweeper.pruner=none"))
+    assert planned_jobs(config("hydra.sweeper.n_trials=9", "hydra.sweeper.seeds=3")) == 27
