@@ -183,10 +183,11 @@ class Search:
         """Tell the study how trial ``number`` ended, from its runs' summaries."""
         from optuna.trial import TrialState
 
-        statuses, values = [], []
+        statuses, values, steps = [], [], []
         for ret in returns:
             summary = _summary(ret)
             statuses.append(summary.get("status"))
+            steps.append(f"{summary.get('steps')}/{summary.get('outer_steps')}")
             value = summary.get("val_mse") if summary.get("status") == rundir.COMPLETED else None
             values.append(math.inf if value is None or not math.isfinite(value) else float(value))
         if any(s in (rundir.INTERRUPTED, rundir.RUNNING, None) for s in statuses):
@@ -195,7 +196,7 @@ class Search:
             return
         if rundir.PRUNED in statuses:
             self.study.tell(number, state=TrialState.PRUNED)
-            log.info("search: trial %d pruned", number)
+            log.info("search: trial %d pruned at step %s", number, ", ".join(steps))
         elif all(s == rundir.FAILED for s in statuses):
             self.study.tell(number, state=TrialState.FAIL)
             log.info("search: trial %d failed", number)
