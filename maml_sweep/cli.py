@@ -16,14 +16,20 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.core.plugins import Plugins
+from hydra_plugins.maml_sweep_search.search_sweeper import SearchSweeper
 from hydra.types import RunMode
 from omegaconf import OmegaConf
 
 from . import console, logs, resume, rundir, sweep
+from .search import trial as search_trial
 from .config import ConfigError, register_configs
 from .train import config_hash, run
 
 register_configs()
+# Hydra scans hydra_plugins/ for plugins, but cannot list it in an editable install (pip install -e):
+# register the search sweeper explicitly (importing it does not import Optuna).
+Plugins.instance().register(SearchSweeper)
 # What is imported so far lives as long as the process: keep it out of the collector's full passes
 # (a joblib worker without psutil runs gc.collect() after every job: ~15 ms over these objects).
 gc.freeze()
@@ -69,11 +75,12 @@ def _hydra_main(cfg) -> float:
             "config.yaml": OmegaConf.to_yaml(cfg, resolve=True),  # self-contained: readers need no resolver
             "hydra.yaml": OmegaConf.to_yaml({"hydra": hc}),
             "overrides.yaml": OmegaConf.to_yaml(list(hc.overrides.task)),
+            **search_trial.record_text(hc),  # a search's trial number (.hydra/trial.json)
         })
 
     job = f"job {hc.job.num} ({' '.join(hc.overrides.task)}): " if multirun else ""
     try:
-        summary = run(cfg, out_dir, on_accept=record)
+        summary = run(cfg, out_dir, on_accept=record, on_eval=search_trial.reporter(hc) if multirun else None)
     except (ConfigError, rundir.RunDirError) as exc:
         if not multirun:  # a ConfigError lists one bad value per "; "-separated part
             _fail(str(exc).split("; ") if isinstance(exc, ConfigError) else [str(exc) + _other_run(out_dir, cfg, hc)], 2)

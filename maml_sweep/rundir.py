@@ -105,11 +105,12 @@ COMPLETED = "completed"
 DIVERGED = "diverged"
 INTERRUPTED = "interrupted"
 FAILED = "failed"
-STATUSES = (RUNNING, COMPLETED, DIVERGED, INTERRUPTED, FAILED)
-FINISHED = (COMPLETED, DIVERGED)  # a rerun skips these
+PRUNED = "pruned"  # stopped early by a search's pruner (maml_sweep.search): final, never resumed
+STATUSES = (RUNNING, COMPLETED, DIVERGED, INTERRUPTED, FAILED, PRUNED)
+FINISHED = (COMPLETED, DIVERGED, PRUNED)  # a rerun skips these
 KILLED = "killed"  # readers' word for a summary saying running while no process holds the run's lock
-ENDED = (COMPLETED, DIVERGED, FAILED, INTERRUPTED, KILLED)  # the run's process is over
-UNUSABLE = (DIVERGED, FAILED)  # final metrics missing or meaningless: counted, never averaged
+ENDED = (COMPLETED, DIVERGED, FAILED, INTERRUPTED, KILLED, PRUNED)  # the run's process is over
+UNUSABLE = (DIVERGED, FAILED, PRUNED)  # final metrics missing or meaningless: counted, never averaged
 # ...and the readers' words for a run directory whose summary cannot say.
 NO_SUMMARY = "no_summary"  # no summary.json: starting, or killed before writing one
 CORRUPT = "corrupt"  # summary.json unreadable (half-written or damaged)

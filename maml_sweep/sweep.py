@@ -122,7 +122,7 @@ def planned_jobs(config) -> int | None:
     (its own expansion of ``hydra.sweeper.params`` and the command line); None if unknown."""
     sweeper = config.hydra.sweeper
     if "n_trials" in sweeper:
-        return int(sweeper.n_trials)
+        return int(sweeper.n_trials) * int(sweeper.get("seeds", 1))
     args = [f"{k}={v}" for k, v in (sweeper.get("params") or {}).items()] + list(config.hydra.overrides.task)
     try:
         overrides = OverridesParser.create().parse_overrides(args)
@@ -154,10 +154,11 @@ def _locked(lock_path: Path):
 
 def sweep_identity(config) -> dict:
     """What makes two multiruns the same sweep: the command line's task overrides and the sweeper's
-    settings (its parameter grid, trials, seed)."""
+    settings (its parameter grid, seed), except a search's ``n_trials`` (a larger one continues it)."""
     hydra_cfg = config.hydra
-    return {"task": list(hydra_cfg.overrides.task),
-            "sweeper": OmegaConf.to_container(hydra_cfg.sweeper, resolve=False)}
+    sweeper = OmegaConf.to_container(hydra_cfg.sweeper, resolve=False)
+    sweeper.pop("n_trials", None)
+    return {"task": list(hydra_cfg.overrides.task), "sweeper": sweeper}
 
 
 def check_sweep_dir(config) -> str | None:

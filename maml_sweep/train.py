@@ -33,7 +33,7 @@ from .config import CAPS, ConfigError, check_values
 from .figures import panel_steps, plot_validation_fits
 from .model import MLP
 from .tasks import Task
-from .rundir import COMPLETED, DIVERGED, FAILED, INTERRUPTED, RUNNING
+from .rundir import COMPLETED, DIVERGED, FAILED, INTERRUPTED, PRUNED, RUNNING
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ def scratch_key(model_cfg) -> dict:
     return key
 
 
-def run(cfg, out_dir, on_accept=None) -> dict:
+def run(cfg, out_dir, on_accept=None, on_eval=None) -> dict:
     """Train (or resume, or skip) the experiment ``cfg`` in ``out_dir``; returns its summary dict.
 
     Refused untouched (:class:`rundir.RunDirError`): a directory with foreign files, another
@@ -65,6 +65,8 @@ def run(cfg, out_dir, on_accept=None) -> dict:
     the whole run: ``on_accept()`` (the CLI records ``.hydra/``), bad values recorded as a failed
     run and raised (:class:`ConfigError`), then a resume from the checkpoint or a new run. Any
     exception is recorded as ``failed`` and raised; a signal ends the run as ``interrupted``.
+    ``on_eval(step, vals) -> bool`` (a search's pruner, :mod:`maml_sweep.search.trial`) sees each
+    evaluation's ``val_mse`` after its checkpoint; True before the last step ends the run as ``pruned``.
     """
     started = time.perf_counter()
     out_dir = Path(out_dir)
@@ -81,7 +83,7 @@ def run(cfg, out_dir, on_accept=None) -> dict:
         removed = rundir.remove_temp_files(out_dir)
         if removed:
             log.info("%s: removed temp files of a killed write: %s", out_dir, " ".join(removed))
-        summary = _run_accepted(cfg, out_dir, chash, previous, checkpoint, stop, on_accept, started)
+        summary = _run_accepted(cfg, out_dir, chash, previous, checkpoint, stop, on_accept, started, on_eval)
     stop.forward()
     return summary
 
@@ -92,7 +94,7 @@ def _skipped(out_dir: Path, previous: dict) -> dict:
 
 
 def _run_accepted(cfg, out_dir: Path, chash: str, previous: dict | None, checkpoint: dict | None,
-                  stop: "StopSignals", on_accept, started: float) -> dict:
+                  stop: "StopSignals", on_accept, started: float, on_eval=None) -> dict:
     """The accepted run, from the CLI's record to the final summary, whatever happens in between;
     ``started``: perf_counter() when :func:`run` was called (the set-up's start)."""
     outcome, trainer, state = Outcome(), None, None
@@ -103,6 +105,7 @@ def _run_accepted(cfg, out_dir: Path, chash: str, previous: dict | None, checkpo
         if errors:
             raise ConfigError("; ".join(errors))
         trainer = Trainer(cfg, out_dir, chash)
+        trainer.on_eval = on_eval
         state = trainer.restore(checkpoint) if checkpoint else trainer.fresh_state()
         trainer.setup_s = time.perf_counter() - started
         threads = cfg.train.blas_threads
@@ -222,6 +225,7 @@ class Trainer:
         self.saved_step = 0  # the step of the checkpoint on disk (the resume point)
         self.results: dict | None = None  # a completed run's test-bank numbers (write_results)
         self.setup_s: float | None = None  # this session's seconds from run() to the loop (set by run)
+        self.on_eval = None  # on_eval(step, vals) -> True: stop as pruned (see run)
 
     def fresh_state(self) -> TrainState:
         """Step 0. The notebook mode draws init, then its single validation task, then training
@@ -302,6 +306,9 @@ class Trainer:
                 state.rng_state = streams.get_state(rng)  # here, not every step: ~24 us for the legacy stream
                 self.save_checkpoint(state)
                 self.write_summary(state, outcome)  # steps current at every checkpoint
+                if self.on_eval is not None and self.on_eval(step, vals) and step < self.outer_steps:
+                    outcome.status = PRUNED
+                    return
             if stop.received:
                 outcome.interrupted(stop.received, forced=False)
                 return
