@@ -1,7 +1,8 @@
 """Benchmark: the fast meta-gradient (:mod:`maml_sweep.fast`) in float64 and float32 against the
 nested-autograd reference (:func:`maml_sweep.maml.meta_value_and_grad`, float64), in one process,
-BLAS pinned to 1 thread, with T=1 and T=16 tasks per meta-batch, and the arithmetic bound (the
-tape's matrix-product FLOPs at the measured matmul peak).
+BLAS pinned to 1 thread, with T=1 and T=16 tasks per meta-batch, every algorithm's outer step
+against MAML's, and the arithmetic bound (the tape's matrix-product FLOPs at the measured matmul
+peak).
 
     python -m maml_sweep.bench            # full table (about a minute)
     python -m maml_sweep.bench --quick    # a few rows
@@ -156,6 +157,31 @@ def time_outer_step(case: Case, repeats: int, budget_ms: float = 40.0) -> dict:
     return {"case": case, **t, **{f"ratio_{d}": t["ref"] / t[d] for d in DTYPES}}
 
 
+ALGORITHM_ROWS = ("maml", "fomaml", "anil", "metasgd", "reptile", "pretrain")
+TARGETS = {"anil": 0.6, "metasgd": 1.3, "reptile": 0.6, "fomaml": 0.6}  # per outer step, x MAML's (issue 19)
+
+
+def time_algorithms(case: Case, repeats: int, budget_ms: float = 40.0) -> dict:
+    """ms per outer step (the algorithm's direction + SGD update of its meta-parameters) of each
+    algorithm in ``ALGORITHM_ROWS`` in each dtype, all timed alternately; ratios to MAML's."""
+    from .algorithms import ALGORITHMS
+    opt, fns, state = SGD(0.01), {}, {}
+    for dtype in DTYPES:
+        for name in ALGORITHM_ROWS:
+            model, params, tasks, inner = _setup(case, dtype=dtype)
+            algorithm = ALGORITHMS[name]()
+            state[name, dtype] = algorithm.init(model, params, inner)
+
+            def step(key=(name, dtype), algorithm=algorithm, model=model, tasks=tasks, inner=inner):
+                _, g = algorithm.direction(model, state[key], tasks, inner)
+                state[key] = opt.update(state[key], g, {})[0]
+
+            fns[name, dtype] = step
+    t = compare(fns, repeats, budget_ms, STATS[STAT])
+    return {"case": case, "algorithms": {
+        key: {"ms": ms, "ratio_to_maml": ms / t["maml", key[1]]} for key, ms in t.items()}}
+
+
 def time_per_task(case: Case, repeats: int, big: int = 16, budget_ms: float = 40.0) -> dict:
     """Fast path ms per task at T=1 and at T=``big`` in each dtype, and the ratios big/1."""
     fns = {}
@@ -227,6 +253,14 @@ def run(quick: bool = False, repeats: int = 7, out=print) -> list[dict]:
     out(f"outer step (meta-gradient + SGD update), K=5 T=1 2nd: reference {step['ref']:.3f} ms, "
         f"fast float64 {step['float64']:.3f} ms ({step['ratio_float64']:.1f}x), "
         f"float32 {step['float32']:.3f} ms ({step['ratio_float32']:.1f}x)")
+    algos = time_algorithms(notebook, repeats, budget)
+    rows.append(algos)
+    out("outer step per algorithm (direction + SGD update), K=5 T=1, ms and x MAML's in the same dtype:")
+    out(f"{'algorithm':<10} " + " ".join(f"{d:>15}" for d in DTYPES) + "  target")
+    for name in ALGORITHM_ROWS:
+        cells = [algos["algorithms"][name, d] for d in DTYPES]
+        target = f"<= {TARGETS[name]}x" if name in TARGETS else ""
+        out(f"{name:<10} " + " ".join(f"{c['ms']:>7.3f} ({c['ratio_to_maml']:.2f}x)" for c in cells) + f"  {target}")
     for fo in (False, True):
         pt = time_per_task(Case(5, 1, fo), repeats, budget_ms=budget)
         rows.append(pt)

@@ -544,7 +544,11 @@ def _record(ws: _Workspace, key: TapeKey, eager: bool = False) -> _Tape:
     t(_copyto, glr, 0.0)
     for j in range(K - 1, -1, -1):
         if key.lr_grad:
-            t(_lr_grad_vector if key.vector_lr else _lr_grad_scalar, ws.a, ws.grads[j], glr)
+            if key.vector_lr and key.T == 1:  # glr -= a * g, without einsum's set-up
+                t(np.multiply, ws.a[0], ws.grads[j][0], ws.tmp[0])
+                t(np.subtract, glr, ws.tmp[0], glr)
+            else:
+                t(_lr_grad_vector if key.vector_lr else _lr_grad_scalar, ws.a, ws.grads[j], glr)
         if key.second:
             t(np.multiply, ws.a, lr, ws.v)
             _rec_hvp(t, key, B[j], ws.caches[j], ws.v_views, ws)
@@ -748,6 +752,8 @@ def adapted_mean(model: MLP, params: dict, tasks: Sequence[Task], inner: InnerLo
 
 def _flat_rates(lay: _Layout, lrs: dict, dtype) -> np.ndarray:
     """Per-parameter rates (a dict of arrays broadcastable to each parameter) as a flat (P,) vector."""
+    if all(np.shape(lrs[k]) == shape for k, shape in lay.shapes.items()):
+        return lay.pack(lrs, dtype)
     return np.concatenate([np.ravel(np.broadcast_to(lrs[k], lay.shapes[k])) for k in lay.names]).astype(dtype)
 
 
