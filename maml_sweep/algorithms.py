@@ -47,9 +47,9 @@ def _fast_applies(model: MLP, inner: InnerLoop) -> bool:
     return fast.supports(model) and inner.only is None
 
 
-def _untraced(params: dict, lrs=None) -> bool:
-    """No autograd box among the params (and rates): the numpy-only paths may run."""
-    return not any(isbox(v) for v in params.values()) and (lrs is None or not isbox(lrs))
+def _untraced(params: dict) -> bool:
+    """No autograd box among the params: a numpy-only path may run."""
+    return not any(isbox(v) for v in params.values())
 
 
 def meta_value_and_grad(model: MLP, params: dict, tasks: Sequence[Task], inner: InnerLoop):
