@@ -21,8 +21,9 @@ from typing import Sequence
 
 import numpy as np
 from autograd import value_and_grad
+from autograd.tracer import isbox
 
-from . import batched, fast, maml
+from . import batched, fast, fast_anil, maml
 from .maml import InnerLoop
 from .model import MLP
 from .tasks import Task
@@ -46,10 +47,18 @@ def _fast_applies(model: MLP, inner: InnerLoop) -> bool:
     return fast.supports(model) and inner.only is None
 
 
+def _untraced(params: dict) -> bool:
+    """No autograd box among the params: a numpy-only path may run."""
+    return not any(isbox(v) for v in params.values())
+
+
 def meta_value_and_grad(model: MLP, params: dict, tasks: Sequence[Task], inner: InnerLoop):
-    """The meta-gradient: the fast batched path where it applies, else the autograd reference."""
+    """The meta-gradient: a fast batched path where one applies (all parameters adapted:
+    :mod:`fast`; the head only, ANIL: :mod:`fast_anil`), else the autograd reference."""
     if _fast_applies(model, inner):
         return fast.fast_meta_value_and_grad(model, params, tasks, inner)
+    if fast_anil.applies(model, inner):
+        return fast_anil.value_and_grad(model, params, tasks, inner)
     return maml.meta_value_and_grad(model.predict, params, tasks, inner)
 
 
@@ -57,14 +66,18 @@ def meta_objective(model: MLP, params: dict, tasks: Sequence[Task], inner: Inner
     """Mean meta-objective (differentiable by autograd): fast path where it applies."""
     if _fast_applies(model, inner):
         return fast.meta_loss(model, params, tasks, inner, lr=lrs)
+    if lrs is None and fast_anil.applies(model, inner) and _untraced(params):
+        return fast_anil.meta_objective(model, params, tasks, inner)
     return maml.batch_meta_objective(model.predict, params, tasks, inner, lrs)
 
 
 def adaptation_mse(model: MLP, params: dict, tasks: Sequence[Task], inner: InnerLoop, lrs=None) -> np.ndarray:
     """Test-bank adaptation curves (T, steps + 1): the fast path's tape where it applies (all
-    parameters adapted), else the batched numpy loop; both float64 MSE."""
+    parameters adapted), ANIL's head-only path, else the batched numpy loop; all float64 MSE."""
     if _fast_applies(model, inner):
         return fast.adaptation_mse(model, params, tasks, inner, lrs)
+    if lrs is None and fast_anil.applies(model, inner):
+        return fast_anil.adaptation_mse(model, params, tasks, inner)
     return batched.adaptation_mse(model, params, tasks, inner, lrs)
 
 
@@ -134,6 +147,10 @@ class MetaSGD(MAML):
         return {**params, **rates}
 
     def direction(self, model: MLP, meta: dict, tasks: Sequence[Task], inner: InnerLoop):
+        if _fast_applies(model, inner):  # one pass, no autograd: d/d params and d/d rates together
+            value, g, g_lr = fast.fast_meta_value_and_grad_lrs(model, model_params(model, meta),
+                                                                self.rates(model, meta), tasks, inner)
+            return value, {**g, **{f"lr_{k}": v for k, v in g_lr.items()}}
         return value_and_grad(
             lambda m: meta_objective(model, model_params(model, m), tasks, inner, self.rates(model, m)))(meta)
 
@@ -164,6 +181,9 @@ class Reptile(MAML):
 
     def direction(self, model: MLP, meta: dict, tasks: Sequence[Task], inner: InnerLoop):
         inner = self.inner(model, inner)
+        if _fast_applies(model, inner):
+            loss, adapted = fast.adapted_mean(model, meta, tasks, inner)
+            return loss, {k: meta[k] - adapted[k] for k in meta}
         adapted = batched.adapt_many(model, meta, tasks, inner)
         xq, yq = batched.stack(tasks)[2:]
         loss = inner.loss_scale * np.mean((batched.forward(model, adapted, xq) - yq) ** 2)

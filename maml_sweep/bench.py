@@ -1,10 +1,12 @@
 """Benchmark: the fast meta-gradient (:mod:`maml_sweep.fast`) in float64 and float32 against the
 nested-autograd reference (:func:`maml_sweep.maml.meta_value_and_grad`, float64), in one process,
-BLAS pinned to 1 thread, with T=1 and T=16 tasks per meta-batch, and the arithmetic bound (the
-tape's matrix-product FLOPs at the measured matmul peak).
+BLAS pinned to 1 thread, with T=1 and T=16 tasks per meta-batch, every algorithm's outer step
+against MAML's, and the arithmetic bound (the tape's matrix-product FLOPs at the measured matmul
+peak).
 
     python -m maml_sweep.bench            # full table (about a minute)
     python -m maml_sweep.bench --quick    # a few rows
+    python -m maml_sweep.bench --quick --stat min --clock cpu   # on a busy, shared machine
     python -m maml_sweep.bench --trajectory 1000   # replay the notebook's training with the fast path
 
 Each cell is the median over ``--repeats`` timed batches (after a warm-up) of ms per call; the
@@ -95,12 +97,17 @@ def _setup(case: Case, seed: int = 0, dtype: str = "float64"):
     return model, params, tasks, InnerLoop(0.1, case.steps, case.first_order, loss_scale=0.5)
 
 
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+CLOCK = "wall"  # set by --clock: cpu counts only this process's CPU time (a shared, busy machine)
+
+
 def _batch(fn, number: int) -> float:
-    """ms per call of ``fn`` over ``number`` calls."""
-    t0 = time.perf_counter()
+    """ms per call of ``fn`` over ``number`` calls, by ``CLOCK``."""
+    clock = CLOCKS[CLOCK]
+    t0 = clock()
     for _ in range(number):
         fn()
-    return (time.perf_counter() - t0) / number * 1e3
+    return (clock() - t0) / number * 1e3
 
 
 def _number(fn, budget_ms: float) -> int:
@@ -156,6 +163,31 @@ def time_outer_step(case: Case, repeats: int, budget_ms: float = 40.0) -> dict:
     return {"case": case, **t, **{f"ratio_{d}": t["ref"] / t[d] for d in DTYPES}}
 
 
+ALGORITHM_ROWS = ("maml", "fomaml", "anil", "metasgd", "reptile", "pretrain")
+TARGETS = {"anil": 0.6, "metasgd": 1.3, "reptile": 0.6, "fomaml": 0.6}  # per outer step, x MAML's (issue 19)
+
+
+def time_algorithms(case: Case, repeats: int, budget_ms: float = 40.0) -> dict:
+    """ms per outer step (the algorithm's direction + SGD update of its meta-parameters) of each
+    algorithm in ``ALGORITHM_ROWS`` in each dtype, all timed alternately; ratios to MAML's."""
+    from .algorithms import ALGORITHMS
+    opt, fns, state = SGD(0.01), {}, {}
+    for dtype in DTYPES:
+        for name in ALGORITHM_ROWS:
+            model, params, tasks, inner = _setup(case, dtype=dtype)
+            algorithm = ALGORITHMS[name]()
+            state[name, dtype] = algorithm.init(model, params, inner)
+
+            def step(key=(name, dtype), algorithm=algorithm, model=model, tasks=tasks, inner=inner):
+                _, g = algorithm.direction(model, state[key], tasks, inner)
+                state[key] = opt.update(state[key], g, {})[0]
+
+            fns[name, dtype] = step
+    t = compare(fns, repeats, budget_ms, STATS[STAT])
+    return {"case": case, "algorithms": {
+        key: {"ms": ms, "ratio_to_maml": ms / t["maml", key[1]]} for key, ms in t.items()}}
+
+
 def time_per_task(case: Case, repeats: int, big: int = 16, budget_ms: float = 40.0) -> dict:
     """Fast path ms per task at T=1 and at T=``big`` in each dtype, and the ratios big/1."""
     fns = {}
@@ -177,11 +209,11 @@ def matmul_peak(dtype: str, n: int = 512, repeats: int = 5) -> float:
     rng = np.random.default_rng(0)
     a, b = (rng.standard_normal((n, n)).astype(dtype) for _ in range(2))
     out = a @ b
-    best = math.inf
+    best, clock = math.inf, CLOCKS[CLOCK]
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0 = clock()
         np.matmul(a, b, out=out)
-        best = min(best, time.perf_counter() - t0)
+        best = min(best, clock() - t0)
     return 2 * n ** 3 / best / 1e9
 
 
@@ -213,7 +245,7 @@ def run(quick: bool = False, repeats: int = 7, out=print) -> list[dict]:
     out(machine())
     out(loadavg() + " at start")
     out("Notebook setting: 1-50-50-1 ReLU MLP, 100 points per task, inner lr 0.1; the reference is float64.")
-    out(f"ms per meta-gradient, {STAT} of {repeats} batches; K inner steps, T tasks per meta-batch.")
+    out(f"ms per meta-gradient ({CLOCK} clock), {STAT} of {repeats} batches; K inner steps, T tasks per meta-batch.")
     out(f"{'setting':<16} {'reference':>10} {'fast f64':>9} {'fast f32':>9} {'speed-up f64':>13} {'f32':>6}")
     rows = []
     for case in cases(quick):
@@ -227,6 +259,14 @@ def run(quick: bool = False, repeats: int = 7, out=print) -> list[dict]:
     out(f"outer step (meta-gradient + SGD update), K=5 T=1 2nd: reference {step['ref']:.3f} ms, "
         f"fast float64 {step['float64']:.3f} ms ({step['ratio_float64']:.1f}x), "
         f"float32 {step['float32']:.3f} ms ({step['ratio_float32']:.1f}x)")
+    algos = time_algorithms(notebook, repeats, budget)
+    rows.append(algos)
+    out("outer step per algorithm (direction + SGD update), K=5 T=1, ms and x MAML's in the same dtype:")
+    out(f"{'algorithm':<10} " + " ".join(f"{d:>15}" for d in DTYPES) + "  target")
+    for name in ALGORITHM_ROWS:
+        cells = [algos["algorithms"][name, d] for d in DTYPES]
+        target = f"<= {TARGETS[name]}x" if name in TARGETS else ""
+        out(f"{name:<10} " + " ".join(f"{c['ms']:>7.3f} ({c['ratio_to_maml']:.2f}x)" for c in cells) + f"  {target}")
     for fo in (False, True):
         pt = time_per_task(Case(5, 1, fo), repeats, budget_ms=budget)
         rows.append(pt)
@@ -284,6 +324,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--repeats", type=int, default=None, help="timed batches per cell (median)")
     parser.add_argument("--stat", choices=sorted(STATS), default="median",
                         help="statistic over the timed batches (min resists a busy machine)")
+    parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
+                        help="wall time, or this process's CPU time (less disturbed by other jobs on a busy machine)")
     parser.add_argument("--trajectory", type=int, default=0, metavar="STEPS",
                         help="instead, replay the notebook's training for STEPS steps (fast path)")
     parser.add_argument("--reference", action="store_true", help="with --trajectory: use the reference")
@@ -292,8 +334,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> None:
     args = build_parser().parse_args(argv)
-    global STAT
-    STAT = args.stat
+    global STAT, CLOCK
+    STAT, CLOCK = args.stat, args.clock
     with threadpool_limits(1):
         if args.trajectory:
             t0 = time.perf_counter()

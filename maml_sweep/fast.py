@@ -80,8 +80,8 @@ from .maml import InnerLoop
 from .model import MLP, param_shapes
 from .tasks import Task
 
-__all__ = ["supports", "fast_meta_value_and_grad", "fast_meta_objective", "meta_loss", "eager",
-           "hessian_vector_product"]
+__all__ = ["supports", "fast_meta_value_and_grad", "fast_meta_value_and_grad_lrs", "adapted_mean",
+           "fast_meta_objective", "meta_loss", "eager", "hessian_vector_product"]
 
 
 # ----------------------------------------------------------------------------- layout
@@ -544,7 +544,11 @@ def _record(ws: _Workspace, key: TapeKey, eager: bool = False) -> _Tape:
     t(_copyto, glr, 0.0)
     for j in range(K - 1, -1, -1):
         if key.lr_grad:
-            t(_lr_grad_vector if key.vector_lr else _lr_grad_scalar, ws.a, ws.grads[j], glr)
+            if key.vector_lr and key.T == 1:  # glr -= a * g, without einsum's set-up
+                t(np.multiply, ws.a[0], ws.grads[j][0], ws.tmp[0])
+                t(np.subtract, glr, ws.tmp[0], glr)
+            else:
+                t(_lr_grad_vector if key.vector_lr else _lr_grad_scalar, ws.a, ws.grads[j], glr)
         if key.second:
             t(np.multiply, ws.a, lr, ws.v)
             _rec_hvp(t, key, B[j], ws.caches[j], ws.v_views, ws)
@@ -722,6 +726,37 @@ def fast_meta_value_and_grad(model: MLP, params: dict, tasks: Sequence[Task], in
     return value, lay.unpack(g)
 
 
+def fast_meta_value_and_grad_lrs(model: MLP, params: dict, lrs: dict, tasks: Sequence[Task], inner: InnerLoop):
+    """(mean meta-objective, gradient dict like params, gradient dict like params for the rates)
+    with per-parameter inner rates ``lrs`` (a dict like params; ``inner.lr`` unused), in one
+    pass: Meta-SGD's direction, the numbers of autograd through the reference with ``lrs``."""
+    lay, dtype = _layout(model), dtype_of(params)
+    value, g, g_lr = _value_and_grads(lay, lay.pack(params, dtype), _flat_rates(lay, lrs, dtype),
+                                      _stack(tasks, dtype), inner)
+    return value, lay.unpack(g), lay.unpack(np.asarray(g_lr, dtype))
+
+
+def adapted_mean(model: MLP, params: dict, tasks: Sequence[Task], inner: InnerLoop):
+    """(mean query loss after the inner loop, the adapted parameters averaged over tasks, a dict
+    like params): Reptile's ingredients, by the tape's inner loop (no gradient kept)."""
+    lay, dtype = _layout(model), dtype_of(params)
+    theta, data = lay.pack(params, dtype), _stack(tasks, dtype)
+    loss, total, K = 0.0, 0.0, int(inner.steps)
+    for part in _chunks(lay, data):
+        ws = _run(lay, theta, inner.lr, part, inner, "value")
+        loss = loss + _query_losses(ws, inner.loss_scale).sum()
+        total = total + (ws.thetas[K - 1].sum(axis=0) if K else part[0].shape[0] * theta)
+    T = data[0].shape[0]
+    return float(loss / T), lay.unpack(np.asarray(total / T, dtype))
+
+
+def _flat_rates(lay: _Layout, lrs: dict, dtype) -> np.ndarray:
+    """Per-parameter rates (a dict of arrays broadcastable to each parameter) as a flat (P,) vector."""
+    if all(np.shape(lrs[k]) == shape for k, shape in lay.shapes.items()):
+        return lay.pack(lrs, dtype)
+    return np.concatenate([np.ravel(np.broadcast_to(lrs[k], lay.shapes[k])) for k in lay.names]).astype(dtype)
+
+
 def adaptation_mse(model: MLP, params: dict, tasks: Sequence[Task], inner: InnerLoop,
                    lrs: dict | None = None) -> np.ndarray:
     """Plain MSE on each task's query set after k = 0..inner.steps inner steps (T, steps + 1),
@@ -730,8 +765,7 @@ def adaptation_mse(model: MLP, params: dict, tasks: Sequence[Task], inner: Inner
     if inner.only is not None:
         raise ValueError("fast.adaptation_mse adapts all parameters (inner.only must be None)")
     lay, dtype = _layout(model), dtype_of(params)
-    lr = inner.lr if lrs is None else np.concatenate(
-        [np.ravel(np.broadcast_to(lrs[k], lay.shapes[k])) for k in lay.names]).astype(dtype)
+    lr = inner.lr if lrs is None else _flat_rates(lay, lrs, dtype)
     return _curves(lay, lay.pack(params, dtype), lr, _stack(tasks, dtype), inner)
 
 

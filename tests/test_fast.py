@@ -185,6 +185,10 @@ def test_bench_quick_runs():
     assert len(ratios) == 3 * 2 + 2 + 2 * 2 and all(np.isfinite(ratios)) and all(r > 0 for r in ratios)
     assert rows[-1]["mflop"] > 0 and all(rows[-1][d]["ms"] > 0 for d in bench.DTYPES)
     assert any(line.startswith("arithmetic bound") for line in lines)
+    algos = next(r["algorithms"] for r in rows if "algorithms" in r)
+    assert set(algos) == {(a, d) for a in bench.ALGORITHM_ROWS for d in bench.DTYPES}
+    assert all(algos["maml", d]["ratio_to_maml"] == 1.0 for d in bench.DTYPES)
+    assert all(np.isfinite(c["ms"]) and c["ms"] > 0 for c in algos.values())
 
 
 @pytest.mark.slow
