@@ -35,7 +35,7 @@ SEARCH_SLICES = "search_slices.png"
 IMPORTANCE = "importance.csv"
 # A trial the sweeper stopped early (its objective, when finite, is an intermediate value). No
 # sweeper in this project writes it yet; rundir is its home once the trainer does.
-PRUNED = getattr(rundir, "PRUNED", "pruned")
+PRUNED = rundir.PRUNED
 _USABLE = (COMPLETED, PRUNED)  # statuses whose objective is a real value
 TRIAL_COLUMNS = ["trial", "run", "status", "objective", "best_so_far", "n_seeds"]
 MIN_LEVELS = 6  # a sampled parameter has more distinct values than a grid key usually does
