@@ -202,7 +202,18 @@ def test_design_roles_from_what_differs(tmp_path):
     assert d2.conditions == ["task.bins", "algorithm.inner_lr"] and d2.hyper == []
 
 
-@pytest.mark.slow  # a whole report with figures: 4-9 s
+def test_runs_of_another_task_are_a_condition_named_by_its_family(tmp_path):
+    planted_sweep(tmp_path / "a", [{"algorithm.inner_lr": 0.1}], seeds=(0,))
+    # what experiment=maml2017_sine does: another task family, a dozen task.* values with it
+    planted_sweep(tmp_path / "b", [{"algorithm.inner_lr": 0.01}], seeds=(0,), preset={
+        "name": "maml2017_sine", "task.name": "sine", "task.xmin": -5.0, "task.xmax": 5.0, "task.noise": 0.0})
+    rs = load_runs([tmp_path / "a" / "0", tmp_path / "b" / "0"])
+    d = experiment_design(rs)
+    assert d.conditions == ["task.name"] and d.hyper == ["algorithm.inner_lr"]
+    assert d.methods == ["override.experiment"] and d.kind == "algorithms"
+
+
+@pytest.mark.slow  # two whole reports: ~15 s
 def test_two_sweeps_side_by_side_in_one_command(real_sweep, tmp_path):
     a, b = tmp_path / "2026-11-26" / "10-00-00", tmp_path / "2026-11-26" / "11-00-00"
     shutil.copytree(real_sweep, a)

@@ -96,7 +96,8 @@ def experiment_design(rs: RunSet, condition: list[str] | None = None) -> Design:
                and c not in swept and _differs(runs, c)]
     allowed = swept + [c for c in derived if c not in swept]
     extra = [resolve(n, allowed, "--condition") for f in (condition or []) for n in f.split(",") if n]
-    conditions = [k for k in allowed if k.startswith("task.") or k in BANK_KEYS or k in extra]
+    conditions = _distinguishing(runs, [k for k in allowed if k.startswith("task.") or k in BANK_KEYS or k in extra],
+                                 anchor=[k for k in swept if k.startswith("task.") or k in BANK_KEYS] + extra)
     methods = [k for k in swept if k in METHOD_KEYS and k not in conditions]
     hyper = [k for k in swept if k not in conditions and k not in methods]
     d = Design(conditions, methods, hyper)
@@ -106,6 +107,21 @@ def experiment_design(rs: RunSet, condition: list[str] | None = None) -> Design:
     d.continuous = [k for k in hyper if is_continuous(runs[k], per_condition)]
     d.kind = _kind(runs, d, per_condition)
     return d
+
+
+def _distinguishing(runs: pd.DataFrame, keys: list[str], anchor: list[str]) -> list[str]:
+    """``keys`` without those a preset sets along with another: the swept (``anchor``) keys and
+    ``task.name`` first, then each further key only when it splits runs those keys put together (an
+    ``experiment`` that sets ``task=sine`` differs in a dozen ``task.*`` keys; ``task.name`` says it)."""
+    chosen = [k for k in keys if k in anchor]
+    if "task.name" in keys and "task.name" not in chosen:
+        chosen.append("task.name")
+    for k in keys:
+        if k in chosen:
+            continue
+        if not chosen or (runs.groupby(chosen, dropna=False)[k].nunique(dropna=False) > 1).any():
+            chosen.append(k)
+    return [k for k in keys if k in chosen]
 
 
 def _configs_per_condition(runs: pd.DataFrame, d: Design) -> list[int]:

@@ -175,7 +175,7 @@ def make_sweep(sweep_dir: Path, grid: dict, seeds=(0, 1, 2), *, outer_steps: int
 
 def planted_sweep(sweep_dir: Path, configs: list[dict], seeds=(0, 1, 2), *, n_tasks: int = 60, max_k: int = 10,
                   level=lambda config: 1.0, val_noise: float = 0.02, random_seed: int = 0,
-                  statuses: dict | None = None) -> list[Path]:
+                  statuses: dict | None = None, preset: dict | None = None) -> list[Path]:
     """A sweep whose per-task test MSE (``test_mse.npz``) and ``val_mse`` carry planted effects.
 
     ``configs``: dotted key -> value per configuration (a key without a dot is a group choice, e.g.
@@ -183,6 +183,8 @@ def planted_sweep(sweep_dir: Path, configs: list[dict], seeds=(0, 1, 2), *, n_ta
     times a seed effect and noise; the task difficulties depend only on the ``task.*`` values (one bank
     per task condition, as in real runs). ``val_mse`` is the configuration's level plus a little noise.
     ``statuses``: (config index, seed) -> status or a ``val_mse`` value to plant (e.g. ``float('inf')``).
+    ``preset``: dotted key -> value set in every run's config without an override (what an
+    ``experiment`` preset does; its name goes into the overrides as ``experiment=<preset name>``).
     """
     from .. import evaluate
 
@@ -192,12 +194,15 @@ def planted_sweep(sweep_dir: Path, configs: list[dict], seeds=(0, 1, 2), *, n_ta
     rng = np.random.default_rng(random_seed)
     out, num = [], 0
     for ci, combo in enumerate(configs):
-        bank = sorted((k, str(v)) for k, v in combo.items() if k.startswith("task."))
+        bank = sorted((k, str(v)) for k, v in {**(preset or {}), **combo}.items() if k.startswith("task."))
         bank_rng = np.random.default_rng(zlib.crc32(repr(bank).encode()))
         difficulty = bank_rng.gamma(4.0, 0.25, size=(n_tasks, 1))
         for seed in seeds:
             config = base_config(seed)
-            overrides = []
+            overrides = [f"experiment={preset['name']}"] if preset else []
+            for k, v in (preset or {}).items():
+                if k != "name":
+                    set_key(config, k, v)
             for k, v in combo.items():
                 set_key(config, k if "." in k else f"{k}.name", v)
                 overrides.append(override_string(k, v))
