@@ -108,7 +108,7 @@ def _hydra_main(cfg) -> float:
         for line in console.run_end_lines(out_dir, summary):
             log.info(line, extra={"console": True})
     value = summary.get("val_mse") if summary["status"] == rundir.COMPLETED else None
-    return math.inf if value is None else value
+    return value if isinstance(value, (int, float)) and math.isfinite(value) else math.inf  # never a NaN to a sweeper
 
 
 def resume_command(hc) -> str:
