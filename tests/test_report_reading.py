@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -61,7 +62,7 @@ def test_failed_and_diverged_runs_are_listed_with_their_reason(tmp_path, monkeyp
     issues = pd.read_csv(folder / "issues.csv")
     assert list(issues["issue"]) == ["diverged at step 137",
                                      "failed: optimizer.lr=0.0 is not allowed: must be > 0"]
-    assert "## Runs that did not complete" in md
+    assert "## Runs that did not complete, and damaged files" in md
     assert "diverged at step 137" in md and "must be &gt; 0" in md  # run data is escaped
 
 
@@ -127,3 +128,20 @@ def test_numbers_are_rounded_to_what_their_interval_supports(est, half, text):
     from maml_sweep.analysis.document import num_pm
 
     assert num_pm(est, half) == text
+
+
+@pytest.mark.slow  # a whole report: ~5 s
+def test_a_damaged_test_mse_file_is_left_out_and_named(tmp_path, monkeypatch, capsys):
+    from maml_sweep.analysis.synthetic import planted_sweep
+
+    monkeypatch.chdir(tmp_path)
+    runs = planted_sweep(tmp_path / "s", [{"algorithm.inner_lr": 0.1}, {"algorithm.inner_lr": 0.3}])
+    (runs[1] / "test_mse.npz").write_bytes(b"PK\x03\x04 not a zip")
+    (runs[4] / "test_mse.npz").unlink()
+    (runs[4] / "test_mse.npz").symlink_to(tmp_path / "elsewhere.npz")
+    folder, md, _ = _report([tmp_path / "s"], capsys)
+    issues = pd.read_csv(folder / "issues.csv")
+    named = issues[issues["issue"].str.startswith("left out of the test statistics")]
+    assert sorted(named["run"].astype(str)) == ["1", "4"]
+    best = pd.read_csv(folder / "best.csv")
+    assert best["n_seeds"].iloc[0] == 3 and np.isnan(best["test_mean_k5_low"].iloc[0])  # 2 usable seeds: no interval

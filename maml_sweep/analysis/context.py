@@ -54,6 +54,7 @@ class ReportContext:
     order: pd.DataFrame = field(default_factory=pd.DataFrame)  # ranked within conditions (selection.ranked_within)
     best: pd.DataFrame = field(default_factory=pd.DataFrame)  # one row per condition (selection.best_per_condition)
     steps: list = field(default_factory=list)
+    read_issues: list = field(default_factory=list)  # (run, path, issue) met while reading per-task scores
     resolve: float | None = None  # --resolve DELTA: the difference the precision advisor sizes the sweep for
     _scores: dict = field(default_factory=dict)
 
@@ -102,7 +103,7 @@ class ReportContext:
         """seed -> (per-task MSE (T, K), bank key) of one configuration's completed runs (cached)."""
         key = tuple(str(config[k]) for k in self.design.keys)
         if key not in self._scores:
-            self._scores[key] = config_runs(self.runs, self.design.keys, config)
+            self._scores[key] = config_runs(self.runs, self.design.keys, config, self.read_issues)
         return self._scores[key]
 
     def score_matrix(self, config, k: int) -> np.ndarray | None:

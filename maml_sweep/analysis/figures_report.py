@@ -246,7 +246,7 @@ def figure_fits(c: ReportContext) -> None:
     missing = "No fits: the best run has no `params.npz`."
     try:
         fig = plots.best_fits(run["path"])
-    except rundir.RestoreError as e:
+    except (rundir.RestoreError, rundir.DamagedFile, rundir.RunDirError) as e:
         fig, missing = None, f"No fits: {e}."
     c.figure(fig, "best_fits", f"Run {run['run']} (lowest {c.select} of the best configuration"
              + (f" for {c.condition_text(b)}" if c.design.conditions else "") + ") adapted to the first four tasks "

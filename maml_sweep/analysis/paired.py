@@ -10,6 +10,8 @@ common seeds get an estimate and no interval.
 from __future__ import annotations
 
 import ast
+import os
+import zipfile
 import math
 from pathlib import Path
 
@@ -33,8 +35,10 @@ def per_task_mse(run_dir: Path) -> np.ndarray | None:
     """The run's own initialisation's per-task test MSE (T, max_steps + 1), or None without
     ``test_mse.npz``. The first array is the run's own init (``trained``/``pretrain``/``scratch``)."""
     path = Path(run_dir) / rundir.TEST_MSE
-    if not path.exists():
+    if not os.path.lexists(path):  # a dangling link is there, and damaged
         return None
+    if not path.is_file() or path.is_symlink():
+        raise rundir.DamagedFile(f"{path}: not a regular file")
     arrays = rundir.load_params(path)
     return next(iter(arrays.values())) if arrays else None
 
@@ -57,13 +61,21 @@ def bank_key(run: pd.Series) -> tuple:
     return tuple((c, str(run[c])) for c in cols)
 
 
-def config_runs(runs: pd.DataFrame, keys: list[str], config) -> dict[int, tuple[np.ndarray, tuple]]:
-    """seed -> (per-task MSE, bank key) for the completed runs of one configuration that have one."""
+def config_runs(runs: pd.DataFrame, keys: list[str], config,
+                issues: list | None = None) -> dict[int, tuple[np.ndarray, tuple]]:
+    """seed -> (per-task MSE, bank key) for the completed runs of one configuration that have one.
+    A run whose ``test_mse.npz`` is damaged (or not a regular file) is left out; its one-line reason
+    goes to ``issues`` as (run, path, reason) when given."""
     out = {}
     mask = config_mask(runs, keys, config) & (runs["status"].astype(str) == COMPLETED)
     for _, run in runs[mask].iterrows():
-        mse = per_task_mse(Path(run["path"]))
-        if mse is not None:
+        try:
+            mse = per_task_mse(Path(run["path"]))
+        except (rundir.DamagedFile, rundir.RunDirError, OSError, ValueError, zipfile.BadZipFile) as e:
+            if issues is not None:
+                issues.append((run["run"], run["path"], f"left out of the test statistics: {e}"))
+            continue
+        if mse is not None and mse.ndim == 2:
             out[int(run["seed"]) if "seed" in run.index and pd.notna(run["seed"]) else 0] = (mse, bank_key(run))
     return out
 

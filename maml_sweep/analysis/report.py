@@ -218,12 +218,18 @@ def problem_runs(rs: RunSet) -> pd.DataFrame:
 
 
 def section_problems(c: ReportContext) -> None:
+    """Runs that did not complete, the loader's issues and damaged per-task files (``issues.csv``)."""
+    for _, config in c.order.iterrows():  # read every configuration's test_mse.npz now (cached for the rest)
+        c.scores(config)
     problems = problem_runs(c.rs)
+    if c.read_issues:
+        problems = pd.concat([problems, pd.DataFrame(c.read_issues, columns=["run", "path", "issue"])],
+                             ignore_index=True)
     c.csv(problems, "issues.csv")
     c.csv(c.rs.skipped, "skipped.csv")
     if problems.empty:
         return
-    c.doc.h(2, "Runs that did not complete")
+    c.doc.h(2, "Runs that did not complete, and damaged files")
     c.doc.table(problems[["run", "issue"]], "issues.csv")
 
 
