@@ -208,6 +208,13 @@ class SweepSummary(Callback):
             _refuse("hydra.run.dir is empty (that would write the run into the current directory); "
                     "give the run a directory of its own")
         _refuse(rundir.unusable_dir(Path(run_dir), "hydra.run.dir"))
+        from .train import check_before_start  # here: the trainer's imports are not the callback's
+
+        problems = check_before_start(config)
+        if problems:  # each on its own line, as the run itself would print them
+            for line in problems[:-1]:
+                print(f"maml-sweep: error: {line}", file=sys.stderr)
+            _refuse(problems[-1])
 
     def on_multirun_start(self, config, **kwargs) -> None:
         _refuse(rundir.unusable_dir(Path(config.hydra.sweep.dir), "hydra.sweep.dir") or check_sweep_dir(config))
