@@ -81,7 +81,9 @@ def _hydra_main(cfg) -> float:
     except Exception as exc:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
-        message = f"{job}run failed: {type(exc).__name__}: {exc} (recorded in {out_dir / rundir.SUMMARY})"
+        recorded = out_dir / rundir.SUMMARY  # named only where it exists (a full disk may have stopped it)
+        where = f" (recorded in {recorded})" if accepted and recorded.is_file() else ""
+        message = f"{job}run failed: {type(exc).__name__}: {exc}{where}"
         if not multirun:
             _fail([message], 1)
         _print_error(message)

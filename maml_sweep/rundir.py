@@ -170,7 +170,7 @@ def read_text(path: Path, limit: int = MAX_TEXT_BYTES) -> str:
     return read_bytes(path, limit).decode()
 
 
-def unsafe_entry(run_dir: Path) -> DamagedRunFile | None:
+def unsafe_entry(run_dir: Path) -> RunDirError | None:
     """The first entry of ``run_dir`` a run would open that is not what it must be (a run file,
     job log or temp file that is a symbolic link, FIFO, socket, device or folder; a ``.hydra`` or
     ``.aside`` that is not a real folder, or a ``.hydra`` file that is not a regular file), as the
@@ -183,6 +183,9 @@ def unsafe_entry(run_dir: Path) -> DamagedRunFile | None:
     for name in names:
         path = run_dir / name
         mode = os.lstat(path).st_mode
+        if name == ASIDE and not stat.S_ISDIR(mode):  # cannot be set aside into itself
+            return RunDirError(f"{path} is {_kind(mode) or 'a file'}, not a folder; a run reads and writes only "
+                               f"regular files inside its own directory: move it away (mv {path} SOMEWHERE)")
         if name in _HIDDEN_DIRS:
             if not stat.S_ISDIR(mode):
                 return _unsafe(path, _kind(mode)) if stat.S_ISLNK(mode) else \
@@ -408,8 +411,8 @@ class RunLock:
     holder's PID, host and start time are written into the file (best effort: a full disk must not
     stop a run that only reads). The kernel releases it when the process exits or dies."""
 
-    def __init__(self, run_dir: Path):
-        self.path = Path(run_dir) / LOCK
+    def __init__(self, run_dir: Path, name: str = LOCK):
+        self.path = Path(run_dir) / name
         self._fd: int | None = None
 
     def acquire(self) -> "RunLock":
@@ -420,7 +423,8 @@ class RunLock:
             os.close(fd)
             if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                 raise
-            raise RunDirBusy(f"{self.path.parent} is in use by {lock_holder(self.path.parent)}; wait for "
+            holder = lock_holder(self.path.parent, self.path.name)
+            raise RunDirBusy(f"{self.path.parent} is in use by {holder}; wait for "
                              "it to end (or stop it) or choose another hydra.run.dir / hydra.sweep.dir") from None
         self._fd = fd
         holder = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}
@@ -459,17 +463,17 @@ def is_live(run_dir: Path) -> bool:
         os.close(fd)
 
 
-def lock_holder(run_dir: Path) -> str:
+def lock_holder(run_dir: Path, name: str = LOCK) -> str:
     """``PID n on host h (since HH:MM:SS UTC)`` from the lock file, or ``another process``.
     A holder that has just taken the lock may not have written itself yet: up to 20 reads,
     10 ms apart."""
     tries = 20
     for attempt in range(tries):
         try:
-            info = json.loads(read_text(Path(run_dir) / LOCK, 4096))
+            info = json.loads(read_text(Path(run_dir) / name, 4096))
             since = time.strftime("%H:%M:%S UTC", time.gmtime(info["since"]))
             return f"PID {info['pid']} on host {info['host']} (since {since})"
-        except (OSError, ValueError, KeyError, TypeError):
+        except (OSError, ValueError, KeyError, TypeError, OverflowError):
             if attempt + 1 < tries:
                 time.sleep(0.01)
     return "another process"
@@ -493,9 +497,10 @@ def set_aside(path: Path) -> Path:
     run_dir = path.parent.parent if in_hydra else path.parent
     allowed = ASIDE_HYDRA_FILES if in_hydra else ASIDE_FILES
     is_run = any(os.path.lexists(run_dir / n) for n in (LOCK, SUMMARY, HYDRA_CONFIG, CHECKPOINT))
-    if stat.S_ISDIR(mode) or path.name not in allowed or not is_run:
+    own = path.name in allowed or (not in_hydra and path.name.endswith(".log"))  # the job log too
+    if stat.S_ISDIR(mode) or not own or not is_run:
         raise RunDirError(f"{path} is not a file of a maml-sweep run directory; maml-sweep-aside moves only "
-                          f"{', '.join(ASIDE_FILES)} (or .hydra/{{{','.join(ASIDE_HYDRA_FILES)}}}) of a run")
+                          f"{', '.join(ASIDE_FILES)}, *.log (or .hydra/{{{','.join(ASIDE_HYDRA_FILES)}}}) of a run")
     lock_sound = os.path.lexists(run_dir / LOCK) and _kind(os.lstat(run_dir / LOCK).st_mode) is None
     with RunLock(run_dir) if lock_sound or not os.path.lexists(run_dir / LOCK) else _no_lock():
         folder = run_dir / ASIDE

@@ -20,7 +20,9 @@ import fcntl
 import io
 import json
 import logging
+import os
 import shlex
+import stat
 import sys
 import time
 from contextlib import contextmanager
@@ -36,12 +38,15 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from . import rundir
+from .safe_text import csv_cell
 
 log = logging.getLogger(__name__)
 PLAN = ".sweep_plan.json"
 REFUSED = ".sweep_refused.json"  # job number -> why this sweep's job was refused (its dir is untouched)
 RECORD = "multirun.yaml"  # Hydra's record of the sweep
 SUMMARY_LOCK = ".sweep_summary.lock"  # serialises the writers of sweep_summary.csv
+SWEEP_LOCK = ".sweep.lock"  # held by the process that runs the sweep, for the sweep's life
+SWEEP_FILES = (PLAN, REFUSED, RECORD, SUMMARY_LOCK, SWEEP_LOCK)  # regular files of a sweep directory
 
 SWEEP_SUMMARY = "sweep_summary.csv"
 HEADLINE = ("status", "steps", "outer_steps", "val_mse", "val_meta_objective", "train_meta_objective", "wall_s",
@@ -82,8 +87,8 @@ def record_refusal(sweep_dir: Path, job: int, message: str) -> None:
 
 def _read_json(path: Path):
     try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
+        return json.loads(rundir.read_text(path))
+    except (OSError, ValueError, RecursionError):  # DamagedRunFile (a link, FIFO) is a ValueError
         return None
 
 
@@ -97,9 +102,9 @@ def write_sweep_summary(sweep_dir: Path, ended: bool = False) -> list[dict]:
             columns += [k for k in row if k not in columns and k not in HEADLINE]
         columns += list(HEADLINE)
         text = io.StringIO()
-        writer = csv.DictWriter(text, fieldnames=columns, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
+        writer = csv.writer(text, lineterminator="\n")  # run data is data: no cell is a formula
+        writer.writerow([csv_cell(c) for c in columns])
+        writer.writerows([csv_cell(row.get(c, "")) for c in columns] for row in rows)
         path = sweep_dir / SWEEP_SUMMARY
         with rundir.atomic_path(path) as tmp:
             tmp.write_text(text.getvalue())
@@ -133,12 +138,35 @@ def progress(rows: list[dict], plan: dict, now: float) -> dict:
 
 @contextmanager
 def _locked(lock_path: Path):
-    with open(lock_path, "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    fd = rundir.open_fd(lock_path, os.O_RDWR | os.O_CREAT)  # never through a link
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def unsafe_sweep_entry(sweep_dir: Path) -> str | None:
+    """Why a sweep may not use ``sweep_dir``: a sweep file that is a link or no regular file, a job
+    directory that is a link or no folder, or a job directory a run would refuse
+    (:func:`rundir.unsafe_entry`); None when all are sound. Read-only."""
+    try:
+        names = os.listdir(sweep_dir)
+    except OSError:
+        return None
+    for name in sorted(names, key=rundir.natural_key):
+        path = Path(sweep_dir) / name
+        mode = os.lstat(path).st_mode
+        if name in SWEEP_FILES + (SWEEP_SUMMARY,) and rundir._kind(mode) is not None:
+            return f"{path} is {rundir._kind(mode)}, not a regular file; move it away or choose a new hydra.sweep.dir"
+        if name.isdigit():
+            if not stat.S_ISDIR(mode):
+                return f"{path} is {rundir._kind(mode) or 'a file'}, not a job folder; move it away or choose a new " \
+                       "hydra.sweep.dir"
+            unsafe = rundir.unsafe_entry(path)
+            if unsafe is not None:
+                return str(unsafe)
+    return None
 
 
 def sweep_identity(config) -> dict:
@@ -167,6 +195,7 @@ def check_sweep_dir(config) -> str | None:
 
 
 _OPEN: list = []  # sweep dirs of multiruns started in this process and not yet ended
+_SWEEP_LOCKS: list = []  # the sweep directory locks this process holds (released when it exits)
 
 
 def _stopped_early() -> None:
@@ -188,6 +217,13 @@ def open_sweeps() -> list[Path]:
 def close(sweep_dir: Path) -> None:
     """This process ends the sweep in ``sweep_dir`` itself (e.g. on an interrupt, with its own message)."""
     _OPEN[:] = [(d, c) for d, c in _OPEN if d != Path(sweep_dir)]
+
+
+def release(sweep_dir: Path) -> None:
+    """Let go of ``sweep_dir``'s sweep lock (the sweep has ended)."""
+    for lock in [lock for lock in _SWEEP_LOCKS if lock.path.parent == Path(sweep_dir)]:
+        lock.release()
+        _SWEEP_LOCKS.remove(lock)
 
 
 def _refuse(refusal: str | None) -> None:
@@ -217,9 +253,18 @@ class SweepSummary(Callback):
             _refuse(problems[-1])
 
     def on_multirun_start(self, config, **kwargs) -> None:
-        _refuse(rundir.unusable_dir(Path(config.hydra.sweep.dir), "hydra.sweep.dir") or check_sweep_dir(config))
         sweep_dir = Path(config.hydra.sweep.dir)
+        _refuse(rundir.unusable_dir(sweep_dir, "hydra.sweep.dir"))
+        if config.hydra.get("output_subdir") is not None:
+            _refuse(f"hydra.output_subdir={config.hydra.output_subdir} is not allowed: maml-sweep writes each run's "
+                    ".hydra/ record itself once its directory is accepted; leave hydra.output_subdir unset (null)")
         sweep_dir.mkdir(parents=True, exist_ok=True)
+        _refuse(unsafe_sweep_entry(sweep_dir))
+        try:  # one sweep at a time in a directory: held until this process exits
+            _SWEEP_LOCKS.append(rundir.RunLock(sweep_dir, SWEEP_LOCK).acquire())
+        except rundir.RunDirError as exc:
+            _refuse(f"another sweep is running in {sweep_dir}: {exc}")
+        _refuse(check_sweep_dir(config))
         rundir.write_json(sweep_dir / PLAN, {"planned": planned_jobs(config), "started": time.time()})
         (sweep_dir / REFUSED).unlink(missing_ok=True)  # refusals are per invocation
         if not _OPEN:
@@ -245,6 +290,7 @@ class SweepSummary(Callback):
         sweep_dir = Path(config.hydra.sweep.dir)
         close(sweep_dir)
         rows = write_sweep_summary(sweep_dir, ended=True)
+        release(sweep_dir)
         bad = [r for r in rows if r["status"] in (rundir.FAILED, rundir.KILLED)]
         stopped = [r for r in rows if r["status"] == rundir.INTERRUPTED]
         failed = f"{len(bad)} of {len(rows)} runs failed (jobs {', '.join(str(r['job']) for r in bad)}; " \
