@@ -243,8 +243,11 @@ class SweepSummary(Callback):
         if not run_dir:
             _refuse("hydra.run.dir is empty (that would write the run into the current directory); "
                     "give the run a directory of its own")
-        _refuse(rundir.unusable_dir(Path(run_dir), "hydra.run.dir"))
-        from .train import check_before_start  # here: the trainer's imports are not the callback's
+        from .train import check_before_start, finished_here  # here: the trainer's imports are not the callback's
+
+        unusable = rundir.unusable_dir(Path(run_dir), "hydra.run.dir")
+        if unusable and not (Path(run_dir).is_dir() and finished_here(config)):  # a finished run: skipped, read-only ok
+            _refuse(unusable)
 
         problems = check_before_start(config)
         if problems:  # each on its own line, as the run itself would print them

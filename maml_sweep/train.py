@@ -191,6 +191,19 @@ def check_before_start(config) -> list[str]:
     return []
 
 
+def finished_here(config) -> bool:
+    """True when ``hydra.run.dir`` of the composed ``config`` holds a finished (completed or diverged)
+    run of this very config: the run will be skipped without writing, so a read-only directory is fine."""
+    cfg = copy.deepcopy(config)
+    with open_dict(cfg):
+        del cfg["hydra"]
+    try:
+        previous = check_run_dir(Path(str(config.hydra.run.dir)), config_hash(cfg))
+    except rundir.RunDirError:
+        return False
+    return previous is not None and previous["status"] in rundir.FINISHED
+
+
 class Interrupted(KeyboardInterrupt):
     """A signal that stops the run at once (outside the training loop, or a second one in it);
     the message is the signal's name."""
@@ -435,11 +448,22 @@ def _misfit(state: TrainState, fresh: TrainState, outer_steps: int, chash: str) 
     checks = [("params", _layout(state.params) == _layout(fresh.params)),
               ("optimizer state", _layout(state.opt_state) == _layout(fresh.opt_state)),
               ("step", 0 <= state.step <= outer_steps),
-              ("RNG state", _layout(state.rng_state) == _layout(fresh.rng_state)),
+              ("RNG state", _layout(state.rng_state) == _layout(fresh.rng_state) and _rng_in_range(state.rng_state)),
               ("validation tasks", _layout(tasks(state)) == _layout(tasks(fresh))),
               ("figure snapshots", all(_layout(p) == _layout(fresh.params) for _, p in state.snapshots)),
               ("config hash", state.config_hash == chash)]
     return next((what for what, ok in checks if not ok), None)
+
+
+def _rng_in_range(rng_state) -> bool:
+    """The integers of a stream state (of the layout :func:`streams.get_state` gives) within the
+    ranges numpy assumes: it does not check them all itself (a legacy position past 624 crashes it)."""
+    if isinstance(rng_state, tuple):  # RandomState: (name, key (624,) uint32, pos, has_gauss, cached_gaussian)
+        _, key, pos, has_gauss, gauss = rng_state
+        return 0 <= int(pos) <= len(key) and int(has_gauss) in (0, 1) and math.isfinite(float(gauss))
+    inner = rng_state["state"]  # PCG64: 128-bit state and increment, a buffered 32-bit half
+    return (all(0 <= int(inner[k]) < 2 ** 128 for k in ("state", "inc")) and int(rng_state["has_uint32"]) in (0, 1)
+            and 0 <= int(rng_state["uinteger"]) < 2 ** 32)
 
 
 def _layout(tree):

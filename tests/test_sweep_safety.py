@@ -143,3 +143,13 @@ def test_two_sweeps_started_into_one_directory_one_runs_the_other_is_refused(tmp
         assert [r["status"] for r in rows] == ["completed"] * 4 and [r["seed"] for r in rows] == ["0", "1", "2", "3"]
         record = yaml.safe_load((tmp_path / f"s{i}" / sweep.RECORD).read_text())
         assert record["hydra"]["overrides"]["task"][0] == "seed=0,1,2,3"
+
+
+def test_a_finished_run_in_a_read_only_directory_is_skipped_as_documented(tmp_path, compose_cfg, monkeypatch):
+    run_dir = tmp_path / "run"
+    assert train.run(compose_cfg(TINY), run_dir)["status"] == "completed"
+    real_access = os.access  # root writes anywhere, so a read-only directory is simulated
+    monkeypatch.setattr(os, "access", lambda p, mode: False if Path(p) == run_dir else real_access(p, mode))
+    sweep.SweepSummary().on_run_start(compose([*TINY, f"hydra.run.dir={run_dir}"], hydra=True))  # accepted
+    with pytest.raises(SystemExit):  # another config would have to write: refused as not writable
+        sweep.SweepSummary().on_run_start(compose([*TINY, "seed=3", f"hydra.run.dir={run_dir}"], hydra=True))
