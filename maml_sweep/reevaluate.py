@@ -85,7 +85,7 @@ def main(argv=None) -> int:
         try:
             s = reevaluate(run)
         except (ValueError, rundir.RunDirError) as exc:  # DamagedFile and Refused are ValueErrors
-            print(f"skipped {exc}", file=sys.stderr)
+            print(f"skipped {exc}" if str(run) in str(exc) else f"skipped {run}: {exc}", file=sys.stderr)
             skipped += 1
             continue
         steps = [k for k in s if k.startswith("test_mse_k")]
