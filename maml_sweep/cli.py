@@ -19,7 +19,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import OmegaConf
 
-from . import logs, rundir, sweep
+from . import logs, rundir, stopping, sweep
 from .config import ConfigError, register_configs
 from .train import run
 
@@ -51,7 +51,10 @@ def _hydra_main(cfg) -> float:
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN
     out_dir = Path(hc.runtime.output_dir)
+    if multirun and not stopping.job_may_start(Path(hc.sweep.dir), out_dir):
+        return math.inf  # the sweep was stopped (Ctrl-C, SIGTERM): no new job starts
     if multirun and not _in_process_launcher(hc):
+        stopping.watch_worker(Path(hc.sweep.dir))  # stops its job with the sweep, or when orphaned
         logs.tag_job(hc.job.num)  # parallel jobs' lines interleave: each says which job it is
     if multirun and cfg.train.figures is None:
         cfg.train.figures = False  # a sweep's jobs skip the per-run figure; the report draws the best fits
@@ -95,7 +98,8 @@ def _hydra_main(cfg) -> float:
         _SAID.append(f"maml-sweep: {job}{summary['error'] or rundir.INTERRUPTED} at step {summary['steps']}"
                      f"/{summary.get('outer_steps', '?')}, checkpoint kept; resume with: {resume_command(hc)}")
         print(_SAID[-1], file=sys.stderr)
-        sys.exit(130)  # stop here; with the basic launcher this also stops the rest of the sweep
+        sigterm = "SIGTERM" in str(summary.get("error"))
+        sys.exit(143 if sigterm else 130)  # stop here; with the basic launcher this also stops the rest of the sweep
     value = summary.get("val_mse") if summary["status"] == rundir.COMPLETED else None
     return math.inf if value is None else value
 

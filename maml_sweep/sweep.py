@@ -37,7 +37,7 @@ from hydra.types import RunMode
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from . import rundir
+from . import rundir, stopping
 from .safe_text import csv_cell
 
 log = logging.getLogger(__name__)
@@ -268,6 +268,7 @@ class SweepSummary(Callback):
         except rundir.RunDirError as exc:
             _refuse(f"another sweep is running in {sweep_dir}: {exc}")
         _refuse(check_sweep_dir(config))
+        stopping.install(sweep_dir)  # Ctrl-C/SIGTERM from here on: stop every job, start none
         rundir.write_json(sweep_dir / PLAN, {"planned": planned_jobs(config), "started": time.time()})
         (sweep_dir / REFUSED).unlink(missing_ok=True)  # refusals are per invocation
         if not _OPEN:
@@ -298,11 +299,12 @@ class SweepSummary(Callback):
         stopped = [r for r in rows if r["status"] == rundir.INTERRUPTED]
         failed = f"{len(bad)} of {len(rows)} runs failed (jobs {', '.join(str(r['job']) for r in bad)}; " \
                  f"see {sweep_dir / SWEEP_SUMMARY})" if bad else ""
-        if stopped:
+        signum = stopping.received()
+        if stopped or signum:
             also = f"; {failed}" if failed else ""
             print(f"maml-sweep: {len(stopped)} of {len(rows)} runs interrupted, checkpoints kept{also}; "
                   f"resume the sweep with: {_sweep_command(config)}", file=sys.stderr)
-            sys.exit(130)
+            sys.exit(128 + (signum or 2))  # 130 for SIGINT, 143 for SIGTERM
         if bad:
             print(f"maml-sweep: {failed}", file=sys.stderr)
             sys.exit(1)

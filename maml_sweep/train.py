@@ -510,6 +510,7 @@ class StopSignals:
     elsewhere this does nothing."""
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2)
+    active: "StopSignals | None" = None  # the one in force in this process (a sweep worker's watch reads it)
 
     def __init__(self):
         self.received: str | None = None
@@ -551,8 +552,11 @@ class StopSignals:
     def __enter__(self) -> "StopSignals":
         if threading.current_thread() is threading.main_thread():
             self._old = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+            StopSignals.active = self
         return self
 
     def __exit__(self, *exc) -> None:
         for s, h in self._old.items():
             signal.signal(s, h)
+        if StopSignals.active is self:
+            StopSignals.active = None

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from omegaconf import OmegaConf
 
@@ -164,7 +164,12 @@ def test_zz_property_counts(capsys):
     assert STATS["examples"] > 0
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+@pytest.mark.xfail(strict=True, raises=rundir.DamagedFile,
+                   reason="found by this test: the report tracebacks on a truncated params.npz of the best run "
+                          "(analysis/plots.best_fits -> rundir.restore raises DamagedFile, not caught in analysis/); "
+                          "the report side is the lead's: remove this mark with that fix")
+@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True,
+          phases=[Phase.explicit, Phase.reuse, Phase.generate])  # no shrinking: minutes per report
 @given(changes=damages)
 def test_the_report_succeeds_or_names_the_file_in_one_line(sweep_of_two, tmp_path_factory, changes):
     """The report as a black box (``maml_sweep.analysis.report_cli.main``)."""
