@@ -296,6 +296,11 @@ def test_a_signal_in_any_phase_leaves_status_interrupted_and_the_rerun_completes
     assert curve(tmp_path) == curve(straight)
     with np.load(tmp_path / rundir.PARAMS) as a, np.load(straight / rundir.PARAMS) as b:
         assert all(np.array_equal(a[k], b[k]) for k in a.files)
+    # every summary value equals the uninterrupted run's (train_meta_objective included), times aside
+    timing = {"wall_s", "ms_per_step", "setup_s", "eval_s", "writes_s"}
+    expected = {k: v for k, v in summary_of(straight).items() if k not in timing}
+    assert {k: v for k, v in summary_of(tmp_path).items() if k not in timing} == expected
+    assert expected["train_meta_objective"] is not None
 
 
 def test_a_second_signal_stops_at_once_and_the_last_checkpoint_is_the_resume_point(
