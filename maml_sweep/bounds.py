@@ -59,10 +59,12 @@ def estimates(cfg) -> list[Estimate]:
     val_s = (tr.outer_steps // tr.eval_every + 1) * val_tasks * (steps + 1) * n * point_flops / FLOPS_PER_S
 
     # Evaluation: the test bank (support + query points per task, and a stacked copy) and its curves
-    # for the trained and the scratch initialisation; tasks adapted in chunks for max_steps steps.
+    # for the trained and the scratch initialisation; tasks adapted in chunks for max_steps steps,
+    # a task's every step kept (the adaptation's tape: activations of its points at each of k + 1 steps).
     shots = _shots(t, ev)
     m, T, k = shots + ev.query_size, ev.num_tasks, ev.max_steps
-    eval_bytes = T * (4 * BYTES * m + 2 * BYTES * (k + 1)) + min(T, CHUNK_TASKS) * (m * point_bytes + 3 * BYTES * P)
+    eval_bytes = (T * (4 * BYTES * m + 2 * BYTES * (k + 1)) + min(T, CHUNK_TASKS) * (m * point_bytes + 3 * BYTES * P)
+                  + (k + 1) * (m * point_bytes + 2 * BYTES * P))
     eval_s = 2 * T * (k * shots + (k + 1) * ev.query_size) * point_flops / FLOPS_PER_S
 
     grew = _growth(cfg)

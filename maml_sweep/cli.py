@@ -2,7 +2,7 @@
 
 What the user sees when a run does not complete is one line on stderr, never a traceback: a refused
 directory or a bad value (exit 2), a failed run (exit 1; ``HYDRA_FULL_ERROR=1`` re-raises), an
-interrupt with the exact command that resumes it (exit 130). In a multirun a refused or failed job
+interrupt with the exact command that resumes it (exit 130 for SIGINT, 143 for SIGTERM). In a multirun a refused or failed job
 prints its line and the sweep goes on; the sweep then exits 1.
 """
 from __future__ import annotations
@@ -11,6 +11,7 @@ import gc
 import logging
 import math
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from omegaconf import OmegaConf
 
 from . import logs, rundir, stopping, sweep
 from .config import ConfigError, register_configs
-from .train import run
+from .train import StopSignals, run
 
 register_configs()
 # What is imported so far lives as long as the process: keep it out of the collector's full passes
@@ -98,8 +99,8 @@ def _hydra_main(cfg) -> float:
         _SAID.append(f"maml-sweep: {job}{summary['error'] or rundir.INTERRUPTED} at step {summary['steps']}"
                      f"/{summary.get('outer_steps', '?')}, checkpoint kept; resume with: {resume_command(hc)}")
         print(_SAID[-1], file=sys.stderr)
-        sigterm = "SIGTERM" in str(summary.get("error"))
-        sys.exit(143 if sigterm else 130)  # stop here; with the basic launcher this also stops the rest of the sweep
+        by = [s for s in StopSignals.SIGNALS if s.name in str(summary.get("error"))] or [signal.SIGINT]
+        sys.exit(128 + by[0])  # 130 SIGINT, 143 SIGTERM; with the basic launcher this also stops the rest of the sweep
     value = summary.get("val_mse") if summary["status"] == rundir.COMPLETED else None
     return math.inf if value is None else value
 
