@@ -182,9 +182,9 @@ def check_sweep_dir(config) -> str | None:
     record = Path(config.hydra.sweep.dir) / RECORD
     if not record.exists():
         return None
-    try:
-        before = sweep_identity(OmegaConf.load(record))
-    except (OSError, yaml.YAMLError, OmegaConfBaseException, AttributeError, KeyError, TypeError) as exc:
+    try:  # read as a run's records are: a regular file, bounded, aliases capped
+        before = sweep_identity(OmegaConf.create(rundir.read_yaml_text(rundir.read_text(record))))
+    except (OSError, ValueError, yaml.YAMLError, OmegaConfBaseException, AttributeError, KeyError, TypeError) as exc:
         return f"{record} is unreadable ({type(exc).__name__}); choose a new hydra.sweep.dir"
     now = sweep_identity(config)
     if before == now:
