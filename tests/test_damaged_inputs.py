@@ -112,7 +112,8 @@ def test_a_damaged_checkpoint_is_named_in_one_line_twice_and_set_aside_starts_ov
         assert "\n" not in message and f"{path} is damaged" in message and f"maml-sweep-aside {path}" in message
     assert path.read_bytes() == content
     assert aside.main([str(path)]) == 0
-    assert train.run(tiny_cfg, run_dir)["status"] == "completed"
+    if how == "wrong RNG kind":  # the way out works (once is enough: each rerun trains the run whole)
+        assert train.run(tiny_cfg, run_dir)["status"] == "completed"
 
 
 def _alias_bomb(levels: int = 12) -> str:

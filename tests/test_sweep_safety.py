@@ -96,10 +96,16 @@ def test_a_sweep_directory_with_a_link_or_fifo_among_its_files_is_refused_before
         path.unlink()
 
 
-def test_a_refused_run_is_refused_before_hydra_writes_and_a_bad_value_creates_no_directory(tmp_path, compose_cfg):
-    """In-process: what the callback decides before Hydra creates or writes anything."""
-    run_dir = tmp_path / "run"
-    assert train.run(compose_cfg(TINY), run_dir)["status"] == "completed"
+@pytest.fixture(scope="module")
+def completed(tmp_path_factory) -> Path:
+    run_dir = tmp_path_factory.mktemp("completed") / "run"
+    assert train.run(compose(TINY), run_dir)["status"] == "completed"
+    return run_dir
+
+
+def test_a_refused_run_is_refused_before_hydra_writes_and_a_bad_value_creates_no_directory(tmp_path, completed):
+    """In-process: what the callback decides before Hydra creates or writes anything (read-only)."""
+    run_dir = completed
     other = compose([*TINY, "seed=5", f"hydra.run.dir={run_dir}"], hydra=True)
     assert "another config" in " ".join(train.check_before_start(other))
     subdir = compose([*TINY, f"hydra.run.dir={run_dir}", "hydra.output_subdir=.hydra"], hydra=True)
@@ -145,9 +151,8 @@ def test_two_sweeps_started_into_one_directory_one_runs_the_other_is_refused(tmp
         assert record["hydra"]["overrides"]["task"][0] == "seed=0,1,2,3"
 
 
-def test_a_finished_run_in_a_read_only_directory_is_skipped_as_documented(tmp_path, compose_cfg, monkeypatch):
-    run_dir = tmp_path / "run"
-    assert train.run(compose_cfg(TINY), run_dir)["status"] == "completed"
+def test_a_finished_run_in_a_read_only_directory_is_skipped_as_documented(completed, monkeypatch):
+    run_dir = completed
     real_access = os.access  # root writes anywhere, so a read-only directory is simulated
     monkeypatch.setattr(os, "access", lambda p, mode: False if Path(p) == run_dir else real_access(p, mode))
     sweep.SweepSummary().on_run_start(compose([*TINY, f"hydra.run.dir={run_dir}"], hydra=True))  # accepted
