@@ -27,6 +27,11 @@ A directory is accepted for a run only when it is empty or holds nothing but the
 checkpoint is refused with one line naming the file and the command that sets it aside, which
 starts the run over (``maml-sweep-aside RUN_DIR/FILE``, or ``python -m maml_sweep.aside``).
 
+Every file of a run directory is opened through :func:`open_fd` (no symbolic link followed, no FIFO
+blocked on, regular files only) and read with a bound; a directory holding a link, FIFO, socket or
+device where a run file belongs is refused (:func:`unsafe_entry`). YAML records are parsed safely with
+aliases capped (:func:`read_yaml_text`); ``.npz`` files load without pickle, stored entries only.
+
 Files a reader could mistake for complete are written atomically (temp file ``.<stem>.tmp-*<suffix>``
 + rename); temp files of a killed write are removed by the next run in the directory.
 Every reader of a run directory (the sweep callback, the analysis loader, the report) goes through
@@ -109,7 +114,7 @@ YAML_MAX_NODES = 100_000  # nodes of a YAML document with its aliases expanded (
 _HIDDEN_DIRS = (".hydra", ".aside")  # folders of a run directory whose files are opened by path
 
 
-def _kind(mode: int) -> str | None:
+def file_kind(mode: int) -> str | None:
     """What a file of this ``st_mode`` is, when it is not a regular file (None for a regular file)."""
     if stat.S_ISREG(mode):
         return None
@@ -142,7 +147,7 @@ def open_fd(path: Path, flags: int = os.O_RDONLY, mode: int = 0o666) -> int:
         if exc.errno == errno.ENXIO:  # a FIFO opened for writing without a reader
             raise _unsafe(path, "a FIFO") from None
         raise
-    what = _kind(os.fstat(fd).st_mode)
+    what = file_kind(os.fstat(fd).st_mode)
     if what is not None:
         os.close(fd)
         raise _unsafe(path, what)
@@ -184,19 +189,19 @@ def unsafe_entry(run_dir: Path) -> RunDirError | None:
         path = run_dir / name
         mode = os.lstat(path).st_mode
         if name == ASIDE and not stat.S_ISDIR(mode):  # cannot be set aside into itself
-            return RunDirError(f"{path} is {_kind(mode) or 'a file'}, not a folder; a run reads and writes only "
+            return RunDirError(f"{path} is {file_kind(mode) or 'a file'}, not a folder; a run reads and writes only "
                                f"regular files inside its own directory: move it away (mv {path} SOMEWHERE)")
         if name in _HIDDEN_DIRS:
             if not stat.S_ISDIR(mode):
-                return _unsafe(path, _kind(mode)) if stat.S_ISLNK(mode) else \
-                    DamagedRunFile(path, f"{_kind(mode) or 'a file'}, not a folder")
+                return _unsafe(path, file_kind(mode)) if stat.S_ISLNK(mode) else \
+                    DamagedRunFile(path, f"{file_kind(mode) or 'a file'}, not a folder")
             if name == ".hydra":
                 for sub in sorted(os.listdir(path)):
-                    what = _kind(os.lstat(path / sub).st_mode)
+                    what = file_kind(os.lstat(path / sub).st_mode)
                     if what is not None:
                         return _unsafe(path / sub, what)
         elif name in RUN_FILES or name.endswith(".log") or _TEMP.match(name):
-            what = _kind(mode)
+            what = file_kind(mode)
             if what is not None:
                 return _unsafe(path, what)
     return None
@@ -280,7 +285,7 @@ def load_params(path: Path) -> dict:
     raises :class:`DamagedFile` (naming the file) for anything but such an ``.npz``, and
     FileNotFoundError when there is none."""
     try:
-        with _open_npz(path) as data:
+        with open_npz(path) as data:
             return {k: data[k] for k in data.files}
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
         if isinstance(exc, (FileNotFoundError, DamagedFile)):
@@ -289,7 +294,7 @@ def load_params(path: Path) -> dict:
 
 
 @contextmanager
-def _open_npz(path: Path):
+def open_npz(path: Path):
     """``np.load`` of a run's ``.npz`` through :func:`open_fd`, without pickle, refusing compressed
     entries (maml-sweep stores them plain, so no entry reads more bytes than the file holds)."""
     with open_file(path) as f:
@@ -317,7 +322,7 @@ def load_checkpoint(run_dir: Path) -> dict | None:
     if not os.path.lexists(path):
         return None
     try:
-        with _open_npz(path) as data:
+        with open_npz(path) as data:
             header = json.loads(str(data["__meta__"][()]))
             if not isinstance(header, dict) or header.get("format") != CHECKPOINT_FORMAT:
                 raise ValueError("not a maml-sweep checkpoint")
@@ -501,7 +506,7 @@ def set_aside(path: Path) -> Path:
     if stat.S_ISDIR(mode) or not own or not is_run:
         raise RunDirError(f"{path} is not a file of a maml-sweep run directory; maml-sweep-aside moves only "
                           f"{', '.join(ASIDE_FILES)}, *.log (or .hydra/{{{','.join(ASIDE_HYDRA_FILES)}}}) of a run")
-    lock_sound = os.path.lexists(run_dir / LOCK) and _kind(os.lstat(run_dir / LOCK).st_mode) is None
+    lock_sound = os.path.lexists(run_dir / LOCK) and file_kind(os.lstat(run_dir / LOCK).st_mode) is None
     with RunLock(run_dir) if lock_sound or not os.path.lexists(run_dir / LOCK) else _no_lock():
         folder = run_dir / ASIDE
         if os.path.islink(folder) or (os.path.lexists(folder) and not folder.is_dir()):
@@ -527,7 +532,7 @@ def save_hydra_record(run_dir: Path, texts: dict[str, str]) -> None:
     folder = Path(run_dir) / ".hydra"
     folder.mkdir(parents=True, exist_ok=True)
     if os.path.islink(folder) or not folder.is_dir():  # checked by the run before; checked again here
-        raise _unsafe(folder, _kind(os.lstat(folder).st_mode) or "not a folder")
+        raise _unsafe(folder, file_kind(os.lstat(folder).st_mode) or "not a folder")
     for name, text in texts.items():
         with atomic_path(folder / name) as tmp:
             tmp.write_text(text)

@@ -89,7 +89,7 @@ def _nonfinite(value: np.ndarray) -> np.ndarray:
 def _read_entry(path: Path, text: str, shape: tuple, dtype: np.dtype) -> tuple[np.ndarray | None, str | None]:
     """(the entry's value, None) when it is sound; (None, why) when damaged; (None, None) when missing."""
     try:
-        with rundir._open_npz(path) as data:
+        with rundir.open_npz(path) as data:
             if sorted(data.files) != ["key", "nonfinite", "value"]:
                 return None, f"entries {', '.join(sorted(data.files))}"
             if str(data["key"][()]) != text:
