@@ -19,6 +19,7 @@ GB = 1e9
 FLOPS_PER_S = 2e9
 SECOND_ORDER = 3  # a meta-gradient through the inner loop costs about this many plain gradients
 CHUNK_TASKS = 16  # validation and evaluation adapt tasks in chunks of about this many (fast and batched paths)
+BANK_FLOATS_PER_POINT = 24  # per test-bank point, measured ~22 (tests/test_memory_bounds.py: eval.num_tasks=5000)
 
 
 @dataclass(frozen=True)
@@ -58,11 +59,15 @@ def estimates(cfg) -> list[Estimate]:
     val_bytes = val_tasks * 4 * BYTES * n + min(val_tasks, CHUNK_TASKS) * (n * point_bytes + 3 * BYTES * P)
     val_s = (tr.outer_steps // tr.eval_every + 1) * val_tasks * (steps + 1) * n * point_flops / FLOPS_PER_S
 
-    # Evaluation: the test bank (support + query points per task, and a stacked copy) and its curves
-    # for the trained and the scratch initialisation; tasks adapted in chunks for max_steps steps.
+    # Evaluation: the test bank and what is built from it for every task (measured: about
+    # BANK_FLOATS_PER_POINT float64 per support or query point, whatever the model) and its curves
+    # for the trained and the scratch initialisation; tasks adapted in chunks for max_steps steps,
+    # a task's every step kept (the adaptation's tape: activations of its points at each of k + 1 steps).
     shots = _shots(t, ev)
     m, T, k = shots + ev.query_size, ev.num_tasks, ev.max_steps
-    eval_bytes = T * (4 * BYTES * m + 2 * BYTES * (k + 1)) + min(T, CHUNK_TASKS) * (m * point_bytes + 3 * BYTES * P)
+    eval_bytes = (T * (BANK_FLOATS_PER_POINT * BYTES * m + 2 * BYTES * (k + 1))
+                  + min(T, CHUNK_TASKS) * (m * point_bytes + 3 * BYTES * P)
+                  + (k + 1) * (m * point_bytes + 2 * BYTES * P))
     eval_s = 2 * T * (k * shots + (k + 1) * ev.query_size) * point_flops / FLOPS_PER_S
 
     grew = _growth(cfg)

@@ -2,7 +2,7 @@
 
 What the user sees when a run does not complete is one line on stderr, never a traceback: a refused
 directory or a bad value (exit 2), a failed run (exit 1; ``HYDRA_FULL_ERROR=1`` re-raises), an
-interrupt with the exact command that resumes it (exit 130). In a multirun a refused or failed job
+interrupt with the exact command that resumes it (exit 130 for SIGINT, 143 for SIGTERM). In a multirun a refused or failed job
 prints its line and the sweep goes on; the sweep then exits 1.
 """
 from __future__ import annotations
@@ -11,6 +11,7 @@ import gc
 import logging
 import math
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -21,10 +22,10 @@ from hydra_plugins.maml_sweep_search.search_sweeper import SearchSweeper
 from hydra.types import RunMode
 from omegaconf import OmegaConf
 
-from . import console, logs, resume, rundir, sweep
-from .search import trial as search_trial
+from . import console, logs, resume, rundir, stopping, sweep
 from .config import ConfigError, register_configs
-from .train import config_hash, run
+from .search import trial as search_trial
+from .train import StopSignals, config_hash, run
 
 register_configs()
 # Hydra scans hydra_plugins/ for plugins, but cannot list it in an editable install (pip install -e):
@@ -60,7 +61,10 @@ def _hydra_main(cfg) -> float:
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN
     out_dir = Path(hc.runtime.output_dir)
+    if multirun and not stopping.job_may_start(Path(hc.sweep.dir), out_dir):
+        return math.inf  # the sweep was stopped (Ctrl-C, SIGTERM): no new job starts
     if multirun and not _in_process_launcher(hc):
+        stopping.watch_worker(Path(hc.sweep.dir))  # stops its job with the sweep, or when orphaned
         logs.tag_job(hc.job.num)  # parallel jobs' lines interleave: each says which job it is
     if multirun and cfg.train.figures is None:
         cfg.train.figures = False  # a sweep's jobs skip the per-run figure; the report draws the best fits
@@ -91,7 +95,9 @@ def _hydra_main(cfg) -> float:
     except Exception as exc:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
-        message = f"{job}run failed: {type(exc).__name__}: {exc} (recorded in {out_dir / rundir.SUMMARY})"
+        recorded = out_dir / rundir.SUMMARY  # named only where it exists (a full disk may have stopped it)
+        where = f" (recorded in {recorded})" if accepted and recorded.is_file() else ""
+        message = f"{job}run failed: {type(exc).__name__}: {exc}{where}"
         if not multirun:
             _fail([message], 1)
         _print_error(message)
@@ -103,7 +109,8 @@ def _hydra_main(cfg) -> float:
         _SAID.append(f"maml-sweep: {job}{summary['error'] or rundir.INTERRUPTED} at step {summary['steps']}"
                      f"/{summary.get('outer_steps', '?')}, checkpoint kept; resume with: {resume_command(hc)}")
         print(_SAID[-1], file=sys.stderr)
-        sys.exit(130)  # stop here; with the basic launcher this also stops the rest of the sweep
+        by = [s for s in StopSignals.SIGNALS if s.name in str(summary.get("error"))] or [signal.SIGINT]
+        sys.exit(128 + by[0])  # 130 SIGINT, 143 SIGTERM; with the basic launcher this also stops the rest of the sweep
     if not multirun:
         for line in console.run_end_lines(out_dir, summary):
             log.info(line, extra={"console": True})

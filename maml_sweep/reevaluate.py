@@ -10,29 +10,58 @@ to old runs. Runs that did not complete are listed and left alone.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
 from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from . import rundir
-from .config import Config, register_configs
+from .config import Config, check_values, register_configs
 from .train import Trainer
 
 
+class Refused(ValueError):
+    """A run reevaluate leaves alone; the message is one line naming why (and the file)."""
+
+
 def reevaluate(run_dir: Path) -> dict:
-    """Re-run the test evaluation of the completed run in ``run_dir``; returns its new summary."""
+    """Re-run the test evaluation of the completed run in ``run_dir``; returns its new summary.
+
+    Reads and writes as a run does (regular files only, bounded reads, the run's lock held) and
+    applies the same checks before any work: the run's config must pass :func:`check_values`, caps
+    (``train.max_memory_gb``, ``train.max_hours``) included. Raises :class:`Refused`,
+    :class:`rundir.RunDirError` or :class:`rundir.DamagedFile` (one line each) otherwise."""
     run_dir = Path(run_dir)
+    unsafe = rundir.unsafe_entry(run_dir)
+    if unsafe is not None:
+        raise unsafe
     summary = rundir.read_summary(run_dir)
     if summary is None or summary.get("status") != rundir.COMPLETED:
-        raise ValueError(f"{run_dir}: not a completed run (status {None if summary is None else summary.get('status')})")
+        raise Refused(f"{run_dir}: not a completed run (status {None if summary is None else summary.get('status')})")
     register_configs()
-    cfg = OmegaConf.merge(OmegaConf.structured(Config), OmegaConf.load(run_dir / rundir.HYDRA_CONFIG))
-    with rundir.RunLock(run_dir):  # no live process owns the run while its results are rewritten
+    try:
+        cfg = OmegaConf.merge(OmegaConf.structured(Config), rundir.read_config(run_dir))
+    except OmegaConfBaseException as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise Refused(f"{run_dir / rundir.HYDRA_CONFIG}: this version cannot read it ({first})") from None
+    problems = check_values(cfg)
+    if problems:
+        raise Refused(f"{run_dir / rundir.HYDRA_CONFIG}: {'; '.join(problems)}")
+    if not os.access(run_dir, os.W_OK | os.X_OK):
+        raise Refused(f"{run_dir}: not writable by this user; nothing was changed")
+    try:
         params = rundir.load_params(run_dir / rundir.PARAMS)
-        keys = Trainer(cfg, run_dir, summary["config_hash"]).evaluate(params)
-        new = {**{k: v for k, v in summary.items() if not k.startswith("test_")}, **keys}
-        rundir.write_json(run_dir / rundir.SUMMARY, new)
+        with rundir.RunLock(run_dir):  # no live process owns the run while its results are rewritten
+            keys = Trainer(cfg, run_dir, summary["config_hash"]).evaluate(params)
+            new = {**{k: v for k, v in summary.items() if not k.startswith("test_")}, **keys}
+            rundir.write_json(run_dir / rundir.SUMMARY, new)
+    except FileNotFoundError:
+        raise Refused(f"{run_dir}: no {rundir.PARAMS} to evaluate") from None
+    except OSError as exc:  # a read-only disk, a full one: the files keep their old, whole versions
+        raise Refused(f"{run_dir}: cannot write there ({exc.strerror or exc}); the run's files are unchanged "
+                      "(each is replaced whole or not at all)") from None
     return new
 
 
@@ -44,8 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    runs = sorted({s.parent for path in args.paths for s in ([path / rundir.SUMMARY] if (path / rundir.SUMMARY).exists()
-                                                             else path.glob(f"*/{rundir.SUMMARY}"))})
+    runs = sorted({s.parent for path in args.paths
+                   for s in ([path / rundir.SUMMARY] if os.path.lexists(path / rundir.SUMMARY)
+                             else path.glob(f"*/{rundir.SUMMARY}"))})
     if not runs:
         print(f"reevaluate: error: no run directories (with {rundir.SUMMARY}) in {', '.join(map(str, args.paths))}",
               file=sys.stderr)
@@ -54,8 +84,8 @@ def main(argv=None) -> int:
     for run in runs:
         try:
             s = reevaluate(run)
-        except (ValueError, rundir.RunDirError) as exc:
-            print(f"skipped {exc}", file=sys.stderr)
+        except (ValueError, rundir.RunDirError) as exc:  # DamagedFile and Refused are ValueErrors
+            print(f"skipped {exc}" if str(run) in str(exc) else f"skipped {run}: {exc}", file=sys.stderr)
             skipped += 1
             continue
         steps = [k for k in s if k.startswith("test_mse_k")]

@@ -27,6 +27,11 @@ A directory is accepted for a run only when it is empty or holds nothing but the
 checkpoint is refused with one line naming the file and the command that sets it aside, which
 starts the run over (``maml-sweep-aside RUN_DIR/FILE``, or ``python -m maml_sweep.aside``).
 
+Every file of a run directory is opened through :func:`open_fd` (no symbolic link followed, no FIFO
+blocked on, regular files only) and read with a bound; a directory holding a link, FIFO, socket or
+device where a run file belongs is refused (:func:`unsafe_entry`). YAML records are parsed safely with
+aliases capped (:func:`read_yaml_text`); ``.npz`` files load without pickle, stored entries only.
+
 Files a reader could mistake for complete are written atomically (temp file ``.<stem>.tmp-*<suffix>``
 + rename); temp files of a killed write are removed by the next run in the directory.
 Every reader of a run directory (the sweep callback, the analysis loader, the report) goes through
@@ -34,12 +39,12 @@ this module's reading section: run discovery, status, overrides, metrics and :fu
 """
 from __future__ import annotations
 
+import errno
+import fcntl
 import glob
 import hashlib
 import json
 import math
-import errno
-import fcntl
 import os
 import re
 import socket
@@ -96,7 +101,110 @@ class DamagedRunFile(DamagedFile, RunDirError):
         path = Path(path)
         super().__init__(f"{path} is damaged ({reason}); to start this run over, set it aside "
                          f"(kept, not deleted) with: maml-sweep-aside {path}")
-        self.path = path
+        self.path, self.reason = path, reason
+
+
+# ---------------------------------------------------------------- opening files
+# A run reads and writes only regular files inside its own directory: every open below refuses a
+# symbolic link in the last component (O_NOFOLLOW), never blocks on a FIFO (O_NONBLOCK), checks
+# what it opened is a regular file (fstat), and reads are bounded.
+
+MAX_TEXT_BYTES = 16 << 20  # summary.json, YAML records, adaptation.csv, lock records: far above any real one
+YAML_MAX_NODES = 100_000  # nodes of a YAML document with its aliases expanded (a run's config has ~200)
+_HIDDEN_DIRS = (".hydra", ".aside")  # folders of a run directory whose files are opened by path
+
+
+def file_kind(mode: int) -> str | None:
+    """What a file of this ``st_mode`` is, when it is not a regular file (None for a regular file)."""
+    if stat.S_ISREG(mode):
+        return None
+    for test, name in ((stat.S_ISLNK, "a symbolic link"), (stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"),
+                       (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a device"), (stat.S_ISBLK, "a device")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def _unsafe(path: Path, what: str) -> DamagedRunFile:
+    return DamagedRunFile(path, f"{what}, not a regular file; a run reads and writes only regular files "
+                                "inside its own directory")
+
+
+def open_fd(path: Path, flags: int = os.O_RDONLY, mode: int = 0o666) -> int:
+    """``os.open`` of a run file that is refused (:class:`DamagedRunFile` naming it) unless it is a
+    regular file reached without following a symbolic link: the last component is opened with
+    ``O_NOFOLLOW``, a ``.hydra``/``.aside`` folder above it must be a real folder, and a FIFO or
+    device is detected without blocking (``O_NONBLOCK``, cleared once the file is known to be regular).
+    Other OSErrors (FileNotFoundError, ...) propagate unchanged."""
+    path = Path(path)
+    if path.parent.name in _HIDDEN_DIRS and os.path.islink(path.parent):
+        raise _unsafe(path.parent, "a symbolic link")
+    try:
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, mode)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise _unsafe(path, "a symbolic link") from None
+        if exc.errno == errno.ENXIO:  # a FIFO opened for writing without a reader
+            raise _unsafe(path, "a FIFO") from None
+        raise
+    what = file_kind(os.fstat(fd).st_mode)
+    if what is not None:
+        os.close(fd)
+        raise _unsafe(path, what)
+    fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
+    return fd
+
+
+def open_file(path: Path, mode: str = "rb"):
+    """:func:`open_fd` as a file object: ``rb`` (read), ``ab``/``a`` (append, the file must exist)."""
+    flags = {"r": os.O_RDONLY, "a": os.O_WRONLY | os.O_APPEND}[mode[0]]
+    return os.fdopen(open_fd(path, flags), mode)
+
+
+def read_bytes(path: Path, limit: int = MAX_TEXT_BYTES) -> bytes:
+    """The content of a small run file, refused (:class:`DamagedRunFile`) beyond ``limit`` bytes."""
+    with open_file(path) as f:
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise DamagedRunFile(path, f"larger than {limit} bytes")
+    return data
+
+
+def read_text(path: Path, limit: int = MAX_TEXT_BYTES) -> str:
+    """:func:`read_bytes` decoded as UTF-8 (UnicodeDecodeError, a ValueError, for other bytes)."""
+    return read_bytes(path, limit).decode()
+
+
+def unsafe_entry(run_dir: Path) -> RunDirError | None:
+    """The first entry of ``run_dir`` a run would open that is not what it must be (a run file,
+    job log or temp file that is a symbolic link, FIFO, socket, device or folder; a ``.hydra`` or
+    ``.aside`` that is not a real folder, or a ``.hydra`` file that is not a regular file), as the
+    error to raise; None when all are sound. Read-only (lstat only)."""
+    run_dir = Path(run_dir)
+    try:
+        names = sorted(os.listdir(run_dir))
+    except OSError:
+        return None
+    for name in names:
+        path = run_dir / name
+        mode = os.lstat(path).st_mode
+        if name == ASIDE and not stat.S_ISDIR(mode):  # cannot be set aside into itself
+            return RunDirError(f"{path} is {file_kind(mode) or 'a file'}, not a folder; a run reads and writes only "
+                               f"regular files inside its own directory: move it away (mv {path} SOMEWHERE)")
+        if name in _HIDDEN_DIRS:
+            if not stat.S_ISDIR(mode):
+                return _unsafe(path, file_kind(mode)) if stat.S_ISLNK(mode) else \
+                    DamagedRunFile(path, f"{file_kind(mode) or 'a file'}, not a folder")
+            if name == ".hydra":
+                for sub in sorted(os.listdir(path)):
+                    what = file_kind(os.lstat(path / sub).st_mode)
+                    if what is not None:
+                        return _unsafe(path / sub, what)
+        elif name in RUN_FILES or name.endswith(".log") or _TEMP.match(name):
+            what = file_kind(mode)
+            if what is not None:
+                return _unsafe(path, what)
+    return None
 
 
 # Status words: summary.json's "status", written by the trainer...
@@ -148,14 +256,14 @@ def read_summary(run_dir: Path) -> dict | None:
     file is not a JSON object with a known ``status`` and a ``config_hash``."""
     path = Path(run_dir) / SUMMARY
     try:
-        text = path.read_text()
+        text = read_text(path)
     except FileNotFoundError:
         return None
     except (OSError, UnicodeDecodeError) as exc:
         raise DamagedRunFile(path, f"unreadable: {exc}") from None
     try:
         summary = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise DamagedRunFile(path, "not JSON" if text.strip() else "empty") from None
     if not isinstance(summary, dict) or summary.get("status") not in STATUSES:
         raise DamagedRunFile(path, "no status of " + "/".join(STATUSES))
@@ -174,9 +282,29 @@ save_params = save_arrays
 
 
 def load_params(path: Path) -> dict:
-    """Load a dict of arrays saved by :func:`save_arrays` (names in saved order)."""
-    with np.load(path) as data:
-        return {k: data[k] for k in data.files}
+    """Load a dict of arrays saved by :func:`save_arrays` (names in saved order). Never unpickles;
+    raises :class:`DamagedFile` (naming the file) for anything but such an ``.npz``, and
+    FileNotFoundError when there is none."""
+    try:
+        with open_npz(path) as data:
+            return {k: data[k] for k in data.files}
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        if isinstance(exc, (FileNotFoundError, DamagedFile)):
+            raise
+        raise DamagedRunFile(path, f"unreadable .npz: {exc or type(exc).__name__}") from None
+
+
+@contextmanager
+def open_npz(path: Path):
+    """``np.load`` of a run's ``.npz`` through :func:`open_fd`, without pickle, refusing compressed
+    entries (maml-sweep stores them plain, so no entry reads more bytes than the file holds)."""
+    with open_file(path) as f:
+        with zipfile.ZipFile(f) as archive:
+            if any(i.compress_type != zipfile.ZIP_STORED for i in archive.infolist()):
+                raise ValueError("compressed entries (maml-sweep writes none)")
+        f.seek(0)
+        with np.load(f, allow_pickle=False) as data:
+            yield data
 
 
 def save_checkpoint(run_dir: Path, state: dict) -> None:
@@ -192,17 +320,21 @@ def load_checkpoint(run_dir: Path) -> dict | None:
     """The state saved by :func:`save_checkpoint`, or None when the run has no checkpoint.
     Never unpickles; raises :class:`DamagedRunFile` for anything but a checkpoint of this version."""
     path = Path(run_dir) / CHECKPOINT
-    if not path.exists():
+    if not os.path.lexists(path):
         return None
     try:
-        with np.load(path, allow_pickle=False) as data:
+        with open_npz(path) as data:
             header = json.loads(str(data["__meta__"][()]))
             if not isinstance(header, dict) or header.get("format") != CHECKPOINT_FORMAT:
                 raise ValueError("not a maml-sweep checkpoint")
             if header.get("version") != CHECKPOINT_VERSION:
                 raise ValueError(f"version {header.get('version')}, this maml-sweep reads {CHECKPOINT_VERSION}")
             return _decode(header["state"], data)
-    except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as exc:
+    except DamagedRunFile:
+        raise
+    except RecursionError:
+        raise DamagedRunFile(path, "header nested too deep") from None
+    except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError, EOFError, zipfile.BadZipFile) as exc:
         raise DamagedRunFile(path, str(exc) or type(exc).__name__) from None
 
 
@@ -243,6 +375,8 @@ def unusable_dir(path: Path, key: str) -> str | None:
     process writes into, or None: it is a file, lies under a file, or its nearest existing folder
     is not writable. Checked before Hydra creates it, so a bad path gives one line, not a traceback."""
     path = Path(path).absolute()
+    if path.is_symlink() and not path.exists():
+        return f"{key}={path} is a symbolic link to nothing (dangling): choose a directory"
     if path.exists() and not path.is_dir():
         return f"{key}={path} is a file, not a directory: choose a directory"
     existing = next(p for p in (path, *path.parents) if p.exists())
@@ -283,19 +417,20 @@ class RunLock:
     holder's PID, host and start time are written into the file (best effort: a full disk must not
     stop a run that only reads). The kernel releases it when the process exits or dies."""
 
-    def __init__(self, run_dir: Path):
-        self.path = Path(run_dir) / LOCK
+    def __init__(self, run_dir: Path, name: str = LOCK):
+        self.path = Path(run_dir) / name
         self._fd: int | None = None
 
     def acquire(self) -> "RunLock":
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        fd = open_fd(self.path, os.O_RDWR | os.O_CREAT, 0o666)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
             os.close(fd)
             if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                 raise
-            raise RunDirBusy(f"{self.path.parent} is in use by {lock_holder(self.path.parent)}; wait for "
+            holder = lock_holder(self.path.parent, self.path.name)
+            raise RunDirBusy(f"{self.path.parent} is in use by {holder}; wait for "
                              "it to end (or stop it) or choose another hydra.run.dir / hydra.sweep.dir") from None
         self._fd = fd
         holder = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}
@@ -322,8 +457,8 @@ class RunLock:
 def is_live(run_dir: Path) -> bool:
     """True while a process holds ``run_dir``'s lock (also when it is this very process)."""
     try:
-        fd = os.open(Path(run_dir) / LOCK, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
+        fd = open_fd(Path(run_dir) / LOCK)
+    except (OSError, DamagedRunFile):
         return False
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
@@ -334,41 +469,71 @@ def is_live(run_dir: Path) -> bool:
         os.close(fd)
 
 
-def lock_holder(run_dir: Path) -> str:
+def lock_holder(run_dir: Path, name: str = LOCK) -> str:
     """``PID n on host h (since HH:MM:SS UTC)`` from the lock file, or ``another process``.
     A holder that has just taken the lock may not have written itself yet: up to 20 reads,
     10 ms apart."""
     tries = 20
     for attempt in range(tries):
         try:
-            info = json.loads((Path(run_dir) / LOCK).read_text())
+            info = json.loads(read_text(Path(run_dir) / name, 4096))
             since = time.strftime("%H:%M:%S UTC", time.gmtime(info["since"]))
             return f"PID {info['pid']} on host {info['host']} (since {since})"
-        except (OSError, ValueError, KeyError, TypeError):
+        except (OSError, ValueError, KeyError, TypeError, OverflowError):
             if attempt + 1 < tries:
                 time.sleep(0.01)
     return "another process"
 
 
+ASIDE_FILES = (METRICS, SUMMARY, PARAMS, CHECKPOINT, FITS, ADAPTATION, TEST_MSE, LOCK, ".hydra")
+ASIDE_HYDRA_FILES = ("config.yaml", "hydra.yaml", "overrides.yaml")
+
+
 def set_aside(path: Path) -> Path:
-    """Move a run file (e.g. a damaged checkpoint) into its run directory's ``.aside/``, stamped
-    with the UTC time; returns the new path. Refused (:class:`RunDirBusy`) while the run is live."""
+    """Move a file of a run directory (e.g. a damaged checkpoint, or a symbolic link or FIFO in a
+    run file's place) into that run directory's ``.aside/``, stamped with the UTC time; returns
+    the new path. Only the run's own files move (:data:`ASIDE_FILES` in a run directory, or
+    :data:`ASIDE_HYDRA_FILES` in its ``.hydra/``), never a folder; a link moves as a link.
+    Refused (:class:`RunDirError`) otherwise, and (:class:`RunDirBusy`) while the run is live."""
     path = Path(path)
-    if not path.exists():
+    if not os.path.lexists(path):
         raise FileNotFoundError(f"{path}: no such file")
-    run_dir = path.parent
-    with RunLock(run_dir):
+    mode = os.lstat(path).st_mode
+    in_hydra = path.parent.name == ".hydra" and not os.path.islink(path.parent)
+    run_dir = path.parent.parent if in_hydra else path.parent
+    allowed = ASIDE_HYDRA_FILES if in_hydra else ASIDE_FILES
+    is_run = any(os.path.lexists(run_dir / n) for n in (LOCK, SUMMARY, HYDRA_CONFIG, CHECKPOINT))
+    own = path.name in allowed or (not in_hydra and path.name.endswith(".log"))  # the job log too
+    if stat.S_ISDIR(mode) or not own or not is_run:
+        raise RunDirError(f"{path} is not a file of a maml-sweep run directory; maml-sweep-aside moves only "
+                          f"{', '.join(ASIDE_FILES)}, *.log (or .hydra/{{{','.join(ASIDE_HYDRA_FILES)}}}) of a run")
+    lock_sound = os.path.lexists(run_dir / LOCK) and file_kind(os.lstat(run_dir / LOCK).st_mode) is None
+    with RunLock(run_dir) if lock_sound or not os.path.lexists(run_dir / LOCK) else _no_lock():
         folder = run_dir / ASIDE
+        if os.path.islink(folder) or (os.path.lexists(folder) and not folder.is_dir()):
+            raise _unsafe(folder, "not a real folder")
         folder.mkdir(exist_ok=True)
-        target = folder / f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{path.name}"
+        stem = f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{'hydra-' if in_hydra else ''}{path.name}"
+        target = folder / stem
+        n = 1
+        while os.path.lexists(target):
+            target, n = folder / f"{stem}.{n}", n + 1
         os.replace(path, target)
     return target
+
+
+@contextmanager
+def _no_lock():
+    """For setting aside a lock file that is no regular file: nobody can hold a lock on it."""
+    yield
 
 
 def save_hydra_record(run_dir: Path, texts: dict[str, str]) -> None:
     """Write ``.hydra/<name>`` for each name -> YAML text (config.yaml, hydra.yaml, overrides.yaml)."""
     folder = Path(run_dir) / ".hydra"
     folder.mkdir(parents=True, exist_ok=True)
+    if os.path.islink(folder) or not folder.is_dir():  # checked by the run before; checked again here
+        raise _unsafe(folder, file_kind(os.lstat(folder).st_mode) or "not a folder")
     for name, text in texts.items():
         with atomic_path(folder / name) as tmp:
             tmp.write_text(text)
@@ -383,13 +548,16 @@ class MetricsLog:
         rows = self._rows_until(keep_until_step) if keep_until_step > 0 else []
         with atomic_path(self.path) as tmp:
             tmp.write_text("".join([",".join(METRIC_COLUMNS) + "\n"] + rows))
-        self._file = open(self.path, "a")
+        self._file = open_file(self.path, "a")
 
     def _rows_until(self, step: int) -> list[str]:
-        if not self.path.exists():
+        try:
+            with open_file(self.path) as f:
+                lines = [raw.decode("utf-8", "replace").rstrip("\r\n") for raw in f][1:]
+        except FileNotFoundError:
             return []
         kept = []
-        for line in self.path.read_text().splitlines()[1:]:
+        for line in lines:
             head = line.split(",", 1)[0]
             if line.count(",") == len(METRIC_COLUMNS) - 1 and head.isdigit() and int(head) <= step:
                 kept.append(line + "\n")
@@ -546,10 +714,12 @@ def read_state(run_dir: Path) -> RunState:
     A summary saying running while no process holds the run's lock is :data:`KILLED`."""
     path = Path(run_dir) / SUMMARY
     try:
-        summary = json.loads(path.read_text())
+        summary = json.loads(read_text(path))
     except FileNotFoundError:
         return RunState(NO_SUMMARY, {}, "no summary.json (starting, or killed before writing one)")
-    except (OSError, ValueError):  # ValueError: invalid JSON or bytes that are no text
+    except DamagedRunFile as exc:  # a link, FIFO or device, or too large
+        return RunState(CORRUPT, {}, str(exc))
+    except (OSError, ValueError, RecursionError):  # ValueError: invalid JSON or bytes that are no text
         return RunState(CORRUPT, {}, "summary.json unreadable (half-written?)")
     if not isinstance(summary, dict):
         return RunState(CORRUPT, {}, "summary.json unreadable (half-written?)")
@@ -559,8 +729,42 @@ def read_state(run_dir: Path) -> RunState:
 
 
 def _read_yaml(path: Path):
-    with open(path) as f:
-        return yaml.load(f, Loader=_YAML_LOADER)
+    """A run's YAML record, read as :func:`read_yaml_text` reads it, through :func:`open_fd`."""
+    return read_yaml_text(read_text(path))
+
+
+def read_yaml_text(text: str):
+    """Safe-load YAML text with its size bounded: at most :data:`YAML_MAX_NODES` nodes once aliases
+    are expanded (an alias bomb is refused with ``yaml.YAMLError`` before anything walks it)."""
+    if "&" in text:  # no anchor, no alias: the common case skips the count
+        _count_nodes(text)
+    return yaml.load(text, Loader=_YAML_LOADER)
+
+
+def _count_nodes(text: str) -> None:
+    """Raise ``yaml.YAMLError`` when the document, aliases expanded, has more than YAML_MAX_NODES nodes."""
+    anchors: dict[str, int] = {}
+    stack: list[list] = [[None, 0]]  # [anchor, nodes so far] per open collection
+
+    def add(n: int) -> None:
+        stack[-1][1] += n
+        if sum(size for _, size in stack) > YAML_MAX_NODES:
+            raise yaml.YAMLError(f"more than {YAML_MAX_NODES} nodes with aliases expanded")
+
+    for event in yaml.parse(text, Loader=_YAML_LOADER):
+        if isinstance(event, yaml.AliasEvent):
+            add(anchors.get(event.anchor, 1))
+        elif isinstance(event, yaml.ScalarEvent):
+            if event.anchor:
+                anchors[event.anchor] = 1
+            add(1)
+        elif isinstance(event, yaml.CollectionStartEvent):
+            stack.append([event.anchor, 1])
+        elif isinstance(event, yaml.CollectionEndEvent):
+            anchor, size = stack.pop()
+            if anchor:
+                anchors[anchor] = size
+            add(size)
 
 
 def read_config(run_dir: Path) -> dict:
@@ -568,7 +772,9 @@ def read_config(run_dir: Path) -> dict:
     Raises :class:`DamagedFile` naming the reason when it cannot be read."""
     try:
         config = _read_yaml(Path(run_dir) / HYDRA_CONFIG)
-    except yaml.YAMLError:
+    except DamagedRunFile:
+        raise
+    except (yaml.YAMLError, UnicodeDecodeError, RecursionError):
         raise DamagedFile("config.yaml unreadable (invalid YAML; half-written?)") from None
     except OSError as e:
         raise DamagedFile(f"config.yaml unreadable ({e.strerror})") from None
@@ -641,7 +847,9 @@ def read_overrides(run_dir: Path) -> list[Override]:
         texts = _read_yaml(path)
     except FileNotFoundError:
         return []
-    except (OSError, yaml.YAMLError):
+    except DamagedRunFile:
+        raise
+    except (OSError, ValueError, RecursionError, yaml.YAMLError):
         texts = None
     if not isinstance(texts, list):
         raise DamagedFile("overrides.yaml unreadable; its keys are not treated as swept")
@@ -698,7 +906,7 @@ def read_metrics(run_dir: Path, max_points: int | None = None) -> Metrics:
     """
     path = Path(run_dir) / METRICS
     try:
-        with open(path, "rb") as f:
+        with open_file(path) as f:
             header = f.readline()
             columns = [h.strip() for h in header.decode("utf-8", "replace").rstrip("\r\n").split(",")]
             if not header.endswith(b"\n") or "step" not in columns:
@@ -718,6 +926,8 @@ def read_metrics(run_dir: Path, max_points: int | None = None) -> Metrics:
         return Metrics([], np.empty((0, 0)))
     except OSError as e:
         return Metrics([], np.empty((0, 0)), issue=f"metrics.csv unreadable ({e.strerror})")
+    except DamagedRunFile as e:
+        return Metrics([], np.empty((0, 0)), issue=str(e))
 
 
 _SMALL_BYTES = 1 << 18  # bodies up to this size (~6,000 rows) are parsed in Python
@@ -876,11 +1086,13 @@ def read_adaptation(run_dir: Path) -> tuple[list[dict], str | None]:
     ([], None) when the run has none. A malformed line is dropped, never raised."""
     path = Path(run_dir) / ADAPTATION
     try:
-        lines = path.read_text(errors="replace").split("\n")
+        lines = read_bytes(path).decode(errors="replace").split("\n")
     except FileNotFoundError:
         return [], None
     except OSError as e:
         return [], f"adaptation.csv unreadable ({e.strerror})"
+    except DamagedRunFile as e:
+        return [], str(e)
     header = [h.strip() for h in lines[0].split(",")]
     if any(n not in header for n in ("init", "k", "mse_mean")):
         return [], "adaptation.csv lacks init/k/mse_mean columns"
@@ -929,15 +1141,12 @@ def restore(run_dir: Path) -> Restored:
 
     run_dir = Path(run_dir)
     params_file = run_dir / PARAMS
-    if not params_file.exists():
+    if not os.path.lexists(params_file):
         raise RestoreError(f"{run_dir}: no {PARAMS} (the run has not completed)")
     cfg = OmegaConf.create(read_config(run_dir))
     problems = check_values(cfg)
     if problems:
         raise RestoreError(f"{run_dir}: this version cannot rebuild the run: {'; '.join(problems)}")
-    try:
-        params = load_params(params_file)
-    except (OSError, ValueError, zipfile.BadZipFile) as e:  # the forms a damaged .npz takes
-        raise DamagedFile(f"{params_file}: unreadable ({e})") from None
+    params = load_params(params_file)
     parts = build(cfg)
     return Restored(cfg, parts.model, parts.tasks, parts.algorithm, parts.inner, params)

@@ -17,9 +17,10 @@ from __future__ import annotations
 import atexit
 import fcntl
 import json
-import os
 import logging
+import os
 import shlex
+import stat
 import sys
 import time
 from contextlib import contextmanager
@@ -34,7 +35,7 @@ from hydra.types import RunMode
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from . import logs, resume, rundir, runs_index
+from . import logs, resume, rundir, runs_index, stopping
 from .console import SweepConsole
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,8 @@ PLAN = ".sweep_plan.json"
 REFUSED = ".sweep_refused.json"  # job number -> why this sweep's job was refused (its dir is untouched)
 RECORD = "multirun.yaml"  # Hydra's record of the sweep
 SUMMARY_LOCK = ".sweep_summary.lock"  # serialises the writers of sweep_summary.csv
+SWEEP_LOCK = ".sweep.lock"  # held by the process that runs the sweep, for the sweep's life
+SWEEP_FILES = (PLAN, REFUSED, RECORD, SUMMARY_LOCK, SWEEP_LOCK)  # regular files of a sweep directory
 
 SWEEP_SUMMARY = "sweep_summary.csv"
 HEADLINE = ("status", "steps", "outer_steps", "val_mse", "val_meta_objective", "train_meta_objective", "wall_s",
@@ -83,8 +86,8 @@ def record_refusal(sweep_dir: Path, job: int, message: str) -> None:
 
 def _read_json(path: Path):
     try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
+        return json.loads(rundir.read_text(path))
+    except (OSError, ValueError, RecursionError):  # DamagedRunFile (a link, FIFO) is a ValueError
         return None
 
 
@@ -144,12 +147,35 @@ def progress(rows: list[dict], plan: dict, now: float) -> dict:
 
 @contextmanager
 def _locked(lock_path: Path):
-    with open(lock_path, "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    fd = rundir.open_fd(lock_path, os.O_RDWR | os.O_CREAT)  # never through a link
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def unsafe_sweep_entry(sweep_dir: Path) -> str | None:
+    """Why a sweep may not use ``sweep_dir``: a sweep file that is a link or no regular file, a job
+    directory that is a link or no folder, or a job directory a run would refuse
+    (:func:`rundir.unsafe_entry`); None when all are sound. Read-only."""
+    try:
+        names = os.listdir(sweep_dir)
+    except OSError:
+        return None
+    for name in sorted(names, key=rundir.natural_key):
+        path = Path(sweep_dir) / name
+        mode = os.lstat(path).st_mode
+        if name in SWEEP_FILES + (SWEEP_SUMMARY,) and rundir.file_kind(mode) is not None:
+            return f"{path} is {rundir.file_kind(mode)}, not a regular file; move it away or choose a new hydra.sweep.dir"
+        if name.isdigit():
+            if not stat.S_ISDIR(mode):
+                return f"{path} is {rundir.file_kind(mode) or 'a file'}, not a job folder; move it away or choose a new " \
+                       "hydra.sweep.dir"
+            unsafe = rundir.unsafe_entry(path)
+            if unsafe is not None:
+                return str(unsafe)
+    return None
 
 
 def sweep_identity(config) -> dict:
@@ -166,9 +192,9 @@ def check_sweep_dir(config) -> str | None:
     record = Path(config.hydra.sweep.dir) / RECORD
     if not record.exists():
         return None
-    try:
-        before = sweep_identity(OmegaConf.load(record))
-    except (OSError, yaml.YAMLError, OmegaConfBaseException, AttributeError, KeyError, TypeError) as exc:
+    try:  # read as a run's records are: a regular file, bounded, aliases capped
+        before = sweep_identity(OmegaConf.create(rundir.read_yaml_text(rundir.read_text(record))))
+    except (OSError, ValueError, yaml.YAMLError, OmegaConfBaseException, AttributeError, KeyError, TypeError) as exc:
         return f"{record} is unreadable ({type(exc).__name__}); choose a new hydra.sweep.dir"
     now = sweep_identity(config)
     if before == now:
@@ -206,6 +232,9 @@ def swept_keys(config) -> list[str]:
     return list(dict.fromkeys(o.key_or_group for o in overrides if o.is_sweep_override()))
 
 
+_SWEEP_LOCKS: list = []  # the sweep directory locks this process holds (released when it exits)
+
+
 def _stopped_early() -> None:
     """At exit of a multirun that never reached its end (e.g. a joblib worker died): bring
     sweep_summary.csv up to date (dead runs show killed) and say how to finish the sweep."""
@@ -229,6 +258,13 @@ def close(sweep_dir: Path) -> None:
     _stop_console(sweep_dir)
 
 
+def release(sweep_dir: Path) -> None:
+    """Let go of ``sweep_dir``'s sweep lock (the sweep has ended)."""
+    for lock in [lock for lock in _SWEEP_LOCKS if lock.path.parent == Path(sweep_dir)]:
+        lock.release()
+        _SWEEP_LOCKS.remove(lock)
+
+
 def _refuse(refusal: str | None) -> None:
     """Stop this command with one line and exit 2 when there is a ``refusal``."""
     if refusal is not None:
@@ -247,12 +283,32 @@ class SweepSummary(Callback):
         if not run_dir:
             _refuse("hydra.run.dir is empty (that would write the run into the current directory); "
                     "give the run a directory of its own")
-        _refuse(rundir.unusable_dir(Path(run_dir), "hydra.run.dir"))
+        from .train import check_before_start, finished_here  # here: the trainer's imports are not the callback's
+
+        unusable = rundir.unusable_dir(Path(run_dir), "hydra.run.dir")
+        if unusable and not (Path(run_dir).is_dir() and finished_here(config)):  # a finished run: skipped, read-only ok
+            _refuse(unusable)
+
+        problems = check_before_start(config)
+        if problems:  # each on its own line, as the run itself would print them
+            for line in problems[:-1]:
+                print(f"maml-sweep: error: {line}", file=sys.stderr)
+            _refuse(problems[-1])
 
     def on_multirun_start(self, config, **kwargs) -> None:
-        _refuse(rundir.unusable_dir(Path(config.hydra.sweep.dir), "hydra.sweep.dir") or check_sweep_dir(config))
         sweep_dir = Path(config.hydra.sweep.dir)
+        _refuse(rundir.unusable_dir(sweep_dir, "hydra.sweep.dir"))
+        if config.hydra.get("output_subdir") is not None:
+            _refuse(f"hydra.output_subdir={config.hydra.output_subdir} is not allowed: maml-sweep writes each run's "
+                    ".hydra/ record itself once its directory is accepted; leave hydra.output_subdir unset (null)")
         sweep_dir.mkdir(parents=True, exist_ok=True)
+        _refuse(unsafe_sweep_entry(sweep_dir))
+        try:  # one sweep at a time in a directory: held until this process exits
+            _SWEEP_LOCKS.append(rundir.RunLock(sweep_dir, SWEEP_LOCK).acquire())
+        except rundir.RunDirError as exc:
+            _refuse(f"another sweep is running in {sweep_dir}: {exc}")
+        _refuse(check_sweep_dir(config))
+        stopping.install(sweep_dir)  # Ctrl-C/SIGTERM from here on: stop every job, start none
         rundir.write_json(sweep_dir / PLAN, {"planned": planned_jobs(config), "started": time.time()})
         (sweep_dir / REFUSED).unlink(missing_ok=True)  # refusals are per invocation
         import pandas  # noqa: F401 - write_sweep_summary needs it, also at exit, when no import may register atexit
@@ -283,15 +339,17 @@ class SweepSummary(Callback):
         rows = write_sweep_summary(sweep_dir, ended=True)
         if console is not None:
             print("\n".join(console.final_lines(rows, sweep_dir / SWEEP_SUMMARY)), flush=True)
+        release(sweep_dir)
         bad = [r for r in rows if r["status"] in (rundir.FAILED, rundir.KILLED)]
         stopped = [r for r in rows if r["status"] == rundir.INTERRUPTED]
         failed = f"{len(bad)} of {len(rows)} runs failed (jobs {', '.join(str(r['job']) for r in bad)}; " \
                  f"see {sweep_dir / SWEEP_SUMMARY})" if bad else ""
-        if stopped:
+        signum = stopping.received()
+        if stopped or signum:
             also = f"; {failed}" if failed else ""
             print(f"maml-sweep: {len(stopped)} of {len(rows)} runs interrupted, checkpoints kept{also}; "
                   f"resume the sweep with: {_sweep_command(config)}", file=sys.stderr)
-            sys.exit(130)
+            sys.exit(128 + (signum or 2))  # 130 for SIGINT, 143 for SIGTERM
         if bad:
             print(f"maml-sweep: {failed}", file=sys.stderr)
             sys.exit(1)

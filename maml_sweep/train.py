@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from threadpoolctl import threadpool_limits
 
 from . import evaluate, rundir, scratch_cache, stats, streams
@@ -107,6 +107,8 @@ def _run_accepted(cfg, out_dir: Path, chash: str, previous: dict | None, checkpo
         trainer = Trainer(cfg, out_dir, chash)
         trainer.on_eval = on_eval
         state = trainer.restore(checkpoint) if checkpoint else trainer.fresh_state()
+        if checkpoint and previous and previous.get("steps") == state.step:
+            outcome.train_loss = _number(previous.get("train_meta_objective"))  # no step may run to renew it
         trainer.setup_s = time.perf_counter() - started
         threads = cfg.train.blas_threads
         with threadpool_limits(threads) if threads > 0 else nullcontext():
@@ -127,6 +129,10 @@ def _run_accepted(cfg, out_dir: Path, chash: str, previous: dict | None, checkpo
     return summary
 
 
+def _number(value) -> float:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
+
+
 def _error_text(exc: BaseException) -> str:
     return str(exc) if isinstance(exc, (ConfigError, rundir.RunDirError)) else f"{type(exc).__name__}: {exc}"
 
@@ -142,6 +148,9 @@ def config_hash(cfg) -> str:
 def check_run_dir(out_dir: Path, chash: str) -> dict | None:
     """Read-only: raise :class:`rundir.RunDirError` unless ``out_dir`` is empty or a run of the
     config ``chash``; returns its summary (None when it has none)."""
+    unsafe = rundir.unsafe_entry(out_dir)
+    if unsafe is not None:
+        raise unsafe
     foreign = rundir.foreign_files(out_dir)
     if foreign:
         shown = " ".join(foreign[:5]) + (f" (+{len(foreign) - 5} more)" if len(foreign) > 5 else "")
@@ -155,6 +164,47 @@ def check_run_dir(out_dir: Path, chash: str) -> dict | None:
             f"{out_dir} holds a run of another config (hash {found}, this config {chash}); "
             "choose a new hydra.run.dir / hydra.sweep.dir instead of mixing them")
     return summary
+
+
+def check_before_start(config) -> list[str]:
+    """Why a single run of the composed ``config`` (with its ``hydra`` node) may not start, as lines
+    (empty when it may): a ``hydra.output_subdir`` (Hydra would write ``.hydra/`` before the
+    directory is checked), bad values, or a run directory :func:`check_run_dir` refuses. Read-only:
+    called before Hydra creates or writes anything, so a refused run leaves every file as it was and
+    a bad value leaves no new directory."""
+    if config.hydra.get("output_subdir") is not None:
+        return [f"hydra.output_subdir={config.hydra.output_subdir} is not allowed: maml-sweep writes the run's "
+                ".hydra/ record itself once the directory is accepted; leave hydra.output_subdir unset (null)"]
+    cfg = copy.deepcopy(config)
+    with open_dict(cfg):
+        del cfg["hydra"]
+    errors = check_values(cfg)
+    if errors:
+        return errors
+    out_dir = Path(str(config.hydra.run.dir))
+    if not out_dir.is_dir():
+        return []
+    try:
+        previous = check_run_dir(out_dir, config_hash(cfg))
+        if (previous is None or previous["status"] not in rundir.FINISHED) and rundir.is_live(out_dir):
+            raise rundir.RunDirBusy(f"{out_dir} is in use by {rundir.lock_holder(out_dir)}; wait for it to end "
+                                    "(or stop it) or choose another hydra.run.dir")
+    except rundir.RunDirError as exc:
+        return [str(exc)]
+    return []
+
+
+def finished_here(config) -> bool:
+    """True when ``hydra.run.dir`` of the composed ``config`` holds a finished (completed or diverged)
+    run of this very config: the run will be skipped without writing, so a read-only directory is fine."""
+    cfg = copy.deepcopy(config)
+    with open_dict(cfg):
+        del cfg["hydra"]
+    try:
+        previous = check_run_dir(Path(str(config.hydra.run.dir)), config_hash(cfg))
+    except rundir.RunDirError:
+        return False
+    return previous is not None and previous["status"] in rundir.FINISHED
 
 
 class Interrupted(KeyboardInterrupt):
@@ -245,14 +295,13 @@ class Trainer:
         fresh = self.fresh_state()
         try:
             state = TrainState.from_checkpoint(checkpoint)
-            ok = (_layout(state.params) == _layout(fresh.params)
-                  and _layout(state.opt_state) == _layout(fresh.opt_state)
-                  and 0 <= state.step <= self.outer_steps and len(state.val_tasks) == len(fresh.val_tasks)
-                  and state.config_hash == self.chash)
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            wrong = _misfit(state, fresh, self.outer_steps, self.chash)
+            if wrong is None:  # the RNG state must load into this config's kind of stream
+                streams.set_state(streams.training_streams(0, self.cfg.train.rng)[1], state.rng_state)
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError) as exc:
             raise rundir.DamagedRunFile(path, f"wrong layout: {type(exc).__name__} {exc}") from None
-        if not ok:
-            raise rundir.DamagedRunFile(path, "arrays or step do not fit this config")
+        if wrong is not None:
+            raise rundir.DamagedRunFile(path, f"{wrong} do not fit this config")
         self.saved_step = state.step
         log.info("resuming %s from step %d", self.out_dir, state.step)
         return state
@@ -386,7 +435,9 @@ class Trainer:
         ``writes_s`` (final checkpoint, params, figure)."""
         completed = outcome.status == COMPLETED
         summary = {
-            "status": outcome.status, "steps": self.saved_step if outcome.forced else state.step, "outer_steps": self.outer_steps,
+            # steps never ahead of the checkpoint: a stopped or failed run resumes from saved_step
+            "status": outcome.status, "steps": state.step if outcome.status in rundir.FINISHED else self.saved_step,
+            "outer_steps": self.outer_steps,
             **(outcome.val if completed else {"val_meta_objective": math.nan, "val_mse": math.nan}),
             "train_meta_objective": outcome.train_loss,
             "wall_s": state.train_s, "ms_per_step": 1e3 * state.train_s / state.step if state.step else None,
@@ -398,12 +449,44 @@ class Trainer:
         return summary
 
 
+def _misfit(state: TrainState, fresh: TrainState, outer_steps: int, chash: str) -> str | None:
+    """What of a restored ``state`` does not fit this config's ``fresh`` one (names the part), or None."""
+    tasks = lambda s: [sorted(t._asdict().items()) for t in s.val_tasks]
+    checks = [("params", _layout(state.params) == _layout(fresh.params)),
+              ("optimizer state", _layout(state.opt_state) == _layout(fresh.opt_state)),
+              ("step", 0 <= state.step <= outer_steps),
+              ("RNG state", _layout(state.rng_state) == _layout(fresh.rng_state) and _rng_in_range(state.rng_state)),
+              ("validation tasks", _layout(tasks(state)) == _layout(tasks(fresh))),
+              ("figure snapshots", all(_layout(p) == _layout(fresh.params) for _, p in state.snapshots)),
+              ("config hash", state.config_hash == chash)]
+    return next((what for what, ok in checks if not ok), None)
+
+
+def _rng_in_range(rng_state) -> bool:
+    """The integers of a stream state (of the layout :func:`streams.get_state` gives) within the
+    ranges numpy assumes: it does not check them all itself (a legacy position past 624 crashes it)."""
+    if isinstance(rng_state, tuple):  # RandomState: (name, key (624,) uint32, pos, has_gauss, cached_gaussian)
+        _, key, pos, has_gauss, gauss = rng_state
+        return 0 <= int(pos) <= len(key) and int(has_gauss) in (0, 1) and math.isfinite(float(gauss))
+    inner = rng_state["state"]  # PCG64: 128-bit state and increment, a buffered 32-bit half
+    return (all(0 <= int(inner[k]) < 2 ** 128 for k in ("state", "inc")) and int(rng_state["has_uint32"]) in (0, 1)
+            and 0 <= int(rng_state["uinteger"]) < 2 ** 32)
+
+
 def _layout(tree):
-    """The nesting, names, shapes and dtypes of a tree of dicts and arrays (for checkpoint checks)."""
+    """The nesting, names, shapes and dtypes of a tree of dicts, lists and arrays, with its strings
+    (e.g. an RNG state's generator name), for checkpoint checks."""
     if isinstance(tree, dict):
         return {k: _layout(v) for k, v in tree.items()}
-    if isinstance(tree, (np.ndarray, np.generic, int, float)):
-        return (np.shape(tree), np.asarray(tree).dtype.kind)
+    if isinstance(tree, (list, tuple)):
+        return [_layout(v) for v in tree]
+    if isinstance(tree, str):
+        return tree
+    if isinstance(tree, (int, float)) and not isinstance(tree, bool):  # JSON numbers: kind only
+        return ((), "f" if isinstance(tree, float) else "i")
+    if isinstance(tree, (np.ndarray, np.generic)):
+        kind = tree.dtype.kind
+        return (np.shape(tree), "i" if kind == "u" and np.ndim(tree) == 0 else kind)
     return type(tree).__name__
 
 
@@ -434,6 +517,7 @@ class StopSignals:
     elsewhere this does nothing."""
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2)
+    active: "StopSignals | None" = None  # the one in force in this process (a sweep worker's watch reads it)
 
     def __init__(self):
         self.received: str | None = None
@@ -475,8 +559,11 @@ class StopSignals:
     def __enter__(self) -> "StopSignals":
         if threading.current_thread() is threading.main_thread():
             self._old = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+            StopSignals.active = self
         return self
 
     def __exit__(self, *exc) -> None:
         for s, h in self._old.items():
             signal.signal(s, h)
+        if StopSignals.active is self:
+            StopSignals.active = None

@@ -270,7 +270,9 @@ def test_an_exception_in_any_phase_leaves_status_failed_with_its_text(tiny_cfg, 
         train.run(tiny_cfg, tmp_path)
     s = summary_of(tmp_path)
     assert s["status"] == "failed" and s["error"] == "Boom: disk on fire"
-    assert s["steps"] == PHASE_STEPS[phase] if phase != "training" else s["steps"] in (15, 16)
+    # steps is the resume point, never ahead of the checkpoint: failing at step 16 leaves step 8's
+    assert s["steps"] == (PHASE_STEPS[phase] if phase != "training" else 8)
+    assert s["steps"] == rundir.load_checkpoint(tmp_path)["step"] if s["steps"] else True
     assert not rundir.is_live(tmp_path)
 
 
@@ -294,6 +296,11 @@ def test_a_signal_in_any_phase_leaves_status_interrupted_and_the_rerun_completes
     assert curve(tmp_path) == curve(straight)
     with np.load(tmp_path / rundir.PARAMS) as a, np.load(straight / rundir.PARAMS) as b:
         assert all(np.array_equal(a[k], b[k]) for k in a.files)
+    # every summary value equals the uninterrupted run's (train_meta_objective included), times aside
+    timing = {"wall_s", "ms_per_step", "setup_s", "eval_s", "writes_s"}
+    expected = {k: v for k, v in summary_of(straight).items() if k not in timing}
+    assert {k: v for k, v in summary_of(tmp_path).items() if k not in timing} == expected
+    assert expected["train_meta_objective"] is not None
 
 
 def test_a_second_signal_stops_at_once_and_the_last_checkpoint_is_the_resume_point(
@@ -386,9 +393,9 @@ def test_the_resume_command_names_the_run_directory(tmp_path, monkeypatch):
         "maml-sweep 'model.hidden=[8,8]' seed=3 hydra/launcher=joblib hydra.run.dir=outputs/runs/d/t"
 
 
-def _hydra_dirs(run_dir, sweep_dir="unused"):
-    from omegaconf import OmegaConf
-    return OmegaConf.create({"hydra": {"run": {"dir": str(run_dir)}, "sweep": {"dir": str(sweep_dir)}}})
+def _hydra_dirs(run_dir, sweep_dir="unused", overrides=TINY):
+    """The composed config of ``overrides`` with a ``hydra`` node naming these directories."""
+    return compose([*overrides, f"hydra.run.dir={run_dir}", f"hydra.sweep.dir={sweep_dir}"], hydra=True)
 
 
 @pytest.mark.parametrize("where, says", [("afile", "is a file"), ("afile/sub", "lies under the file"),

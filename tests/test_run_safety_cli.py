@@ -102,7 +102,7 @@ def test_a_default_date_time_run_resumes_in_its_own_directory_by_the_printed_com
     run_dir = list(tmp_path.glob("outputs/runs/*/*"))[0]
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130
+    assert proc.returncode == 143  # 128 + SIGTERM
     assert f"hydra.run.dir={run_dir.relative_to(tmp_path)}" in err
     rerun = run_cli(resume_args(err), cwd=tmp_path)
     assert rerun.returncode == 0, rerun.stderr

@@ -1,4 +1,6 @@
 """The scratch curve cache: content-keyed, atomic, overridable, and invisible in the numbers."""
+import logging
+import os
 import threading
 
 import numpy as np
@@ -28,24 +30,24 @@ def counting(value):
 def test_computes_once_per_key_and_reads_back(cache):
     compute, calls = counting([[1.0, 2.0]])
     key = scratch_cache.content_key(a=1)
-    first = scratch_cache.cached("scratch", key, compute)
-    again = scratch_cache.cached("scratch", key, compute)
+    first = scratch_cache.cached("scratch", key, compute, (1, 2))
+    again = scratch_cache.cached("scratch", key, compute, (1, 2))
     assert len(calls) == 1 and np.array_equal(first, again)
-    scratch_cache.cached("scratch", scratch_cache.content_key(a=2), compute)
+    scratch_cache.cached("scratch", scratch_cache.content_key(a=2), compute, (1, 2))
     assert len(calls) == 2 and len(list(cache.glob("scratch-*.npz"))) == 2
 
 
 def test_unreadable_entry_is_recomputed_and_off_disables(cache, monkeypatch):
     compute, calls = counting([3.0])
     key = scratch_cache.content_key(a=1)
-    scratch_cache.cached("scratch", key, compute)
+    scratch_cache.cached("scratch", key, compute, (1,))
     (path,) = cache.glob("scratch-*.npz")
     path.write_bytes(b"half a file")
-    assert np.array_equal(scratch_cache.cached("scratch", key, compute), [3.0]) and len(calls) == 2
-    assert np.array_equal(scratch_cache.cached("scratch", key, compute), [3.0]) and len(calls) == 2
+    assert np.array_equal(scratch_cache.cached("scratch", key, compute, (1,)), [3.0]) and len(calls) == 2
+    assert np.array_equal(scratch_cache.cached("scratch", key, compute, (1,)), [3.0]) and len(calls) == 2
     monkeypatch.setenv(scratch_cache.ENV, "off")
     assert scratch_cache.cache_dir() is None
-    scratch_cache.cached("scratch", key, compute)
+    scratch_cache.cached("scratch", key, compute, (1,))
     assert len(calls) == 3
 
 
@@ -60,7 +62,7 @@ def test_concurrent_writers_leave_one_whole_file(cache):
     results = []
 
     def worker():
-        results.append(scratch_cache.cached("scratch", key, lambda: np.arange(1000.0)))
+        results.append(scratch_cache.cached("scratch", key, lambda: np.arange(1000.0), (1000,)))
 
     threads = [threading.Thread(target=worker) for _ in range(8)]
     for t in threads:
@@ -86,3 +88,46 @@ def test_runs_share_the_scratch_curve_and_get_the_same_numbers(compose_cfg, tmp_
     monkeypatch.setenv(scratch_cache.ENV, str(cache))
     run(compose_cfg([*TINY, "train.outer_steps=8", "train.dtype=float32"]), tmp_path / "e")
     assert len(list(cache.glob("scratch-*.npz"))) == 2  # eval.max_steps=3 ran uncached; float32: own key
+
+
+def _entry(path, **arrays):
+    """Overwrite the cache entry at ``path`` with ``arrays`` (as a damaged or hostile writer would)."""
+    path.unlink()
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+
+
+@pytest.mark.parametrize("damage", ["right key, (3, 2) value", "float32 value", "a NaN planted", "no key entry",
+                                    "another key", "a link to a good entry", "a FIFO"])
+def test_a_damaged_entry_is_recomputed_with_one_warning_line(cache, caplog, tmp_path, damage):
+    """The issue's case first: an entry with the right key but a (3, 2) value was used silently."""
+    good = np.array([[1.0, np.inf], [2.0, 3.0]])
+    compute, calls = counting(good)
+    key = scratch_cache.content_key(a=1)
+    scratch_cache.cached("scratch", key, compute, (2, 2))  # NaN/inf kept and counted
+    (path,) = cache.glob("scratch-*.npz")
+    with np.load(path) as data:
+        entry = {k: data[k] for k in data.files}
+    if damage == "right key, (3, 2) value":
+        _entry(path, **{**entry, "value": np.zeros((3, 2))})
+    elif damage == "float32 value":
+        _entry(path, **{**entry, "value": good.astype(np.float32)})
+    elif damage == "a NaN planted":
+        _entry(path, **{**entry, "value": np.where(good == 2.0, np.nan, good)})
+    elif damage == "no key entry":
+        _entry(path, value=good, nonfinite=entry["nonfinite"])
+    elif damage == "another key":
+        _entry(path, **{**entry, "key": np.array("{}")})
+    elif damage == "a link to a good entry":
+        os.replace(path, tmp_path / "elsewhere.npz")
+        path.symlink_to(tmp_path / "elsewhere.npz")
+    else:
+        path.unlink()
+        os.mkfifo(path)
+    with caplog.at_level(logging.WARNING, logger="maml_sweep.scratch_cache"):
+        value = scratch_cache.cached("scratch", key, compute, (2, 2))
+    assert np.array_equal(value, good) and len(calls) == 2
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and str(path) in warnings[0] and "\n" not in warnings[0]
+    assert path.is_file() and not path.is_symlink()  # rewritten whole: the next read is a hit
+    assert np.array_equal(scratch_cache.cached("scratch", key, compute, (2, 2)), good) and len(calls) == 2
