@@ -23,12 +23,14 @@ def tree(folder: Path) -> dict:
 
 
 def test_sweep_summary_cells_that_a_spreadsheet_would_run_are_neutralised(tmp_path):
-    job = tmp_path / "0"
-    (job / ".hydra").mkdir(parents=True)
-    (job / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(
-        ["+note==2+5", "+who=@SUM(A1)", "+cmd=+HYPERLINK(x)", "optimizer.lr=-0.5", "+dash=-x"]))
-    (job / rundir.SUMMARY).write_text(json.dumps({"status": "failed", "config_hash": "h", "steps": 0,
-                                                  "error": "=cmd|' /C calc'!A0"}))
+    for name, overrides in (("0", ["+note==2+5", "+who=@SUM(A1)", "+cmd=+HYPERLINK(x)", "optimizer.lr=-0.5",
+                                   "+dash=-x"]),
+                            ("1", ["+note=a", "+who=b", "+cmd=c", "optimizer.lr=0.1", "+dash=d"])):
+        job = tmp_path / name  # two jobs: a column whose value every job shares is left out of the table
+        (job / ".hydra").mkdir(parents=True)
+        (job / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
+        (job / rundir.SUMMARY).write_text(json.dumps({"status": "failed", "config_hash": "h", "steps": 0,
+                                                      "error": "=cmd|' /C calc'!A0"}))
     sweep.write_sweep_summary(tmp_path)
     with open(tmp_path / sweep.SWEEP_SUMMARY, newline="") as f:
         rows = list(csv.reader(f))
