@@ -71,9 +71,14 @@ def test_float32_init_and_tasks_are_the_float64_draws_rounded():
     assert np.array_equal(t64.x.astype(np.float32), t32.x)
 
 
+SLOW = pytest.mark.slow  # every algorithm and optimizer in .ci/run; three in the default suite
+
+
 @pytest.mark.parametrize("algorithm,optimizer", [("maml", "sgd"), ("fomaml", "adam"), ("anil", "momentum"),
-                                                 ("metasgd", "sgd"), ("reptile", "sgd"), ("pretrain", "sgd"),
-                                                 ("scratch", "sgd")])
+                                                 pytest.param("metasgd", "sgd", marks=SLOW),
+                                                 pytest.param("reptile", "sgd", marks=SLOW),
+                                                 pytest.param("pretrain", "sgd", marks=SLOW),
+                                                 pytest.param("scratch", "sgd", marks=SLOW)])
 def test_float32_run_end_to_end(compose_cfg, tmp_path, algorithm, optimizer):
     """Params, optimizer state and checkpoint stay float32; the run completes with finite numbers."""
     cfg = compose_cfg([*TINY, "train.dtype=float32", f"algorithm={algorithm}", f"optimizer={optimizer}"])
