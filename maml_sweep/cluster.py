@@ -43,5 +43,5 @@ class QuietSacct(Callback):
         from submitit.slurm.slurm import SlurmJob
 
         log.info("SLURM job accounting is not available (sacct: %s): job states come from submitit's "
-                 "result files, and sacct is not polled.", error)
+                 "result files, and sacct is not polled.", error, extra={"console": True})  # once, on the console
         SlurmJob.watcher._make_command = lambda: None  # update() then skips the sacct call

@@ -290,6 +290,9 @@ class SweepSummary(Callback):
             _refuse(unusable)
 
         problems = check_before_start(config)
+        if problems and "holds a run of another config" in problems[-1]:  # say what differs and how to resume it
+            why = resume.run_refusal(Path(run_dir), list(config.hydra.overrides.task))
+            problems[-1] += f"; {why}" if why else ""
         if problems:  # each on its own line, as the run itself would print them
             for line in problems[:-1]:
                 print(f"maml-sweep: error: {line}", file=sys.stderr)
@@ -303,8 +306,10 @@ class SweepSummary(Callback):
                     ".hydra/ record itself once its directory is accepted; leave hydra.output_subdir unset (null)")
         sweep_dir.mkdir(parents=True, exist_ok=True)
         _refuse(unsafe_sweep_entry(sweep_dir))
-        try:  # one sweep at a time in a directory: held until this process exits
-            _SWEEP_LOCKS.append(rundir.RunLock(sweep_dir, SWEEP_LOCK).acquire())
+        shared = "maml_sweep_search" in str(config.hydra.sweeper.get("_target_", ""))
+        try:  # one sweep at a time in a directory: held until this process exits. A search's workers share
+            if not shared:  # theirs: the study hands each trial (its own run directory) to one worker
+                _SWEEP_LOCKS.append(rundir.RunLock(sweep_dir, SWEEP_LOCK).acquire())
         except rundir.RunDirError as exc:
             _refuse(f"another sweep is running in {sweep_dir}: {exc}")
         _refuse(check_sweep_dir(config))

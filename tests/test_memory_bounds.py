@@ -31,16 +31,21 @@ CONFIGS = [
 ]
 
 
+# Linux carries a process's peak RSS across fork and exec: a run forked from this (large) pytest process
+# would report pytest's peak. A small Python in between starts the run and reports its children's peak.
+MEASURE = ("import resource, subprocess, sys; p = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, "
+           "stderr=subprocess.PIPE); sys.stderr.write(p.stderr.decode()[-500:]); "
+           "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(p.returncode)")
+
+
 def peak_rss(overrides, cwd) -> tuple[int, float]:
     """(peak RSS in bytes, seconds) of one ``maml-sweep`` run of ``overrides``."""
     t0 = time.perf_counter()
-    proc = subprocess.Popen(command("maml_sweep", [*overrides, *SHORT, f"hydra.run.dir=r{time.monotonic_ns()}"]),
-                            cwd=cwd, env=subprocess_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    err = proc.stderr.read().decode()
-    proc.stderr.close()
-    assert status == 0, f"{overrides}: {err[-500:]}"
-    return usage.ru_maxrss * 1024, time.perf_counter() - t0  # ru_maxrss is in KiB on Linux
+    run = command("maml_sweep", [*overrides, *SHORT, f"hydra.run.dir=r{time.monotonic_ns()}"])
+    proc = subprocess.run([sys.executable, "-c", MEASURE, *run], cwd=cwd, env=subprocess_env(),
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, f"{overrides}: {proc.stderr}"
+    return int(proc.stdout.split()[-1]) * 1024, time.perf_counter() - t0  # ru_maxrss is in KiB on Linux
 
 
 @pytest.mark.slow

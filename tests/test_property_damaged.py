@@ -164,12 +164,6 @@ def test_zz_property_counts(capsys):
     assert STATS["examples"] > 0
 
 
-@pytest.mark.xfail(strict=True, raises=(rundir.DamagedFile, KeyError),
-                   reason="found by this test: the report tracebacks on a damaged, linked or FIFO params.npz or "
-                          "test_mse.npz (analysis/plots.best_fits and analysis/paired.per_task_mse: rundir's "
-                          "one-line DamagedFile not caught) and with KeyError 'nan' in plots.learning_curves when "
-                          "one run's .hydra/config.yaml is truncated; the report side is the lead's: remove this "
-                          "mark with that fix")
 @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True,
           phases=[Phase.explicit, Phase.reuse, Phase.generate])  # no shrinking: minutes per report
 @given(changes=damages)
