@@ -42,6 +42,8 @@ K = 5                 # the adaptation step the bank is sized at
 BANK_FRACTION = 0.02  # the bank's standard error at most this fraction of the mean
 VAL_DIFFERENCE = 0.05  # a difference of this fraction of the mean ...
 VAL_SES = 2            # ... is at least this many paired standard errors
+MAX_TIMED = 50_000     # a bank size above this is not evaluated (memory grows with it)
+CHUNK = 2000           # tasks evaluated at a time
 
 
 def load_run(run_dir: Path):
@@ -78,7 +80,8 @@ def bank_mse(cfg, params, num_tasks: int) -> np.ndarray:
     ev = trainer.cfg.eval
     inner = evaluate.eval_inner(trainer.inner, ev)
     bank = evaluate.test_bank(trainer.tasks, trainer.cfg.task, ev)
-    return trainer.algorithm.adaptation_mse(trainer.model, params, bank, inner)[:, K]
+    return np.concatenate([trainer.algorithm.adaptation_mse(trainer.model, params, bank[i:i + CHUNK], inner)[:, K]
+                           for i in range(0, len(bank), CHUNK)])
 
 
 def eval_seconds(cfg, params, num_tasks: int) -> float:
@@ -124,6 +127,8 @@ def report_bank(run_dir: Path, tasks: int) -> None:
     sd, mean = float(np.std(large, ddof=1)), float(np.mean(large))
     need = size_for(sd, mean, BANK_FRACTION)
     sizes = [T] + ([int(need)] if np.isfinite(need) and need != T else [])
+    if sizes[-1] > MAX_TIMED:
+        print(f"  evaluation at eval.num_tasks={sizes.pop():,}: not timed (above {MAX_TIMED:,} tasks)")
     for n in sizes:
         print(f"  evaluation at eval.num_tasks={n}: {eval_seconds(cfg, params, n):.2f} s (trained + scratch, no cache)",
               flush=True)
@@ -159,6 +164,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    for name, value in (("--tasks", args.tasks), ("--val-tasks", args.val_tasks)):
+        if not 2 <= value <= MAX_TIMED:
+            print(f"bank_sizes: error: {name} must be an integer in 2..{MAX_TIMED}, got {value}", file=sys.stderr)
+            return 2
     print(f"{loadavg()} at start", flush=True)
     try:
         if not args.no_bank:

@@ -160,3 +160,22 @@ def test_clopper_pearson_is_the_exact_binomial_interval():
     low, high = clopper_pearson(4, n)
     assert sps.binom.sf(3, n, low) == pytest.approx(0.025) and sps.binom.cdf(4, n, high) == pytest.approx(0.025)
     assert (round(100 * low, 3), round(100 * high, 3)) == (0.003, 0.026)  # the 4 of 39,600
+
+
+def test_paper_table_counts_blowups_on_fresh_tasks_with_an_exact_interval(tmp_path, capsys):
+    from maml_sweep.analysis.paper import clopper_pearson, main as paper_main
+    write_sweep(tmp_path / "m", 0.1, 0.0, val=0.5, algorithm="maml")
+    write_sweep(tmp_path / "p", 0.1, 0.7, val=0.9, algorithm="pretrain")
+    rows = ["path,seed,tasks,blowups_k1,blowups_k5,blowups_k10"]
+    rows += [f"{tmp_path / 'm' / str(s)},{s},100,0,{s},{2 * s}" for s in (0, 1, 2)]  # 3 and 6 of 300 tasks
+    rows += [f"{tmp_path / 'p' / str(s)},{s},100,0,0,0" for s in (0, 1, 2)]
+    (tmp_path / "fresh.csv").write_text("\n".join(rows) + "\n")
+    assert paper_main([str(tmp_path / "m"), str(tmp_path / "p"), "--fresh", str(tmp_path / "fresh.csv")]) == 0
+    out = {tuple(c.strip() for c in line.split("|")[2:5]): [c.strip() for c in line.split("|")[5:-1]]
+           for line in capsys.readouterr().out.splitlines() if line.startswith("| - |") and line.count("|") == 10}
+    low, high = clopper_pearson(6, 300)
+    assert out[("maml", "3", "10")][-1] == f"6 of 300: 2% [{100 * low:.2g}%, {100 * high:.2g}%]"
+    assert out[("maml", "3", "10")][2] == "not reported (tasks blow up)"  # none on the bank, some on fresh tasks
+    assert out[("pretrain", "3", "10")][-1].startswith("0 of 300: 0% [0%, ")
+    assert not out[("maml", "3", "1")][2].startswith("not reported")
+    assert paper_main([str(tmp_path / "m"), "--fresh", str(tmp_path / "m" / "0" / "summary.json")]) == 2

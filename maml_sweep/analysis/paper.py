@@ -11,21 +11,20 @@ adaptation steps, from the runs' per-task test MSE (``test_mse.npz``, every seed
   positive probability the population mean is infinite and a sample mean only records whether
   the bank held one;
 - blow-ups on the bank, counted over (seed, task) pairs;
-- with ``--fresh-tasks N``: the blow-up rate on N fresh tasks per run (run seed s is scored on the
-  test stream of ``eval.seed`` = :data:`FRESH_EVAL_SEED` + s, so the S x N tasks are all distinct),
-  with its exact (Clopper-Pearson) 95% interval;
+- with ``--fresh CSV`` (``python -m maml_sweep.fresh_blowups``: each run on its own fresh tasks, so
+  all S x N are distinct): the blow-up rate with its exact (Clopper-Pearson) 95% interval;
 
 and MAML minus pretrain paired over the same seeds and tasks (:func:`maml_sweep.analysis.paired.compare`).
 The protocol (training and test shots) is printed with the table.
 
-    python -m maml_sweep.analysis.paper SWEEP_DIR [...] [--fresh-tasks 20000]
+    python -m maml_sweep.fresh_blowups SWEEP_DIR --tasks 10000 > blowups.csv
+    python -m maml_sweep.analysis.paper SWEEP_DIR [...] [--fresh blowups.csv]
 """
 from __future__ import annotations
 
 import argparse
 import math
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -40,8 +39,6 @@ from .paired import compare, config_runs, scores_at
 
 STEPS = (1, 5, 10)
 ALGORITHMS = ("maml", "pretrain")
-FRESH_EVAL_SEED = 1000  # fresh tasks for run seed s: the test stream of eval.seed = FRESH_EVAL_SEED + s
-FRESH_CHUNK = 2000      # fresh tasks evaluated at a time (bounded memory, progress lines)
 
 
 def clopper_pearson(x: int, n: int, level: float = 0.95) -> tuple[float, float]:
@@ -52,27 +49,15 @@ def clopper_pearson(x: int, n: int, level: float = 0.95) -> tuple[float, float]:
     return low, high
 
 
-def fresh_blowups(run_dir: Path, num_tasks: int, steps=STEPS) -> np.ndarray:
-    """Blown-up counts (len(steps),) of the run's trained init on ``num_tasks`` fresh test tasks
-    (eval.seed = FRESH_EVAL_SEED + the run's seed; the run's shots, query points and inner loop)."""
-    from omegaconf import OmegaConf
-
-    from .. import evaluate, rundir
-    from ..config import Config, register_configs
-    from ..train import Trainer
-
-    register_configs()
-    cfg = OmegaConf.merge(OmegaConf.structured(Config), OmegaConf.load(Path(run_dir) / rundir.HYDRA_CONFIG))
-    cfg = OmegaConf.merge(cfg, {"eval": {"seed": FRESH_EVAL_SEED + int(cfg.seed), "num_tasks": num_tasks}})
-    params = rundir.load_params(Path(run_dir) / rundir.PARAMS)
-    trainer = Trainer(cfg, Path(run_dir), "")
-    bank = evaluate.test_bank(trainer.tasks, cfg.task, cfg.eval)
-    inner = evaluate.eval_inner(trainer.inner, cfg.eval)
-    counts = np.zeros(len(steps), dtype=int)
-    for start in range(0, num_tasks, FRESH_CHUNK):
-        mse = trainer.algorithm.adaptation_mse(trainer.model, params, bank[start:start + FRESH_CHUNK], inner)
-        counts += stats.blown_up(mse[:, list(steps)]).sum(axis=0)
-    return counts
+def read_fresh(path: Path) -> dict[str, np.ndarray]:
+    """Run path -> (tasks, blow-ups at k = 1/5/10) from ``python -m maml_sweep.fresh_blowups``'s CSV."""
+    with open(path, newline="") as fh:
+        frame = pd.read_csv(fh, nrows=100_000)
+    cols = ["tasks", *(f"blowups_k{k}" for k in STEPS)]
+    missing = [c for c in ["path", *cols] if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{path}: not a fresh_blowups CSV (no column {', '.join(missing)})")
+    return {str(Path(r["path"]).resolve()): np.array([int(r[c]) for c in cols]) for _, r in frame.iterrows()}
 
 
 def _cell(iv: Interval) -> str:
@@ -99,14 +84,15 @@ def protocol(runs: pd.DataFrame) -> str:
     return "Protocol: " + "; ".join(sorted(set(parts))) + "."
 
 
-def table(runs: pd.DataFrame, keys: list[str], fresh_tasks: int = 0) -> str:
-    """The Markdown tables for the completed runs in ``runs`` (``keys``: swept keys other than seed)."""
+def table(runs: pd.DataFrame, keys: list[str], fresh_counts: dict | None = None) -> str:
+    """The Markdown tables for the completed runs in ``runs`` (``keys``: swept keys other than seed;
+    ``fresh_counts``: :func:`read_fresh`'s, or None)."""
     setting_keys = [k for k in keys if k != "algorithm.name"]
     done = runs[runs["status"].astype(str) == COMPLETED]
-    fresh_head = f" | blow-ups on {fresh_tasks:,} fresh tasks per seed [exact 95% CI]" if fresh_tasks else ""
+    fresh_head = " | blow-ups on fresh distinct tasks: rate [exact 95% CI]" if fresh_counts is not None else ""
     lines = [f"| setting | init | seeds | k | median [95% CI] | IQM (middle 50%) [95% CI] | mean [95% CI] "
              f"| blow-ups on the bank (seed, task){fresh_head} |",
-             "|---|---|---|---|---|---|---|---" + "|---" * bool(fresh_tasks) + "|"]
+             "|---|---|---|---|---|---|---|---" + "|---" * (fresh_counts is not None) + "|"]
     paired_lines = []
     groups = done.groupby(setting_keys, sort=True) if setting_keys else [((), done)]
     for setting, part in groups:
@@ -119,26 +105,21 @@ def table(runs: pd.DataFrame, keys: list[str], fresh_tasks: int = 0) -> str:
             config = {"algorithm.name": algo, **dict(zip(setting_keys, setting))}
             per_algo[algo] = of = config_runs(runs, keys, config)
             fresh = None
-            if fresh_tasks:
-                fresh = np.zeros(len(STEPS), dtype=int)
-                for seed, path in sorted(zip(part.loc[part["algorithm.name"] == algo, "seed"],
-                                             part.loc[part["algorithm.name"] == algo, "path"])):
-                    t0 = time.perf_counter()
-                    fresh += fresh_blowups(Path(path), fresh_tasks)
-                    print(f"paper: {name} {algo} seed {seed}: {fresh_tasks:,} fresh tasks in "
-                          f"{time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
+            if fresh_counts is not None:
+                found = [fresh_counts.get(str(Path(p).resolve())) for p in part.loc[part["algorithm.name"] == algo, "path"]]
+                fresh = None if any(f is None for f in found) else np.sum(found, axis=0)  # tasks, k1, k5, k10
             for i, k in enumerate(STEPS):
                 x = scores_at(of, k)
                 if x is None:
                     continue
                 blown = int(stats.blown_up(x).sum())
-                fresh_blown = 0 if fresh is None else int(fresh[i])
+                fresh_blown = 0 if fresh is None else int(fresh[1 + i])
                 mean = (_cell(interval(x, "mean")) if blown == 0 and fresh_blown == 0
                         else "not reported (tasks blow up)")
                 cells = [name, algo, str(len(of)), str(k), _cell(interval(x, "median")), _cell(interval(x, "iqm")),
                          mean, f"{blown} of {x.size:,}"]
-                if fresh is not None:
-                    cells.append(_rate(fresh_blown, fresh_tasks * len(of)))
+                if fresh_counts is not None:
+                    cells.append("no fresh tasks for every seed" if fresh is None else _rate(fresh_blown, int(fresh[0])))
                 lines.append("| " + " | ".join(cells) + " |")
         if len(per_algo) == 2:
             for k in STEPS:
@@ -164,15 +145,17 @@ def table(runs: pd.DataFrame, keys: list[str], fresh_tasks: int = 0) -> str:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m maml_sweep.analysis.paper", description=__doc__.split("\n\n")[0])
     p.add_argument("paths", nargs="+", help="sweep or run directories")
-    p.add_argument("--fresh-tasks", type=int, default=0, metavar="N",
-                   help="also count blow-ups on N fresh distinct tasks per run (needs params.npz; default 0: not)")
+    p.add_argument("--fresh", type=Path, metavar="CSV",
+                   help="blow-ups on fresh tasks per run, from python -m maml_sweep.fresh_blowups")
     return p
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    if args.fresh_tasks < 0:
-        print(f"paper: error: --fresh-tasks must be an integer >= 0, got {args.fresh_tasks}", file=sys.stderr)
+    try:
+        fresh = None if args.fresh is None else read_fresh(args.fresh)
+    except (OSError, ValueError, pd.errors.ParserError) as exc:
+        print(f"paper: error: --fresh: {exc}", file=sys.stderr)
         return 2
     rs = load_runs(args.paths)
     if "algorithm.name" not in rs.runs.columns:
@@ -182,7 +165,7 @@ def main(argv=None) -> int:
     if "algorithm.name" not in keys:
         keys.append("algorithm.name")
     with np.errstate(invalid="ignore", over="ignore"):  # blown-up tasks: inf - inf in the linearisation
-        print(table(rs.runs, keys, args.fresh_tasks))
+        print(table(rs.runs, keys, fresh))
     return 0
 
 
