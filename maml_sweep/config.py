@@ -127,7 +127,7 @@ class TrainConfig:
 class EvalConfig:
     """The test protocol, run at the end of every completed run (adaptation.csv)."""
     seed: int = 0             # keys the validation tasks and the test bank (with the task config)
-    num_tasks: int = 300      # test bank size
+    num_tasks: int = 1500     # test bank size (steps: SE of the k=5 mean < 2%, docs/algorithms.md "Bank sizes")
     val_tasks: int = 32       # shared validation tasks (val_mse; rng=streams: also val_meta_objective)
     max_steps: int = 10       # adaptation steps k = 0..max_steps on the test bank
     inner_lr: Optional[float] = None      # None: the training inner_lr

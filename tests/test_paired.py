@@ -108,16 +108,74 @@ def test_a_blown_up_task_shows_in_the_report(tmp_path):
 
 
 def test_paper_table_pairs_maml_and_pretrain_by_hand(tmp_path, capsys):
+    from scipy import stats as sps
+
     from maml_sweep.analysis.paper import main as paper_main
-    maml = write_sweep(tmp_path / "m", 0.1, 0.0, val=0.5, algorithm="maml")
+    maml = write_sweep(tmp_path / "m", 0.1, 0.0, val=0.5, algorithm="maml", blowup=7)
     pre = write_sweep(tmp_path / "p", 0.1, 0.7, val=0.9, algorithm="pretrain")
     assert paper_main([str(tmp_path / "m"), str(tmp_path / "p")]) == 0
     out = capsys.readouterr().out
-    by_hand = np.mean([maml[s][:, 5] - pre[s][:, 5] for s in (0, 1, 2)])
+    rows = {tuple(c.strip() for c in line.split("|")[2:5]): [c.strip() for c in line.split("|")[5:-1]]
+            for line in out.splitlines() if line.startswith("| - | maml") or line.startswith("| - | pretrain")}
+    # the median and the IQM: mean over seeds of the per-seed statistic over the 40 tasks
+    for algo, mats in (("maml", maml), ("pretrain", pre)):
+        for k in (1, 5, 10):
+            x = np.nan_to_num(np.stack([mats[s][:, k] for s in (0, 1, 2)]), nan=np.inf)  # an overflow: +inf
+            median, iqm_cell = rows[(algo, "3", str(k))][:2]
+            assert median.startswith(f"{np.median(x, axis=1).mean():.3f} [")
+            assert iqm_cell.startswith(f"{np.mean([sps.trim_mean(r, 0.25) for r in x]):.3f} [")
+    # the mean where nothing blows up: the two-way ANOVA t-interval over seeds and tasks, by hand
+    x = np.stack([pre[s][:, 1] for s in (0, 1, 2)])
+    S, Tn = x.shape
+    ms_seed = Tn * x.mean(axis=1).var(ddof=1)
+    ms_task = S * x.mean(axis=0).var(ddof=1)
+    resid = x - x.mean(axis=1, keepdims=True) - x.mean(axis=0, keepdims=True) + x.mean()
+    ms_err = (resid ** 2).sum() / ((S - 1) * (Tn - 1))
+    assert ms_task > ms_err  # the plain Satterthwaite case
+    terms = [(ms_seed, S - 1), (ms_task, Tn - 1), (-ms_err, (S - 1) * (Tn - 1))]
+    var = sum(m for m, _ in terms) / (S * Tn)
+    df = var ** 2 / sum((m / (S * Tn)) ** 2 / d for m, d in terms)
+    half = sps.t.ppf(0.975, df) * np.sqrt(var)
+    assert rows[("pretrain", "3", "1")][2] == f"{x.mean():.3f} [{x.mean() - half:.3f}, {x.mean() + half:.3f}]"
+    # maml seed 0 blows up on task 7 from k=5: no mean there, and the bank's count over (seed, task)
+    assert rows[("maml", "3", "5")][2:] == ["not reported (tasks blow up)", "1 of 120"]
+    assert rows[("maml", "3", "1")][3] == "0 of 120" and rows[("maml", "3", "1")][2].startswith(
+        f"{np.mean([maml[s][:, 1] for s in (0, 1, 2)]):.3f} [")
+    # MAML minus pretrain: the difference of medians (mean over seeds), paired over seeds and tasks
     row = [line for line in out.splitlines() if line.startswith("| - | 5 |")][0].split("|")
-    assert row[3].strip().startswith(f"{by_hand:.2f} [") and "seeds and tasks, 3 seeds x 40 tasks" in row[5]
     medians = np.mean([np.median(maml[s][:, 5]) - np.median(pre[s][:, 5]) for s in (0, 1, 2)])
-    assert row[4].strip().startswith(f"{medians:.2f} [")
-    k1 = [np.mean(maml[s][:, 1]) for s in (0, 1, 2)]
-    ci = 4.302653 * np.std(k1, ddof=1) / np.sqrt(3)
-    assert f"| maml | 3 | {np.mean(k1):.2f} ± {ci:.2f} |" in out
+    assert row[3].strip().startswith(f"{medians:.3f} [") and "seeds and tasks, 3 seeds x 40 tasks" in row[6]
+    assert row[5].strip() == "not reported (tasks blow up)"
+    by_hand = np.mean([maml[s][:, 1] - pre[s][:, 1] for s in (0, 1, 2)])
+    k1 = [line for line in out.splitlines() if line.startswith("| - | 1 |")][0].split("|")
+    assert k1[5].strip().startswith(f"{by_hand:.3f} [")
+
+
+def test_clopper_pearson_is_the_exact_binomial_interval():
+    from scipy import stats as sps
+
+    from maml_sweep.analysis.paper import clopper_pearson
+    n = 39_600
+    assert clopper_pearson(0, n) == (0.0, pytest.approx(1 - 0.025 ** (1 / n)))  # solves (1 - p)^n = 0.025
+    low, high = clopper_pearson(4, n)
+    assert sps.binom.sf(3, n, low) == pytest.approx(0.025) and sps.binom.cdf(4, n, high) == pytest.approx(0.025)
+    assert (round(100 * low, 3), round(100 * high, 3)) == (0.003, 0.026)  # the 4 of 39,600
+
+
+def test_paper_table_counts_blowups_on_fresh_tasks_with_an_exact_interval(tmp_path, capsys):
+    from maml_sweep.analysis.paper import clopper_pearson, main as paper_main
+    write_sweep(tmp_path / "m", 0.1, 0.0, val=0.5, algorithm="maml")
+    write_sweep(tmp_path / "p", 0.1, 0.7, val=0.9, algorithm="pretrain")
+    rows = ["path,seed,tasks,blowups_k1,blowups_k5,blowups_k10"]
+    rows += [f"{tmp_path / 'm' / str(s)},{s},100,0,{s},{2 * s}" for s in (0, 1, 2)]  # 3 and 6 of 300 tasks
+    rows += [f"{tmp_path / 'p' / str(s)},{s},100,0,0,0" for s in (0, 1, 2)]
+    (tmp_path / "fresh.csv").write_text("\n".join(rows) + "\n")
+    assert paper_main([str(tmp_path / "m"), str(tmp_path / "p"), "--fresh", str(tmp_path / "fresh.csv")]) == 0
+    out = {tuple(c.strip() for c in line.split("|")[2:5]): [c.strip() for c in line.split("|")[5:-1]]
+           for line in capsys.readouterr().out.splitlines() if line.startswith("| - |") and line.count("|") == 10}
+    low, high = clopper_pearson(6, 300)
+    assert out[("maml", "3", "10")][-1] == f"6 of 300: 2% [{100 * low:.2g}%, {100 * high:.2g}%]"
+    assert out[("maml", "3", "10")][2] == "not reported (tasks blow up)"  # none on the bank, some on fresh tasks
+    assert out[("pretrain", "3", "10")][-1].startswith("0 of 300: 0% [0%, ")
+    assert not out[("maml", "3", "1")][2].startswith("not reported")
+    assert paper_main([str(tmp_path / "m"), "--fresh", str(tmp_path / "m" / "0" / "summary.json")]) == 2

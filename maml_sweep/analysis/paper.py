@@ -1,52 +1,98 @@
-"""The MAML-paper sinusoid table (README) from a sweep of ``experiment=maml2017_sine[_code]`` runs.
+"""The MAML-paper sinusoid table (docs/algorithms.md) from a sweep of ``experiment=maml2017_sine[_code]`` runs.
 
-For each setting (the swept keys other than ``algorithm`` and ``seed``) and algorithm: test MSE
-after k = 1/5/10 steps as the mean over seeds of each run's mean over the test bank, +- the
-95% t-interval over seeds; the median over tasks (mean over seeds); the fraction of test tasks
-that blow up (:data:`maml_sweep.stats.BLOWUP_MSE`, over all seeds and tasks); and MAML minus
-pretrain, paired over seeds and test tasks (two-way t-intervals, :mod:`maml_sweep.analysis.intervals`).
+For each setting (the swept keys other than ``algorithm`` and ``seed``), algorithm and k = 1/5/10
+adaptation steps, from the runs' per-task test MSE (``test_mse.npz``, every seed on the same bank):
 
-    python -m maml_sweep.analysis.paper SWEEP_DIR [...]
+- the median over tasks (mean over seeds of each seed's median) and the interquartile mean (IQM:
+  the mean of the middle 50% of tasks, a trimmed mean), each with its 95% two-way t-interval over
+  seeds and tasks (:func:`maml_sweep.analysis.intervals.interval`; none below 3 seeds);
+- the mean with the same interval, only where no (seed, task) of the bank blows up
+  (:data:`maml_sweep.stats.BLOWUP_MSE`) and no fresh task does: with tasks that diverge with
+  positive probability the population mean is infinite and a sample mean only records whether
+  the bank held one;
+- blow-ups on the bank, counted over (seed, task) pairs;
+- with ``--fresh CSV`` (``python -m maml_sweep.fresh_blowups``: each run on its own fresh tasks, so
+  all S x N are distinct): the blow-up rate with its exact (Clopper-Pearson) 95% interval;
+
+and MAML minus pretrain paired over the same seeds and tasks (:func:`maml_sweep.analysis.paired.compare`).
+The protocol (training and test shots) is printed with the table.
+
+    python -m maml_sweep.fresh_blowups SWEEP_DIR --tasks 10000 > blowups.csv
+    python -m maml_sweep.analysis.paper SWEEP_DIR [...] [--fresh blowups.csv]
 """
 from __future__ import annotations
 
 import argparse
 import math
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy.special import betaincinv
 
 from .. import stats
-from .aggregate import t975
 from ..rundir import COMPLETED
+from .intervals import Interval, interval
 from .load import load_runs
-from .paired import config_runs, compare
+from .paired import compare, config_runs, scores_at
 
 STEPS = (1, 5, 10)
 ALGORITHMS = ("maml", "pretrain")
 
 
-def _mean_t(values) -> str:
-    v = np.asarray(values, dtype=float)
-    v = np.where(np.isnan(v), np.inf, v)  # summary.json stores an inf mean as null
-    if not np.isfinite(v).all():
-        return f"inf ({int((~np.isfinite(v)).sum())} of {len(v)} seeds)"
-    if len(v) < 2:
-        return f"{v.mean():.2f}"
-    return f"{v.mean():.2f} ± {t975(len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v)):.2f}"
+def clopper_pearson(x: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    """The exact binomial interval for ``x`` events in ``n`` trials."""
+    a = (1 - level) / 2
+    low = 0.0 if x == 0 else float(betaincinv(x, n - x + 1, a))
+    high = 1.0 if x == n else float(betaincinv(x + 1, n - x, 1 - a))
+    return low, high
 
 
-def _cell(x: float) -> str:
-    return f"{x:.2f}" if np.isfinite(x) else ("inf" if x > 0 else "-inf" if x < 0 else "undefined")
+def read_fresh(path: Path) -> dict[str, np.ndarray]:
+    """Run path -> (tasks, blow-ups at k = 1/5/10) from ``python -m maml_sweep.fresh_blowups``'s CSV."""
+    with open(path, newline="") as fh:
+        frame = pd.read_csv(fh, nrows=100_000)
+    cols = ["tasks", *(f"blowups_k{k}" for k in STEPS)]
+    missing = [c for c in ["path", *cols] if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{path}: not a fresh_blowups CSV (no column {', '.join(missing)})")
+    return {str(Path(r["path"]).resolve()): np.array([int(r[c]) for c in cols]) for _, r in frame.iterrows()}
 
 
-def table(runs: pd.DataFrame, keys: list[str]) -> str:
-    """The Markdown table for the completed runs in ``runs`` (``keys``: swept keys other than seed)."""
+def _cell(iv: Interval) -> str:
+    if not np.isfinite(iv.estimate):
+        return "inf" if iv.estimate > 0 else "-inf" if iv.estimate < 0 else "undefined"
+    if np.isnan(iv.low):
+        return f"{iv.estimate:.3f} ({iv.note})"
+    return f"{iv.estimate:.3f} [{iv.low:.3f}, {iv.high:.3f}]"
+
+
+def _rate(x: int, n: int) -> str:
+    low, high = clopper_pearson(x, n)
+    return f"{x} of {n:,}: {100 * x / n:.3g}% [{100 * low:.2g}%, {100 * high:.2g}%]"
+
+
+def protocol(runs: pd.DataFrame) -> str:
+    """One sentence: the shots the runs train and test with (from their recorded config)."""
+    parts = []
+    for (points, query, support), _ in runs.groupby(["task.num_points", "task.query_size", "eval.support_size"],
+                                                    dropna=False):
+        train_shots = int(points) - int(query)
+        test_shots = train_shots if pd.isna(support) else int(support)
+        parts.append(f"trains {train_shots}-shot ({int(query)} query points), tests {test_shots}-shot")
+    return "Protocol: " + "; ".join(sorted(set(parts))) + "."
+
+
+def table(runs: pd.DataFrame, keys: list[str], fresh_counts: dict | None = None) -> str:
+    """The Markdown tables for the completed runs in ``runs`` (``keys``: swept keys other than seed;
+    ``fresh_counts``: :func:`read_fresh`'s, or None)."""
     setting_keys = [k for k in keys if k != "algorithm.name"]
     done = runs[runs["status"].astype(str) == COMPLETED]
-    lines = ["| setting | init | seeds | 1 step | 5 steps | 10 steps | median 1 / 5 / 10 | blow-up 5 / 10 |",
-             "|---|---|---|---|---|---|---|---|"]
+    fresh_head = " | blow-ups on fresh distinct tasks: rate [exact 95% CI]" if fresh_counts is not None else ""
+    lines = [f"| setting | init | seeds | k | median [95% CI] | IQM (middle 50%) [95% CI] | mean [95% CI] "
+             f"| blow-ups on the bank (seed, task){fresh_head} |",
+             "|---|---|---|---|---|---|---|---" + "|---" * (fresh_counts is not None) + "|"]
     paired_lines = []
     groups = done.groupby(setting_keys, sort=True) if setting_keys else [((), done)]
     for setting, part in groups:
@@ -54,41 +100,63 @@ def table(runs: pd.DataFrame, keys: list[str]) -> str:
         name = ", ".join(f"{k.split('.')[-1]}={v}" for k, v in zip(setting_keys, setting)) or "-"
         per_algo = {}
         for algo in ALGORITHMS:
-            rows = part[part["algorithm.name"] == algo]
-            if rows.empty:
+            if (part["algorithm.name"] != algo).all():
                 continue
             config = {"algorithm.name": algo, **dict(zip(setting_keys, setting))}
-            per_algo[algo] = config_runs(runs, keys, config)
-            means = [_mean_t(rows[f"test_mse_k{k}"]) for k in STEPS]
-            medians = " / ".join(f"{rows[f'test_median_k{k}'].mean():.2f}" for k in STEPS)
-            blow = " / ".join(f"{100 * rows[f'test_blowup_k{k}'].mean():.2g}%" for k in (5, 10))
-            lines.append(f"| {name} | {algo} | {len(rows)} | {' | '.join(means)} | {medians} | {blow} |")
+            per_algo[algo] = of = config_runs(runs, keys, config)
+            fresh = None
+            if fresh_counts is not None:
+                found = [fresh_counts.get(str(Path(p).resolve())) for p in part.loc[part["algorithm.name"] == algo, "path"]]
+                fresh = None if any(f is None for f in found) else np.sum(found, axis=0)  # tasks, k1, k5, k10
+            for i, k in enumerate(STEPS):
+                x = scores_at(of, k)
+                if x is None:
+                    continue
+                blown = int(stats.blown_up(x).sum())
+                fresh_blown = 0 if fresh is None else int(fresh[1 + i])
+                mean = (_cell(interval(x, "mean")) if blown == 0 and fresh_blown == 0
+                        else "not reported (tasks blow up)")
+                cells = [name, algo, str(len(of)), str(k), _cell(interval(x, "median")), _cell(interval(x, "iqm")),
+                         mean, f"{blown} of {x.size:,}"]
+                if fresh_counts is not None:
+                    cells.append("no fresh tasks for every seed" if fresh is None else _rate(fresh_blown, int(fresh[0])))
+                lines.append("| " + " | ".join(cells) + " |")
         if len(per_algo) == 2:
             for k in STEPS:
                 r = compare(per_algo["maml"], per_algo["pretrain"], k)
                 if r is None:
                     continue
-                paired_lines.append(
-                    f"| {name} | {k} | {_cell(r['mean_diff'])} [{_cell(r['mean_diff_low'])}, {_cell(r['mean_diff_high'])}] "
-                    f"| {_cell(r['median_diff'])} [{_cell(r['median_diff_low'])}, {_cell(r['median_diff_high'])}] "
-                    f"| {r['pairing']}, {r['n_seeds']} seeds x {r['n_tasks']} tasks |")
-    out = "\n".join(lines)
+                cells = [_cell(Interval(r[f"{s}_diff"], r[f"{s}_diff_low"], r[f"{s}_diff_high"], r["n_seeds"],
+                                        r["n_tasks"], note="no interval")) for s in ("median", "iqm", "mean")]
+                if r["blowup"] > 0 or r["blowup_best"] > 0:
+                    cells[2] = "not reported (tasks blow up)"
+                paired_lines.append(f"| {name} | {k} | {' | '.join(cells)} | {r['pairing']}, {r['n_seeds']} seeds x "
+                                    f"{r['n_tasks']} tasks |")
+    out = protocol(done) + "\n\n" + "\n".join(lines) if len(done) else "\n".join(lines)
     if paired_lines:
-        out += ("\n\nMAML minus pretrain on the same test tasks and seeds: the mean paired difference and the "
-                "difference of medians (mean over seeds of each seed's median over the tasks), each with a 95% "
-                "two-way t-interval over seeds and tasks (maml_sweep/analysis/intervals.py; none below 3 seeds):\n\n| setting | steps | mean difference [95% CI] | median difference [95% CI] "
-                "| design |\n|---|---|---|---|---|\n" + "\n".join(paired_lines))
+        out += ("\n\nMAML minus pretrain on the same test tasks and seeds: the difference of medians and of IQMs "
+                "(each the mean over seeds of the per-seed statistic) and the mean paired difference, each with a "
+                "95% two-way t-interval over seeds and tasks (maml_sweep/analysis/intervals.py; none below 3 "
+                "seeds):\n\n| setting | k | median difference [95% CI] | IQM difference [95% CI] "
+                "| mean difference [95% CI] | design |\n|---|---|---|---|---|---|\n" + "\n".join(paired_lines))
     return out
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m maml_sweep.analysis.paper", description=__doc__.split("\n\n")[0])
     p.add_argument("paths", nargs="+", help="sweep or run directories")
+    p.add_argument("--fresh", type=Path, metavar="CSV",
+                   help="blow-ups on fresh tasks per run, from python -m maml_sweep.fresh_blowups")
     return p
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    try:
+        fresh = None if args.fresh is None else read_fresh(args.fresh)
+    except (OSError, ValueError, pd.errors.ParserError) as exc:
+        print(f"paper: error: --fresh: {exc}", file=sys.stderr)
+        return 2
     rs = load_runs(args.paths)
     if "algorithm.name" not in rs.runs.columns:
         print("paper: error: the runs have no algorithm.name", file=sys.stderr)
@@ -96,7 +164,8 @@ def main(argv=None) -> int:
     keys = [k for k in rs.group_keys if k != "sweep"]
     if "algorithm.name" not in keys:
         keys.append("algorithm.name")
-    print(table(rs.runs, keys))
+    with np.errstate(invalid="ignore", over="ignore"):  # blown-up tasks: inf - inf in the linearisation
+        print(table(rs.runs, keys, fresh))
     return 0
 
 
