@@ -12,6 +12,11 @@ from conftest import command, compose, run_cli, subprocess_env
 from maml_sweep.bounds import GB, estimates
 
 SHORT = ["train.outer_steps=2", "train.eval_every=1", "train.figures=false"]
+BANK = "eval.num_tasks=300"  # a config that does not size the test bank gets the old default: seconds, not minutes
+
+
+def sized(overrides: list[str]) -> list[str]:
+    return overrides if any(o.startswith("eval.num_tasks=") for o in overrides) else [*overrides, BANK]
 # Each size key grown alone and in pairs, small enough to run in seconds on a loaded 2-core machine.
 CONFIGS = [
     [], ["model.hidden=[256,256]"], ["model.hidden=[512]"], ["model.hidden=[64,64,64]"],
@@ -41,7 +46,7 @@ MEASURE = ("import resource, subprocess, sys; p = subprocess.run(sys.argv[1:], s
 def peak_rss(overrides, cwd) -> tuple[int, float]:
     """(peak RSS in bytes, seconds) of one ``maml-sweep`` run of ``overrides``."""
     t0 = time.perf_counter()
-    run = command("maml_sweep", [*overrides, *SHORT, f"hydra.run.dir=r{time.monotonic_ns()}"])
+    run = command("maml_sweep", [*sized(overrides), *SHORT, f"hydra.run.dir=r{time.monotonic_ns()}"])
     proc = subprocess.run([sys.executable, "-c", MEASURE, *run], cwd=cwd, env=subprocess_env(),
                           capture_output=True, text=True)
     assert proc.returncode == 0, f"{overrides}: {proc.stderr}"
@@ -55,7 +60,7 @@ def test_measured_peak_memory_stays_under_the_estimate_over_30_configs(tmp_path)
         print(f"\nload average {f.read().split()[:3]}; CPU {os.cpu_count()} cores", file=sys.stderr)
     rows, over = [], []
     for overrides in CONFIGS:
-        parts = estimates(compose([*overrides, *SHORT]))
+        parts = estimates(compose([*sized(overrides), *SHORT]))
         estimate = max(e.bytes for e in parts)
         measured, seconds = peak_rss(overrides, tmp_path)
         rows.append((" ".join(overrides) or "(defaults)", measured, estimate, seconds))
