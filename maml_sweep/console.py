@@ -27,7 +27,7 @@ CONDITION_KEYS = ("task", "experiment")
 
 def report_command(path: Path) -> str:
     """The command that reports on a run or sweep directory."""
-    return f"maml-sweep-report {_shown(path)}"
+    return f"maml-sweep-report {shown_path(path)}"
 
 
 class SweepConsole:
@@ -148,7 +148,7 @@ class SweepConsole:
         order = [*rundir.ENDED, *dict.fromkeys(s for s in statuses if s not in rundir.ENDED)]
         counts = ", ".join(f"{statuses.count(s)} {s}" for s in order if s in statuses)
         lines = [f"sweep: {len(rows)} runs ({counts}) in {_duration(time.time() - self.started)}",
-                 f"sweep directory: {_shown(self.sweep_dir)}  (one row per run: {summary_csv.name})"]
+                 f"sweep directory: {shown_path(self.sweep_dir)}  (one row per run: {summary_csv.name})"]
         ranked = sorted((r for r in rows if r["status"] == rundir.COMPLETED and _finite(r.get("val_mse"))),
                         key=lambda r: r["val_mse"])
         conditions = [k for k in self.swept if k.startswith(CONDITION_PREFIXES) or k in CONDITION_KEYS]
@@ -191,7 +191,7 @@ def run_end_lines(run_dir: Path, summary: dict) -> list[str]:
         lines.append(f"test MSE after k adaptation steps, mean over {n} test tasks: "
                      + "  ".join(f"k={k} {_num(summary[f'test_mse_k{k}'])}" for k in tests)
                      + "  (median: " + ", ".join(_num(summary.get(f"test_median_k{k}")) for k in tests) + ")")
-    lines.append(f"run directory: {_shown(run_dir)}")
+    lines.append(f"run directory: {shown_path(run_dir)}")
     lines.append(f"report: {report_command(run_dir)}")
     return lines
 
@@ -239,7 +239,7 @@ def _duration(seconds: float) -> str:
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
-def _shown(path: Path) -> str:
+def shown_path(path: Path) -> str:
     """``path`` relative to the working directory when under it, else absolute."""
     path = Path(path).absolute()
     try:

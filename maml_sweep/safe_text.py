@@ -15,7 +15,7 @@ import pandas as pd
 FORMULA_LEADS = ("=", "+", "-", "@", "\t", "\r")
 
 
-def _is_number_text(text: str) -> bool:
+def is_number_text(text: str) -> bool:
     try:
         float(text)
     except ValueError:
@@ -27,7 +27,7 @@ def csv_cell(value):
     """``value`` unchanged unless it is text a spreadsheet would read as a formula; then ``'`` + text.
 
     Numbers (and text that is exactly a number, like ``-0.5``) stay as they are."""
-    if isinstance(value, str) and value.startswith(FORMULA_LEADS) and not _is_number_text(value):
+    if isinstance(value, str) and value.startswith(FORMULA_LEADS) and not is_number_text(value):
         return "'" + value
     return value
 

@@ -36,7 +36,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from . import logs, resume, rundir, runs_index, stopping
-from .console import SweepConsole
+from .console import SweepConsole, shown_path
 
 log = logging.getLogger(__name__)
 PLAN = ".sweep_plan.json"
@@ -325,7 +325,7 @@ class SweepSummary(Callback):
         if not verbose:  # the jobs' step lines go to their log files only (inherited by worker processes)
             os.environ[logs.QUIET_ENV] = "1"
         planned = planned_jobs(config)
-        print(f"sweep: {planned or '?'} runs into {_shown(sweep_dir)}; each run logs into its own directory"
+        print(f"sweep: {planned or '?'} runs into {shown_path(sweep_dir)}; each run logs into its own directory"
               + ("" if verbose else " (-v also prints those lines here)"), flush=True)
         _CONSOLES[sweep_dir] = SweepConsole(sweep_dir, planned, swept_keys(config),
                                             lambda: _read_json(sweep_dir / REFUSED)).start()
@@ -358,14 +358,6 @@ class SweepSummary(Callback):
         if bad:
             print(f"maml-sweep: {failed}", file=sys.stderr)
             sys.exit(1)
-
-
-def _shown(path: Path) -> str:
-    path = Path(path).absolute()
-    try:
-        return str(path.relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)
 
 
 def _sweep_command(config) -> str:

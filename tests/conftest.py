@@ -14,6 +14,8 @@ from __future__ import annotations
 import csv
 import json
 import os
+import signal
+from contextlib import contextmanager
 import subprocess
 import sys
 import time
@@ -125,3 +127,37 @@ def _scratch_cache_in_a_temp_dir(tmp_path_factory):
         os.environ.pop("MAML_SWEEP_CACHE_DIR", None)
     else:
         os.environ["MAML_SWEEP_CACHE_DIR"] = old
+
+
+@contextmanager
+def deadline(seconds: int):
+    """Fail with TimeoutError (instead of hanging) when the block takes longer than ``seconds``."""
+    def fire(*_):
+        raise TimeoutError(f"blocked for more than {seconds} s")
+    old = signal.signal(signal.SIGALRM, fire)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def run_stopped_at(cfg, run_dir, step: int = 16):
+    """Run ``cfg`` in-process into ``run_dir``, stopped by SIGTERM at validation step ``step`` (status
+    interrupted, its checkpoint at that step)."""
+    from maml_sweep import train
+
+    original = train.Trainer.validate
+
+    def validate(self, state):
+        if state.step == step:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return original(self, state)
+    train.Trainer.validate = validate
+    try:
+        assert train.run(cfg, run_dir)["status"] == "interrupted"
+    finally:
+        train.Trainer.validate = original
+    return run_dir
+

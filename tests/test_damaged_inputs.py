@@ -4,14 +4,12 @@ among the YAML records, and reevaluate on runs it must leave alone."""
 import json
 import os
 import shutil
-import signal
-from contextlib import contextmanager
 
 import numpy as np
 import pytest
 import yaml
 
-from conftest import TINY, compose
+from conftest import TINY, compose, deadline, run_stopped_at
 from maml_sweep import aside, reevaluate, rundir, train
 
 
@@ -23,18 +21,7 @@ def tiny_cfg():
 @pytest.fixture(scope="module")
 def stopped(tiny_cfg, tmp_path_factory):
     """A TINY run stopped by SIGTERM at step 16, its checkpoint at that step."""
-    run_dir = tmp_path_factory.mktemp("stopped") / "run"
-    original = train.Trainer.validate
-
-    def validate(self, state):
-        if state.step == 16:
-            os.kill(os.getpid(), signal.SIGTERM)
-        return original(self, state)
-    train.Trainer.validate = validate
-    try:
-        assert train.run(tiny_cfg, run_dir)["status"] == "interrupted"
-    finally:
-        train.Trainer.validate = original
+    run_dir = run_stopped_at(tiny_cfg, tmp_path_factory.mktemp("stopped") / "run")
     return run_dir
 
 
@@ -48,17 +35,6 @@ def completed(tiny_cfg, tmp_path_factory):
     return run_dir
 
 
-@contextmanager
-def deadline(seconds: int = 30):
-    def fire(*_):
-        raise TimeoutError(f"blocked for more than {seconds} s")
-    old = signal.signal(signal.SIGALRM, fire)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, old)
 
 
 def _rewrite(run_dir, change):
@@ -106,7 +82,7 @@ def test_a_damaged_checkpoint_is_named_in_one_line_twice_and_set_aside_starts_ov
     path = run_dir / rundir.CHECKPOINT
     content = path.read_bytes()
     for _ in range(2):  # the rerun gives the same line, not "run failed: ValueError"
-        with deadline(), pytest.raises(rundir.DamagedRunFile) as err:
+        with deadline(30), pytest.raises(rundir.DamagedRunFile) as err:
             train.run(tiny_cfg, run_dir)
         message = str(err.value)
         assert "\n" not in message and f"{path} is damaged" in message and f"maml-sweep-aside {path}" in message
@@ -149,7 +125,7 @@ def test_a_yaml_record_larger_than_the_bound_is_refused_without_reading_it_all(s
 def _reevaluate_one_line(run_dir, capsys) -> str:
     before = {p: p.read_bytes() for p in run_dir.rglob("*")  # the lock's holder record aside
               if p.is_file() and not p.is_symlink() and p.name != rundir.LOCK}
-    with deadline():
+    with deadline(30):
         assert reevaluate.main([str(run_dir)]) == 0
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and err[0].startswith("skipped ") and err[1] == "re-evaluated 0 of 1 runs", err

@@ -10,10 +10,9 @@ import io
 import json
 import os
 import shutil
-import signal
 import sys
 import time
-from contextlib import contextmanager, redirect_stderr, redirect_stdout
+from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +21,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from omegaconf import OmegaConf
 
-from conftest import TINY, compose
+from conftest import TINY, compose, deadline
 from maml_sweep import reevaluate, rundir, train
 
 pytestmark = pytest.mark.slow
@@ -49,17 +48,6 @@ def sweep_of_two(tmp_path_factory) -> Path:
     return root
 
 
-@contextmanager
-def deadline(seconds: int):
-    def fire(*_):
-        raise TimeoutError(f"hung for more than {seconds} s")
-    old = signal.signal(signal.SIGALRM, fire)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, old)
 
 
 json_values = st.recursive(st.none() | st.booleans() | st.floats(allow_nan=False) | st.integers() | st.text(max_size=8),

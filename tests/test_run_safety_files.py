@@ -3,13 +3,11 @@ device in the place of any file a run opens is refused in one line naming it, no
 directory (nor inside it) changes, no read blocks, and ``maml-sweep-aside`` moves only a run's files."""
 import os
 import shutil
-import signal
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from conftest import TINY, compose
+from conftest import TINY, compose, deadline, run_stopped_at
 from maml_sweep import aside, rundir, sweep, train
 
 # Every name a run opens (its own files, Hydra's record and job log), with the reason it can be opened.
@@ -26,18 +24,7 @@ def tiny_cfg():
 @pytest.fixture(scope="module")
 def stopped(tiny_cfg, tmp_path_factory):
     """A TINY run stopped by SIGTERM at step 16 (resumable: a rerun would write every file)."""
-    run_dir = tmp_path_factory.mktemp("stopped") / "run"
-    original = train.Trainer.validate
-
-    def validate(self, state):
-        if state.step == 16:
-            os.kill(os.getpid(), signal.SIGTERM)
-        return original(self, state)
-    train.Trainer.validate = validate
-    try:
-        assert train.run(tiny_cfg, run_dir)["status"] == "interrupted"
-    finally:
-        train.Trainer.validate = original
+    run_dir = run_stopped_at(tiny_cfg, tmp_path_factory.mktemp("stopped") / "run")
     (run_dir / ".hydra").mkdir()
     for name in ("config.yaml", "overrides.yaml", "hydra.yaml"):
         (run_dir / ".hydra" / name).write_text("{}\n" if name != "overrides.yaml" else "[]\n")
@@ -56,18 +43,6 @@ def tree(folder: Path) -> dict:
     return out
 
 
-@contextmanager
-def deadline(seconds: int = 20):
-    """Fail (instead of hanging) when the block takes longer than ``seconds``."""
-    def fire(*_):
-        raise TimeoutError(f"blocked for more than {seconds} s")
-    old = signal.signal(signal.SIGALRM, fire)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, old)
 
 
 def plant(run_dir: Path, name: str, kind: str, victim: Path) -> Path:
@@ -102,7 +77,7 @@ def test_a_link_or_fifo_in_place_of_any_run_file_is_refused_naming_it_and_nothin
         victim.write_text("mine\n")
     path = plant(run_dir, name, kind, victim)
     before, outside_before = tree(run_dir), tree(outside)
-    with deadline(), pytest.raises(rundir.RunDirError) as err:
+    with deadline(20), pytest.raises(rundir.RunDirError) as err:
         train.run(tiny_cfg, run_dir)
     message = str(err.value)
     way_out = f"maml-sweep-aside {path}" if name != rundir.ASIDE else f"mv {path} "
@@ -137,7 +112,7 @@ def test_the_lock_itself_is_opened_without_following_a_link(tmp_path):
     assert victim.read_text() == "keep\n"
     (tmp_path / "run" / rundir.LOCK).unlink()
     os.mkfifo(tmp_path / "run" / rundir.LOCK)
-    with deadline(), pytest.raises(rundir.DamagedRunFile, match="FIFO"):
+    with deadline(20), pytest.raises(rundir.DamagedRunFile, match="FIFO"):
         rundir.RunLock(tmp_path / "run").acquire()
 
 
@@ -162,7 +137,7 @@ def test_readers_never_block_on_a_fifo_nor_follow_a_link(stopped, tmp_path, name
     secret.write_text('{"status": "completed", "config_hash": "x"}\n')
     for kind in ("fifo", "link"):
         path = plant(run_dir, name, kind, secret)
-        with deadline():
+        with deadline(20):
             state = rundir.read_state(run_dir)
             metrics = rundir.read_metrics(run_dir)
             rows, issue = rundir.read_adaptation(run_dir)

@@ -14,6 +14,7 @@ import yaml
 
 from conftest import TINY, compose, run_cli, start_cli, sweep_table, wait_for
 from maml_sweep import rundir, sweep, train
+from maml_sweep.safe_text import is_number_text
 
 
 def tree(folder: Path) -> dict:
@@ -35,19 +36,11 @@ def test_sweep_summary_cells_that_a_spreadsheet_would_run_are_neutralised(tmp_pa
     with open(tmp_path / sweep.SWEEP_SUMMARY, newline="") as f:
         rows = list(csv.reader(f))
     cells = [c for row in rows for c in row]
-    assert not [c for c in cells if c[:1] in ("=", "+", "@", "\t", "\r") or (c[:1] == "-" and not _number(c))]
+    assert not [c for c in cells if c[:1] in ("=", "+", "@", "\t", "\r") or (c[:1] == "-" and not is_number_text(c))]
     row = dict(zip(rows[0], rows[1]))
     assert row["note"] == "'=2+5" and row["who"] == "'@SUM(A1)" and row["cmd"] == "'+HYPERLINK(x)"
     assert row["dash"] == "'-x" and row["optimizer.lr"] == "-0.5"  # a number stays a number
     assert row["error"] == "'=cmd|' /C calc'!A0"
-
-
-def _number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
 
 
 def _sweep_config(sweep_dir: Path, *overrides):
