@@ -190,7 +190,7 @@ def figure_forest(c: ReportContext, colour: dict) -> None:
         others = others.head(8)
         if best.empty or others.empty:
             continue
-        p = paired_rows(c.runs, c.design.keys, best.iloc[0], others, c.steps)
+        p = paired_rows(c.runs, c.design.keys, best.iloc[0], others, c.steps, scores=c.scores)
         if len(p):
             p["label"] = [(plots.label(r[c.design.methods[0]]) if c.design.kind == "algorithms" else
                            c.config_text(r)) + (f" | {c.condition_text(r)}" if c.design.conditions else "")

@@ -120,13 +120,16 @@ def compare(other: dict, best: dict, k: int) -> dict | None:
     return row
 
 
-def paired_rows(runs: pd.DataFrame, keys: list[str], best, others: pd.DataFrame, steps: list[int]) -> pd.DataFrame:
+def paired_rows(runs: pd.DataFrame, keys: list[str], best, others: pd.DataFrame, steps: list[int],
+                scores=None) -> pd.DataFrame:
     """Each configuration of ``others`` (rows with the ``keys`` columns) minus ``best`` at each k of
-    ``steps``: one row per (configuration, k), the ``keys`` columns then :data:`COLUMNS`."""
-    best_runs = config_runs(runs, keys, best)
+    ``steps``: one row per (configuration, k), the ``keys`` columns then :data:`COLUMNS`. ``scores``:
+    config -> :func:`config_runs`'s dict (a report passes its cache; default: read the files)."""
+    scores = scores or (lambda config: config_runs(runs, keys, config))
+    best_runs = scores(best)
     rows = []
     for _, config in others.iterrows():
-        other = config_runs(runs, keys, config)
+        other = scores(config)
         for k in steps:
             row = compare(other, best_runs, k)
             if row is not None:

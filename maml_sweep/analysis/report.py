@@ -126,7 +126,7 @@ def section_answer(c: ReportContext) -> None:
         best = part[part["rank"] == 1]
         if best.empty or runner.empty or k is None:
             continue
-        rows = paired_rows(c.runs, c.design.keys, best.iloc[0], runner.iloc[[0]], [k])
+        rows = paired_rows(c.runs, c.design.keys, best.iloc[0], runner.iloc[[0]], [k], scores=c.scores)
         if rows.empty:
             continue
         where = f"For {c.condition_text(best.iloc[0])}: the" if c.design.conditions else "The"
@@ -294,7 +294,7 @@ def paired_all(c: ReportContext) -> pd.DataFrame:
         best = part[part["rank"] == 1]
         others = part[part["rank"] > 1]
         if len(best) and len(others):
-            parts.append(paired_rows(c.runs, c.design.keys, best.iloc[0], others, c.steps))
+            parts.append(paired_rows(c.runs, c.design.keys, best.iloc[0], others, c.steps, scores=c.scores))
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=[*c.design.keys, *PAIRED_COLUMNS])
 
 
