@@ -108,8 +108,9 @@ def heatmaps(cells: pd.DataFrame, x: str, y: str | None, panel: str | None, metr
             i, j = ys.index(label(c[y])) if y else 0, xs.index(label(c[x]))
             grid[i, j] = c["mean"] / best_mean if best_mean and np.isfinite(best_mean) else np.nan
             box = "\n".join([_mean_pm(c["mean"], c["ci95"]), f"n={int(c['n'])}"])
+            dark = not np.isfinite(grid[i, j]) or grid[i, j] < 2.0  # the colour map is dark near the best
             ax.text(j, i, box, ha="center", va="center", fontsize=7,
-                    color="black", fontweight="bold" if c["best"] else "normal")
+                    color="white" if dark else "black", fontweight="bold" if c["best"] else "normal")
             if c["best"]:
                 ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=2))
         ratios.append(grid)
