@@ -53,17 +53,20 @@ def estimates(cfg) -> list[Estimate]:
     train_bytes = batch * (steps + 1) * (n * point_bytes + 2 * BYTES * P) + 4 * BYTES * P
     train_s = tr.outer_steps * batch * (steps + 1) * n * point_flops * order / FLOPS_PER_S
 
-    # Validation: eval.val_tasks tasks kept for the whole run (and a stacked copy), adapted in
-    # chunks at every evaluation (no meta-gradient: one step's activations at a time).
-    val_tasks = ev.val_tasks
-    val_bytes = val_tasks * 4 * BYTES * n + min(val_tasks, CHUNK_TASKS) * (n * point_bytes + 3 * BYTES * P)
-    val_s = (tr.outer_steps // tr.eval_every + 1) * val_tasks * (steps + 1) * n * point_flops / FLOPS_PER_S
+    # Validation: eval.val_tasks tasks of the test protocol (shots + held-out points) kept for the
+    # whole run (and a stacked copy), adapted eval.val_step steps in chunks at every evaluation
+    # (no meta-gradient: one step's activations at a time).
+    shots = _shots(t, ev)
+    val_tasks, val_n = ev.val_tasks, shots + ev.query_size
+    val_k = steps if ev.val_step is None else ev.val_step
+    val_bytes = val_tasks * 4 * BYTES * val_n + min(val_tasks, CHUNK_TASKS) * (val_n * point_bytes + 3 * BYTES * P)
+    val_s = ((tr.outer_steps // tr.eval_every + 1) * val_tasks * (val_k * shots + ev.query_size) * point_flops
+             / FLOPS_PER_S)
 
     # Evaluation: the test bank and what is built from it for every task (measured: about
     # BANK_FLOATS_PER_POINT float64 per support or query point, whatever the model) and its curves
     # for the trained and the scratch initialisation; tasks adapted in chunks for max_steps steps,
     # a task's every step kept (the adaptation's tape: activations of its points at each of k + 1 steps).
-    shots = _shots(t, ev)
     m, T, k = shots + ev.query_size, ev.num_tasks, ev.max_steps
     eval_bytes = (T * (BANK_FLOATS_PER_POINT * BYTES * m + 2 * BYTES * (k + 1))
                   + min(T, CHUNK_TASKS) * (m * point_bytes + 3 * BYTES * P)
@@ -74,7 +77,7 @@ def estimates(cfg) -> list[Estimate]:
     return [
         Estimate("training", train_bytes, train_s, *grew("model.hidden", "task.num_points", "algorithm.inner_steps",
                                                           "train.meta_batch_size", "train.outer_steps")),
-        Estimate("validation", val_bytes, val_s, *grew("eval.val_tasks", "task.num_points", "model.hidden",
+        Estimate("validation", val_bytes, val_s, *grew("eval.val_tasks", "eval.query_size", "model.hidden",
                                                         "algorithm.inner_steps", "train.outer_steps")),
         Estimate("evaluation", eval_bytes, eval_s, *grew(
             "eval.num_tasks", "eval.support_size" if ev.support_size is not None else "task.num_points",

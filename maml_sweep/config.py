@@ -134,6 +134,7 @@ class EvalConfig:
     support_size: Optional[int] = None    # shots per test task; None: the task's support size
     query_size: int = 100     # held-out points per test task that score the (plain) MSE
     report_steps: List[int] = field(default_factory=lambda: [1, 5, 10])  # k of summary.json's test_*_k<k> keys
+    val_step: Optional[int] = None  # k that val_mse (selection) scores; None: algorithm.inner_steps
 
 
 @dataclass
@@ -307,6 +308,8 @@ def _value_errors(cfg) -> list[str]:
          f"null with algorithm={a.name} (it adapts with its learned rates)", ev.inner_lr)
     need(ev.support_size is None or ev.support_size >= 1, "eval.support_size", "null (the task's support size) or an integer >= 1", ev.support_size)
     need(ev.query_size >= 1, "eval.query_size", "an integer >= 1", ev.query_size)
+    need(ev.val_step is None or 0 <= ev.val_step <= ev.max_steps, "eval.val_step",
+         f"null (algorithm.inner_steps) or a step k in 0..eval.max_steps ({ev.max_steps})", ev.val_step)
     steps = list(ev.report_steps)
     need(len(steps) > 0 and all(0 <= k <= ev.max_steps for k in steps), "eval.report_steps",
          f"a non-empty list of steps k in 0..eval.max_steps ({ev.max_steps})", steps)

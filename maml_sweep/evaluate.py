@@ -27,24 +27,35 @@ PROGRESS_CHUNK = 2000  # tasks per progress step of a long evaluation (the defau
 
 
 def validation_tasks(tasks, task_cfg, eval_cfg) -> list[Task]:
-    """``eval.val_tasks`` tasks from the validation stream: the same for every training seed,
-    algorithm and rng mode of one task config (the shared validation behind ``val_mse``)."""
-    rng = keyed_stream(task_cfg, eval_cfg.seed, "val")
-    return [tasks.sample(rng) for _ in range(eval_cfg.val_tasks)]
+    """``eval.val_tasks`` tasks from the validation stream, drawn as :func:`test_bank` draws (the
+    test shots and held-out points): the same for every training seed, algorithm and rng mode of
+    one task config (the shared validation behind ``val_mse``)."""
+    return _draw(tasks, task_cfg, eval_cfg, "val", eval_cfg.val_tasks)
 
 
 def test_bank(tasks, task_cfg, eval_cfg) -> list[Task]:
     """``eval.num_tasks`` test tasks: ``eval.support_size`` shots (default: the task's) and
     ``eval.query_size`` held-out points each, from the test stream."""
-    shots = eval_cfg.support_size or tasks.support_size
-    family = tasks.with_sizes(shots, eval_cfg.query_size)
-    rng = keyed_stream(task_cfg, eval_cfg.seed, "test")
-    return [family.sample(rng) for _ in range(eval_cfg.num_tasks)]
+    return _draw(tasks, task_cfg, eval_cfg, "test", eval_cfg.num_tasks)
+
+
+def _draw(tasks, task_cfg, eval_cfg, stream: str, n: int) -> list[Task]:
+    """``n`` tasks of the test protocol's sizes from the keyed ``stream``."""
+    family = tasks.with_sizes(eval_cfg.support_size or tasks.support_size, eval_cfg.query_size)
+    rng = keyed_stream(task_cfg, eval_cfg.seed, stream)
+    return [family.sample(rng) for _ in range(n)]
 
 
 def eval_inner(inner: InnerLoop, eval_cfg) -> InnerLoop:
     """The training inner loop with ``eval.inner_lr`` and ``eval.max_steps`` steps."""
     return dataclasses.replace(inner, lr=eval_cfg.inner_lr or inner.lr, steps=eval_cfg.max_steps)
+
+
+def val_inner(inner: InnerLoop, eval_cfg) -> InnerLoop:
+    """The inner loop ``val_mse`` scores: the test's (``eval.inner_lr``) for ``eval.val_step`` steps
+    (default: the training ``inner_steps``)."""
+    steps = inner.steps if eval_cfg.val_step is None else eval_cfg.val_step
+    return dataclasses.replace(inner, lr=eval_cfg.inner_lr or inner.lr, steps=steps)
 
 
 def summarise(init: str, mse: np.ndarray) -> list[dict]:

@@ -269,6 +269,7 @@ class Trainer:
         self.meta_batch_size, self.eval_every = cfg.train.meta_batch_size, cfg.train.eval_every
         self.snapshot_steps = set(panel_steps(self.outer_steps))
         self.shared_val = evaluate.validation_tasks(self.tasks, cfg.task, cfg.eval)
+        self.val_inner = evaluate.val_inner(self.inner, cfg.eval)
         for caveat in self.algorithm.caveats(self.inner):
             log.warning(caveat)
         self.versions = rundir.package_versions()
@@ -349,7 +350,9 @@ class Trainer:
                 state.train_s = start_train_s + time.perf_counter() - t0
                 metrics.append(step, val, vals["val_mse"], float(train_loss), state.train_s)
                 self.log_progress(step, vals, train_loss, start_step, t0)
-                if not (math.isfinite(val) and val < EXPLODED):
+                # the notebook's rule: its validation task exploding is divergence; a blown-up task of the
+                # shared validation only makes val_mse inf (selection refuses it), training goes on
+                if self.cfg.train.rng == "notebook" and not (math.isfinite(val) and val < EXPLODED):
                     outcome.status, outcome.diverged_step = DIVERGED, step
                     return
                 state.rng_state = streams.get_state(rng)  # here, not every step: ~24 us for the legacy stream
@@ -382,14 +385,20 @@ class Trainer:
         self.results = results
 
     def validate(self, state: TrainState) -> dict:
-        """``val_meta_objective``: mean meta-objective (loss_scale x query MSE after the inner loop)
-        on the run's validation tasks (the notebook mode: its single task from the legacy stream);
-        ``val_mse``: plain query MSE after ``inner_steps`` steps on the shared validation tasks
-        (``eval.val_tasks`` from the keyed validation stream, the same in every rng mode), mean
-        over tasks, inf if any task's is not finite. Model selection uses ``val_mse``."""
-        mse = self.algorithm.adaptation_mse(self.model, state.params, self.shared_val, self.inner)[:, -1]
-        return {"val_meta_objective": self.algorithm.objective(self.model, state.params, state.val_tasks, self.inner),
-                "val_mse": float(stats.mean(mse))}
+        """``val_mse``: plain MSE on the held-out points of the shared validation tasks
+        (``eval.val_tasks`` tasks of the test protocol from the keyed validation stream, the same in
+        every rng mode) after ``eval.val_step`` adaptation steps (default ``inner_steps``) at the
+        test's step size, mean over tasks, inf if any task's is not finite. Model selection uses it.
+        ``val_meta_objective``: the notebook mode's mean meta-objective (loss_scale x query MSE after
+        the inner loop) on its single validation task from the legacy stream; otherwise loss_scale x
+        ``val_mse``."""
+        mse = self.algorithm.adaptation_mse(self.model, state.params, self.shared_val, self.val_inner)[:, -1]
+        val_mse = float(stats.mean(mse))
+        if self.cfg.train.rng == "notebook":
+            objective = self.algorithm.objective(self.model, state.params, state.val_tasks, self.inner)
+        else:
+            objective = self.inner.loss_scale * val_mse
+        return {"val_meta_objective": objective, "val_mse": val_mse}
 
     def evaluate(self, params: dict) -> dict:
         """Adaptation curves on the test bank for the trained init and the scratch baseline, into

@@ -1,6 +1,7 @@
 """The evaluation protocol: keyed test bank, paired scratch baseline, adaptation.csv, test_mse.npz,
 fixed-k summary keys, shared validation."""
 import csv
+import dataclasses
 import json
 
 import numpy as np
@@ -110,6 +111,11 @@ def test_report_steps_beyond_max_steps_are_refused(compose_cfg, tmp_path):
         run(compose_cfg([*TINY, "eval.max_steps=4"]), tmp_path)
 
 
+def test_a_val_step_beyond_max_steps_is_refused(compose_cfg, tmp_path):
+    with pytest.raises(ValueError, match=r"eval.val_step=11 is not allowed.*0..eval.max_steps \(10\)"):
+        run(compose_cfg([*TINY, "eval.val_step=11"]), tmp_path)
+
+
 def shared(compose_cfg, overrides, tmp_path):
     cfg = compose_cfg([*TINY, *overrides])
     return Trainer(cfg, tmp_path, "x").shared_val
@@ -136,11 +142,34 @@ def test_val_mse_is_logged_in_notebook_mode_and_is_the_plain_mse_on_the_shared_t
     assert tuple(rows[0]) == rundir.METRIC_COLUMNS and len(rows) == 3
     model, tasks, algorithm, _, inner = build(cfg)
     params = rundir.load_params(tmp_path / rundir.PARAMS)
-    by_hand = np.mean([np.mean((model.predict(maml.adapt(model.predict, params, t, inner)[-1], t.x) - t.y) ** 2)
-                       for t in evaluate.validation_tasks(tasks, cfg.task, cfg.eval)])  # query = support here
+    val = evaluate.validation_tasks(tasks, cfg.task, cfg.eval)
+    assert {(len(t.x), len(t.x_query)) for t in val} == {(cfg.task.num_points, cfg.eval.query_size)}  # test protocol
+    by_hand = np.mean([np.mean((model.predict(maml.adapt(model.predict, params, t, inner)[-1], t.x_query)
+                                - t.y_query) ** 2) for t in val])  # held-out points, inner_steps steps
     assert float(rows[-1]["val_mse"]) == pytest.approx(by_hand, rel=1e-8)
     assert summary["val_mse"] == pytest.approx(by_hand, rel=1e-8)
     assert summary["val_meta_objective"] != pytest.approx(0.5 * by_hand)  # the notebook's own single task
+
+
+def test_val_mse_scores_the_test_target_shots_step_and_step_size(compose_cfg, tmp_path):
+    """Selection is about the test protocol: eval.support_size shots, eval.query_size held-out points,
+    eval.val_step steps at eval.inner_lr; streams mode's val_meta_objective is loss_scale x val_mse."""
+    cfg = compose_cfg(TINY + ["task=sine", "task.num_points=20", "task.query_size=10", "train.rng=streams",
+                              "eval.support_size=5", "eval.query_size=30", "eval.val_tasks=7",
+                              "eval.val_step=3", "eval.inner_lr=0.02", "algorithm.inner_steps=1"])
+    summary = run(cfg, tmp_path)
+    model, tasks, _, _, inner = build(cfg)
+    val = evaluate.validation_tasks(tasks, cfg.task, cfg.eval)
+    assert [(len(t.x), len(t.x_query)) for t in val] == [(5, 30)] * 7
+    params = rundir.load_params(tmp_path / rundir.PARAMS)
+    test_inner = dataclasses.replace(inner, lr=0.02, steps=3)
+    by_hand = np.mean([np.mean((model.predict(maml.adapt(model.predict, params, t, test_inner)[-1], t.x_query)
+                                - t.y_query) ** 2) for t in val])
+    assert summary["val_mse"] == pytest.approx(by_hand, rel=1e-8)
+    assert summary["val_meta_objective"] == pytest.approx(cfg.algorithm.loss_scale * by_hand, rel=1e-12)
+    one_step = np.mean([np.mean((model.predict(maml.adapt(model.predict, params, t, inner)[-1], t.x_query)
+                                 - t.y_query) ** 2) for t in val])
+    assert summary["val_mse"] != pytest.approx(one_step, rel=1e-3)  # the setting changes what is scored
 
 
 def test_reevaluate_recomputes_the_same_test_results_from_params(compose_cfg, tmp_path):
