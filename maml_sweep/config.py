@@ -198,7 +198,27 @@ def check_values(cfg) -> list[str]:
     one before found nothing (it relies on it)."""
     from .bounds import check_bounds
 
-    return unknown_keys(cfg) or _value_errors(cfg) or check_bounds(cfg)
+    return unknown_keys(cfg) or _huge_integers(cfg) or _value_errors(cfg) or check_bounds(cfg)
+
+
+def _huge_integers(cfg) -> list[str]:
+    """Integers that do not fit in 64 bits (``train.outer_steps=10**400``: arithmetic on them overflows)."""
+    tree = OmegaConf.to_container(cfg, resolve=False) if OmegaConf.is_config(cfg) else dict(cfg)
+    tree.pop("hydra", None)
+    errors = []
+
+    def walk(value, name: str) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                walk(item, f"{name}.{key}" if name else str(key))
+        elif isinstance(value, list):
+            for i, item in enumerate(value):
+                walk(item, f"{name}[{i}]")
+        elif isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 2**63:
+            errors.append(f"{name}={value} is not allowed: must be an integer below 2**63")
+
+    walk(tree, "")
+    return errors
 
 
 def unknown_keys(cfg) -> list[str]:
@@ -218,6 +238,10 @@ def unknown_keys(cfg) -> list[str]:
         errors.extend(f"{path}{key} is missing: {schema.__name__} needs it" for key in allowed if key not in node)
 
     for group in GROUPS:
+        if group not in cfg or OmegaConf.is_missing(cfg, group):  # ~model on the command line
+            options = sorted(o for g, o in SCHEMAS if g == group)
+            errors.append(f"{group} is missing: choose one of {', '.join(f'{group}={o}' for o in options)}")
+            continue
         node = cfg.get(group)
         name = node.get("name") if OmegaConf.is_dict(node) else None
         schema = SCHEMAS.get((group, name))
@@ -234,7 +258,8 @@ def unknown_keys(cfg) -> list[str]:
     for key, schema in (("train", TrainConfig), ("eval", EvalConfig)):
         if OmegaConf.is_dict(cfg.get(key)):
             match(f"{key}.", cfg[key], schema, key)
-    match("", {k: cfg[k] for k in cfg if k != "hydra"}, Config, "the top level")
+    match("", {k: None if OmegaConf.is_missing(cfg, k) else cfg[k] for k in cfg if k != "hydra"}, Config,
+          "the top level")
     return errors
 
 

@@ -5,12 +5,15 @@ import sys
 
 
 def main() -> None:
-    from . import completion
+    try:  # Ctrl-C while Hydra, numpy and autograd load: one line, not a traceback through the imports
+        from . import completion
 
-    if completion.serve(sys.argv[1:]):
-        return
-    from .cli import main as cli_main
-
+        if completion.serve(sys.argv[1:]):
+            return
+        from .cli import main as cli_main
+    except KeyboardInterrupt:
+        print("maml-sweep: interrupted before anything started", file=sys.stderr)
+        sys.exit(130)
     try:
         cli_main()
     except BrokenPipeError:  # `maml-sweep --help | head`

@@ -19,6 +19,7 @@ import fcntl
 import json
 import logging
 import os
+import re
 import shlex
 import stat
 import sys
@@ -29,7 +30,7 @@ from pathlib import Path
 import yaml
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.errors import HydraException
+from hydra.errors import CompactHydraException, HydraException
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import OmegaConf
@@ -120,17 +121,51 @@ def summary_frame(rows: list[dict]):
     return pd.DataFrame(rows, columns=["job", "overrides", *varying, *HEADLINE, *tests])
 
 
+def sweep_problems(config) -> list[str]:
+    """Why the sweep cannot run, one line each naming the override or setting (empty: it can): what
+    the basic sweeper cannot expand, or a search's bad settings and space (:mod:`.search.settings`)."""
+    target = str(config.hydra.sweeper.get("_target_", ""))
+    if "maml_sweep_search" in target:
+        from .search.settings import problems
+
+        return problems(config)
+    problem = _basic_sweep_problem(config) if target.endswith("BasicSweeper") else None
+    return [problem] if problem else []
+
+
+def _basic_sweep_problem(config) -> str | None:
+    """One line on an override the basic sweeper cannot expand (``range(0,3,0)``, ``interval(0,3)``),
+    naming it and what is allowed; None when every override expands."""
+    parser = OverridesParser.create()
+    for arg in _sweep_arguments(config):
+        try:
+            override = parser.parse_override(arg)
+            if override.is_interval_sweep():
+                return (f"{arg} is not allowed: the basic sweeper expands lists (a,b), range(start,stop[,step]), "
+                        "choice(...) and glob(...); interval(...) is for a search (sweep=optuna, docs/sweeps.md)")
+            if override.is_sweep_override():
+                list(override.sweep_string_iterator())
+        except (HydraException, ValueError, TypeError) as exc:
+            return f"{arg} is not allowed: {exc}"
+    return None
+
+
+def _sweep_arguments(config) -> list[str]:
+    """The basic sweeper's input: ``hydra.sweeper.params`` then the command line's overrides."""
+    return ([f"{k}={v}" for k, v in (config.hydra.sweeper.get("params") or {}).items()]
+            + list(config.hydra.overrides.task))
+
+
 def planned_jobs(config) -> int | None:
     """Jobs this multirun launches: Optuna's ``n_trials``, or the basic sweeper's grid size
     (its own expansion of ``hydra.sweeper.params`` and the command line); None if unknown."""
     sweeper = config.hydra.sweeper
     if "n_trials" in sweeper:
         return int(sweeper.n_trials) * int(sweeper.get("seeds", 1))
-    args = [f"{k}={v}" for k, v in (sweeper.get("params") or {}).items()] + list(config.hydra.overrides.task)
     try:
-        overrides = OverridesParser.create().parse_overrides(args)
+        overrides = OverridesParser.create().parse_overrides(_sweep_arguments(config))
         return sum(len(batch) for batch in BasicSweeper.split_arguments(overrides, None))
-    except HydraException:
+    except (HydraException, ValueError):
         return None
 
 
@@ -265,6 +300,33 @@ def release(sweep_dir: Path) -> None:
         _SWEEP_LOCKS.remove(lock)
 
 
+class WorkerDied(CompactHydraException):
+    """A joblib worker process died (killed, out of memory): Hydra prints this one line, not a traceback."""
+
+
+def _worker_deaths_in_one_line() -> None:
+    """Hydra's joblib launcher lets loky's ``TerminatedWorkerError`` escape, which Hydra prints as a
+    30-line traceback: raise :class:`WorkerDied` (one line with the workers' exit codes) instead."""
+    from hydra_plugins.hydra_joblib_launcher.joblib_launcher import JoblibLauncher
+    from joblib.externals.loky.process_executor import TerminatedWorkerError
+
+    launch = JoblibLauncher.launch
+    if getattr(launch, "one_line_deaths", False):
+        return
+
+    def launch_one_line(self, *args, **kwargs):
+        try:
+            return launch(self, *args, **kwargs)
+        except TerminatedWorkerError as exc:
+            codes = re.search(r"exit codes of the workers are (\{[^}]*\})", str(exc))
+            raise WorkerDied(f"maml-sweep: error: a joblib worker process died (exit codes "
+                             f"{codes.group(1) if codes else 'unknown'}: killed, or out of memory); the sweep "
+                             "stopped with it") from None
+
+    launch_one_line.one_line_deaths = True
+    JoblibLauncher.launch = launch_one_line
+
+
 def _refuse(refusal: str | None) -> None:
     """Stop this command with one line and exit 2 when there is a ``refusal``."""
     if refusal is not None:
@@ -300,6 +362,10 @@ class SweepSummary(Callback):
 
     def on_multirun_start(self, config, **kwargs) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
+        problems = sweep_problems(config)  # before anything is written (the sweeper would raise a traceback)
+        for line in problems[:-1]:
+            print(f"maml-sweep: error: {line}", file=sys.stderr)
+        _refuse(problems[-1] if problems else None)
         _refuse(rundir.unusable_dir(sweep_dir, "hydra.sweep.dir"))
         if config.hydra.get("output_subdir") is not None:
             _refuse(f"hydra.output_subdir={config.hydra.output_subdir} is not allowed: maml-sweep writes each run's "
@@ -314,6 +380,8 @@ class SweepSummary(Callback):
             _refuse(f"another sweep is running in {sweep_dir}: {exc}")
         _refuse(check_sweep_dir(config))
         stopping.install(sweep_dir)  # Ctrl-C/SIGTERM from here on: stop every job, start none
+        if str(config.hydra.launcher.get("_target_", "")).endswith("JoblibLauncher"):
+            _worker_deaths_in_one_line()
         rundir.write_json(sweep_dir / PLAN, {"planned": planned_jobs(config), "started": time.time()})
         (sweep_dir / REFUSED).unlink(missing_ok=True)  # refusals are per invocation
         import pandas  # noqa: F401 - write_sweep_summary needs it, also at exit, when no import may register atexit

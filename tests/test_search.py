@@ -11,7 +11,7 @@ optuna = pytest.importorskip("optuna", reason="the [hpo] extra (optuna) is not i
 from conftest import TINY  # noqa: E402
 from maml_sweep import rundir, train  # noqa: E402
 from maml_sweep.search import space, study, trial  # noqa: E402
-from maml_sweep.search.sweeper import Settings  # noqa: E402
+from maml_sweep.search.settings import Settings  # noqa: E402
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution  # noqa: E402
 
 

@@ -59,7 +59,10 @@ def distribution(override: Override):
             raise SpaceError(f"{key}: interval({value.start}, {value.end}) needs start < end (and start > 0 with log)")
         return FloatDistribution(value.start, value.end, log=log)
     if isinstance(value, RangeSweep):
-        items = list(override.sweep_iterator())
+        try:
+            items = list(override.sweep_iterator())
+        except ValueError as exc:  # range(0, 3, 0)
+            raise SpaceError(f"{key}: range({value.start}, {value.stop}, {value.step}): {exc}") from None
         if not items:
             raise SpaceError(f"{key}: range({value.start}, {value.stop}, {value.step}) is empty")
         if all(isinstance(v, int) for v in (value.start, value.stop, value.step)):

@@ -15,7 +15,6 @@ import logging
 import math
 import sys
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from hydra.core.plugins import Plugins
@@ -23,6 +22,7 @@ from hydra.plugins.sweeper import Sweeper
 from omegaconf import OmegaConf
 
 from .. import rundir, sweep
+from . import settings as search_settings
 from . import space as search_space
 from . import study as studies
 from .trial import study_errors
@@ -31,46 +31,11 @@ log = logging.getLogger(__name__)
 RESULTS = "optimization_results.yaml"  # the best trial, written in the sweep directory at the end
 
 
-@dataclass
-class Settings:
-    """``hydra.sweeper``'s keys (defaults in conf/hydra/sweeper/optuna.yaml)."""
-
-    study_name: str
-    storage: str | None
-    sampler: str
-    seed: int | None
-    pruner: str
-    n_trials: int
-    n_jobs: int
-    seeds: int
-    params: dict = field(default_factory=dict)
-
-    def errors(self) -> list[str]:
-        """One line per bad value, naming the key and what it takes."""
-        bad = []
-        if self.sampler not in studies.SAMPLERS:
-            bad.append(f"hydra.sweeper.sampler={self.sampler}: choose one of {', '.join(studies.SAMPLERS)}")
-        elif studies.missing_sampler_package(self.sampler):
-            bad.append(f"hydra.sweeper.sampler={self.sampler} needs the package "
-                       f"{studies.missing_sampler_package(self.sampler)} (pip install it, or choose tpe)")
-        if self.pruner not in studies.PRUNERS:
-            bad.append(f"hydra.sweeper.pruner={self.pruner}: choose one of {', '.join(studies.PRUNERS)}")
-        for key in ("n_trials", "n_jobs", "seeds"):
-            value = getattr(self, key)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                bad.append(f"hydra.sweeper.{key}={value}: a whole number >= 1")
-        if not str(self.study_name).strip():
-            bad.append("hydra.sweeper.study_name is empty: name the study")
-        return bad
-
-
 class SearchSweeper(Sweeper):
     """Optuna search, ask-and-tell, every run through Hydra's launcher (see the module docstring)."""
 
     def __init__(self, **settings):
-        known = set(Settings.__dataclass_fields__)
-        self.unknown = sorted(set(settings) - known)  # refused in sweep(), with the rest of the checks
-        self.settings = Settings(**{k: v for k, v in settings.items() if k in known})
+        self.settings, self.unknown = search_settings.split(settings)  # unknown keys: refused with the rest
         self.config = self.launcher = self.hydra_context = None
 
     def setup(self, *, hydra_context, task_function, config) -> None:
@@ -80,17 +45,7 @@ class SearchSweeper(Sweeper):
 
     def sweep(self, arguments: list[str]) -> None:
         settings, sweep_dir = self.settings, Path(self.config.hydra.sweep.dir)
-        errors = [f"hydra.sweeper.{key} is not a setting of the search: use "
-                  + ", ".join(Settings.__dataclass_fields__) for key in self.unknown] + settings.errors()
-        try:
-            space = search_space.parse(settings.params, arguments)
-        except search_space.SpaceError as exc:
-            errors.append(str(exc))
-        else:
-            if settings.seeds > 1 and "seed" in space.distributions:
-                errors.append("hydra.sweeper.seeds > 1 pairs the seeds itself: do not search over seed")
-            if not space.distributions:
-                errors.append("hydra.sweeper.params has nothing to search: give interval(a, b), choice(...) or range(...)")
+        errors, space = search_settings.check(settings, self.unknown, arguments)  # also before the sweep started
         if errors:
             _refuse(errors, sweep_dir)
         if settings.seeds > 1:  # the paired seeds replace any seed=... of the command line
