@@ -179,3 +179,33 @@ def test_paper_table_counts_blowups_on_fresh_tasks_with_an_exact_interval(tmp_pa
     assert out[("pretrain", "3", "10")][-1].startswith("0 of 300: 0% [0%, ")
     assert not out[("maml", "3", "1")][2].startswith("not reported")
     assert paper_main([str(tmp_path / "m"), "--fresh", str(tmp_path / "m" / "0" / "summary.json")]) == 2
+
+
+def test_paper_table_tunes_a_key_per_algorithm_on_validation_never_a_non_finite_one(tmp_path, capsys):
+    """``--tune KEY``: per setting and algorithm the configuration with the lowest mean val_mse among
+    those with every run completed and finite; a better-looking one with a non-finite seed is not it."""
+    from conftest import set_summary
+    from maml_sweep.analysis.paper import main as paper_main
+    write_sweep(tmp_path / "m", 0.1, 0.0, val=0.5, algorithm="maml")
+    write_sweep(tmp_path / "p1", 0.1, 0.7, val=0.9, algorithm="pretrain")
+    chosen = write_sweep(tmp_path / "p03", 0.03, 0.6, val=0.8, algorithm="pretrain")
+    write_sweep(tmp_path / "p3", 0.3, 0.5, val=0.6, algorithm="pretrain")
+    set_summary(tmp_path / "p3" / "1", val_mse=None)  # one seed's val_mse not finite: 0.3 is not eligible
+    args = [str(tmp_path / d) for d in ("m", "p1", "p03", "p3")]
+    assert paper_main(args + ["--tune", "algorithm.inner_lr"]) == 0
+    out = capsys.readouterr().out
+    selection = {tuple(c.strip() for c in line.split("|")[2:4]): [c.strip() for c in line.split("|")[4:-1]]
+                 for line in out.split("\n\n")[1].splitlines()[2:]}
+    lr = "algorithm.inner_lr"
+    assert selection[("pretrain", f"{lr}=0.03")] == ["0.8100 [0.7852, 0.8348]", "3 of 3", "chosen"]
+    assert selection[("pretrain", f"{lr}=0.3")][1:] == [  # a lower mean, and a seed whose val_mse is not finite
+        "2 of 3", "not eligible (a run not completed, or its val_mse not finite)"]
+    assert selection[("pretrain", f"{lr}=0.1")][2] == "" and selection[("maml", f"{lr}=0.1")][2] == "chosen"
+    rows = {tuple(c.strip() for c in line.split("|")[2:5]): [c.strip() for c in line.split("|")[5:-1]]
+            for line in out.splitlines() if line.startswith("| - | ")}
+    median = np.median(np.stack([chosen[s][:, 1] for s in (0, 1, 2)]), axis=1).mean()
+    assert rows[("pretrain, algorithm.inner_lr=0.03", "3", "1")][0].startswith(f"{median:.3f} [")
+    assert not any(k[0].startswith("pretrain, algorithm.inner_lr=0.3") for k in rows)
+    # without --tune the key is a setting: one row per value, nothing chosen
+    assert paper_main(args) == 0
+    assert "| algorithm.inner_lr=0.3, " not in capsys.readouterr().out.split("Protocol")[0]

@@ -33,6 +33,7 @@ from scipy.special import betaincinv
 
 from .. import stats
 from ..rundir import COMPLETED
+from .aggregate import SELECT, aggregate, best_config, config_mask, eligible
 from .intervals import Interval, interval
 from .load import load_runs
 from .paired import compare, config_runs, scores_at
@@ -68,6 +69,14 @@ def _cell(iv: Interval) -> str:
     return f"{iv.estimate:.3f} [{iv.low:.3f}, {iv.high:.3f}]"
 
 
+def _mean_ci(row: dict) -> str:
+    if not np.isfinite(row["mean"]):
+        return "no finite value"
+    if not np.isfinite(row["ci95"]):
+        return f"{row['mean']:.4f} (no interval below 3 seeds)"
+    return f"{row['mean']:.4f} [{row['mean'] - row['ci95']:.4f}, {row['mean'] + row['ci95']:.4f}]"
+
+
 def _rate(x: int, n: int) -> str:
     low, high = clopper_pearson(x, n)
     return f"{x} of {n:,}: {100 * x / n:.3g}% [{100 * low:.2g}%, {100 * high:.2g}%]"
@@ -84,10 +93,34 @@ def protocol(runs: pd.DataFrame) -> str:
     return "Protocol: " + "; ".join(sorted(set(parts))) + "."
 
 
-def table(runs: pd.DataFrame, keys: list[str], fresh_counts: dict | None = None) -> str:
+def choose(runs: pd.DataFrame, fixed: dict, tuned: list[str]) -> tuple[dict | None, list[dict]]:
+    """The configuration of ``fixed`` (setting and algorithm) whose ``tuned`` keys give the lowest mean
+    ``val_mse`` over seeds among the eligible ones (every run completed, every value finite:
+    :func:`maml_sweep.analysis.aggregate.best_config`), or None when none is; and every candidate as
+    a row (its tuned values, mean, ci95, n, n_runs, chosen) for the selection table."""
+    part = runs[config_mask(runs, list(fixed), fixed)]
+    if not tuned or part[tuned].isna().all().all():
+        return dict(fixed, **{k: np.nan for k in tuned}), []
+    agg = aggregate(part, tuned, [SELECT])
+    try:
+        best = best_config(agg, tuned)
+    except ValueError:
+        best = None
+    ok = eligible(agg)
+    rows = [{**{k: r[k] for k in tuned}, "mean": r["mean"], "ci95": r["ci95"], "n": r["n"], "n_runs": r["n_runs"],
+             "verdict": ("chosen" if best is not None and all(r[k] == best[k] for k in tuned) else
+                         "" if ok[i] else "not eligible (a run not completed, or its val_mse not finite)")}
+            for i, r in agg.iterrows()]
+    return (None if best is None else dict(fixed, **{k: best[k] for k in tuned})), rows
+
+
+def table(runs: pd.DataFrame, keys: list[str], fresh_counts: dict | None = None, tuned: list[str] = ()) -> str:
     """The Markdown tables for the completed runs in ``runs`` (``keys``: swept keys other than seed;
-    ``fresh_counts``: :func:`read_fresh`'s, or None)."""
-    setting_keys = [k for k in keys if k != "algorithm.name"]
+    ``fresh_counts``: :func:`read_fresh`'s, or None; ``tuned``: keys chosen per setting and algorithm
+    on validation, see :func:`choose`)."""
+    tuned = [k for k in tuned if k in keys]
+    setting_keys = [k for k in keys if k != "algorithm.name" and k not in tuned]
+    selection_lines = []
     done = runs[runs["status"].astype(str) == COMPLETED]
     fresh_head = " | blow-ups on fresh distinct tasks: rate [exact 95% CI]" if fresh_counts is not None else ""
     lines = [f"| setting | init | seeds | k | median [95% CI] | IQM (middle 50%) [95% CI] | mean [95% CI] "
@@ -102,11 +135,21 @@ def table(runs: pd.DataFrame, keys: list[str], fresh_counts: dict | None = None)
         for algo in ALGORITHMS:
             if (part["algorithm.name"] != algo).all():
                 continue
-            config = {"algorithm.name": algo, **dict(zip(setting_keys, setting))}
+            config, candidates = choose(runs, {"algorithm.name": algo, **dict(zip(setting_keys, setting))}, tuned)
+            label = algo + "".join(f", {k}={config[k]:g}" for k in tuned if config and pd.notna(config[k]))
+            for c in candidates:
+                values = ", ".join(f"{k}={c[k]:g}" for k in tuned)
+                selection_lines.append(f"| {name} | {algo} | {values} | {_mean_ci(c)} | {c['n']} of {c['n_runs']} "
+                                       f"| {c['verdict']} |")
+            if config is None:
+                lines.append(f"| {name} | {algo} | - | - | no configuration with every run completed and finite "
+                             "val_mse | | | |" + " |" * (fresh_counts is not None))
+                continue
             per_algo[algo] = of = config_runs(runs, keys, config)
+            chosen = part[config_mask(part, list(config), config)]
             fresh = None
             if fresh_counts is not None:
-                found = [fresh_counts.get(str(Path(p).resolve())) for p in part.loc[part["algorithm.name"] == algo, "path"]]
+                found = [fresh_counts.get(str(Path(p).resolve())) for p in chosen["path"]]
                 fresh = None if any(f is None for f in found) else np.sum(found, axis=0)  # tasks, k1, k5, k10
             for i, k in enumerate(STEPS):
                 x = scores_at(of, k)
@@ -116,7 +159,7 @@ def table(runs: pd.DataFrame, keys: list[str], fresh_counts: dict | None = None)
                 fresh_blown = 0 if fresh is None else int(fresh[1 + i])
                 mean = (_cell(interval(x, "mean")) if blown == 0 and fresh_blown == 0
                         else "not reported (tasks blow up)")
-                cells = [name, algo, str(len(of)), str(k), _cell(interval(x, "median")), _cell(interval(x, "iqm")),
+                cells = [name, label, str(len(of)), str(k), _cell(interval(x, "median")), _cell(interval(x, "iqm")),
                          mean, f"{blown} of {x.size:,}"]
                 if fresh_counts is not None:
                     cells.append("no fresh tasks for every seed" if fresh is None else _rate(fresh_blown, int(fresh[0])))
@@ -133,6 +176,11 @@ def table(runs: pd.DataFrame, keys: list[str], fresh_counts: dict | None = None)
                 paired_lines.append(f"| {name} | {k} | {' | '.join(cells)} | {r['pairing']}, {r['n_seeds']} seeds x "
                                     f"{r['n_tasks']} tasks |")
     out = protocol(done) + "\n\n" + "\n".join(lines) if len(done) else "\n".join(lines)
+    if selection_lines:
+        out = ("Chosen on validation (`val_mse`, mean over seeds with its 95% t-interval; only configurations "
+               "with every run completed and finite): " + ", ".join(tuned) + "\n\n| setting | init | candidate "
+               "| val_mse [95% CI] | seeds | |\n|---|---|---|---|---|---|\n" + "\n".join(selection_lines)
+               + "\n\n" + out)
     if paired_lines:
         out += ("\n\nMAML minus pretrain on the same test tasks and seeds: the difference of medians and of IQMs "
                 "(each the mean over seeds of the per-seed statistic) and the mean paired difference, each with a "
@@ -147,6 +195,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="+", help="sweep or run directories")
     p.add_argument("--fresh", type=Path, metavar="CSV",
                    help="blow-ups on fresh tasks per run, from python -m maml_sweep.fresh_blowups")
+    p.add_argument("--tune", action="append", default=[], metavar="KEY",
+                   help="a swept key chosen per setting and algorithm on validation (val_mse), e.g. "
+                        "eval.inner_lr for the pretrain baseline's fine-tuning step size; repeatable")
     return p
 
 
@@ -165,7 +216,7 @@ def main(argv=None) -> int:
     if "algorithm.name" not in keys:
         keys.append("algorithm.name")
     with np.errstate(invalid="ignore", over="ignore"):  # blown-up tasks: inf - inf in the linearisation
-        print(table(rs.runs, keys, fresh))
+        print(table(rs.runs, keys, fresh, args.tune))
     return 0
 
 
