@@ -11,8 +11,8 @@ For a completed run (its ``.hydra/config.yaml`` and ``params.npz``):
   the run's whole test evaluation (trained init and scratch baseline, scratch cache off) at today's
   size and at that size.
 - **validation** (with ``--against``, a run of another configuration on the same task family):
-  each configuration's per-task ``val_mse`` (query MSE after the training inner loop, as
-  ``Trainer.validate`` computes it) on the first ``--val-tasks`` shared validation tasks (today's
+  each configuration's per-task ``val_mse`` (held-out MSE of the test protocol after ``eval.val_step``
+  steps, as ``Trainer.validate`` computes it) and the seconds of one validation, on the first ``--val-tasks`` shared validation tasks (today's
   ``eval.val_tasks`` are their prefix); the paired standard error of the difference of the two
   means, ``sd(d) / sqrt(n)``, as a fraction of the mean of both, at today's ``eval.val_tasks`` and
   the ``eval.val_tasks`` for which a 5% difference is 2 paired standard errors.
@@ -101,10 +101,14 @@ def eval_seconds(cfg, params, num_tasks: int) -> float:
             os.environ["MAML_SWEEP_CACHE_DIR"] = old
 
 
-def val_mse(cfg, params, val_tasks: int) -> np.ndarray:
-    """Per-task validation MSE (n,) on the first ``val_tasks`` shared validation tasks (Trainer.validate's)."""
+def val_mse(cfg, params, val_tasks: int) -> tuple[np.ndarray, float]:
+    """Per-task validation MSE (n,) on the first ``val_tasks`` shared validation tasks, as
+    ``Trainer.validate`` scores them (the test protocol's shots and held-out points, ``eval.val_step``
+    steps), and the seconds that one validation took."""
     trainer = Trainer(with_eval(cfg, val_tasks=val_tasks), Path(tempfile.gettempdir()), "")
-    return trainer.algorithm.adaptation_mse(trainer.model, params, trainer.shared_val, trainer.inner)[:, -1]
+    t0 = time.perf_counter()
+    mse = trainer.algorithm.adaptation_mse(trainer.model, params, trainer.shared_val, trainer.val_inner)[:, -1]
+    return mse, time.perf_counter() - t0
 
 
 def _n(x: float) -> str:
@@ -139,9 +143,11 @@ def report_val(run_dir: Path, other: Path, val_tasks: int) -> None:
     cfg_b, params_b, _ = load_run(other)
     today = cfg.eval.val_tasks
     n = max(val_tasks, today)
-    a, b = val_mse(cfg, params, n), val_mse(cfg_b, params_b, n)
+    (a, seconds), (b, _) = val_mse(cfg, params, n), val_mse(cfg_b, params_b, n)
+    _, seconds_today = val_mse(cfg, params, today)
     d = a - b
-    print(f"validation: {run_dir} minus {other}, per-task val_mse")
+    print(f"validation: {run_dir} minus {other}, per-task val_mse; one validation of {run_dir} takes "
+          f"{1e3 * seconds_today:.1f} ms at {today} tasks, {1e3 * seconds:.1f} ms at {n}")
     for name, m in ((f"today's eval.val_tasks={today}", today), (f"first {n} validation tasks", n)):
         mean = float(np.mean(np.concatenate([a[:m], b[:m]])))
         se = float(np.std(d[:m], ddof=1) / math.sqrt(m))
