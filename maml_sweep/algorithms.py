@@ -77,6 +77,17 @@ class Algorithm(Protocol):
     def adaptation_mse(self, model: MLP, meta: dict, tasks: Sequence[Task], inner: InnerLoop) -> np.ndarray: ...
 
 
+ALGORITHMS: dict[str, type[Algorithm]] = {}  # algorithm=<name> -> its class
+
+
+def register_algorithm(name: str):
+    """Class decorator: ``algorithm=<name>`` runs this class (built from its ``schema``'s config)."""
+    def register(cls):
+        ALGORITHMS[name] = cls
+        return cls
+    return register
+
+
 def model_params(model: MLP, meta: dict) -> dict:
     """The model's own parameters out of a meta-parameter dict."""
     return {k: meta[k] for k in model.names}
@@ -129,6 +140,7 @@ def adaptation_mse(model: MLP, params: dict, tasks: Sequence[Task], inner: Inner
     return batched.adaptation_mse(model, params, tasks, inner, lrs)
 
 
+@register_algorithm("maml")
 class MAML:
     """Model-Agnostic Meta-Learning (Finn et al. 2017), second order unless algorithm.first_order;
     the base every algorithm here extends."""
@@ -174,6 +186,7 @@ class MAML:
         return adaptation_mse(model, model_params(model, meta), tasks, self.inner(model, inner))
 
 
+@register_algorithm("fomaml")
 class FOMAML(MAML):
     """First-order MAML: the meta-gradient without second-order terms, whatever the inner loop says."""
 
@@ -183,6 +196,7 @@ class FOMAML(MAML):
         return dataclasses.replace(inner, first_order=True)
 
 
+@register_algorithm("anil")
 class ANIL(MAML):
     """Almost No Inner Loop (Raghu et al. 2019): the inner loop adapts the output layer only."""
 
@@ -192,6 +206,7 @@ class ANIL(MAML):
         return dataclasses.replace(inner, first_order=False, only=tuple(model.names[-2:]))
 
 
+@register_algorithm("metasgd")
 class MetaSGD(MAML):
     """Meta-SGD (Li et al. 2017): per-parameter inner learning rates ``lr_<name>``, learned too."""
 
@@ -224,6 +239,7 @@ class MetaSGD(MAML):
         return adaptation_mse(model, model_params(model, meta), tasks, inner, self.rates(model, meta))
 
 
+@register_algorithm("reptile")
 class Reptile(MAML):
     """Reptile (Nichol et al. 2018): the direction is params - adapted params, averaged over the
     meta-batch; with SGD of rate eps that is Reptile's interpolation towards the adapted params.
@@ -250,6 +266,7 @@ class Reptile(MAML):
         return float(loss), {k: meta[k] - adapted[k].mean(axis=0) for k in meta}
 
 
+@register_algorithm("pretrain")
 class Pretrain(MAML):
     """Baseline: one model trained on the pooled tasks (no inner loop), fine-tuned per task."""
 
@@ -261,6 +278,7 @@ class Pretrain(MAML):
         return meta_value_and_grad(model, meta, pooled(tasks), dataclasses.replace(inner, steps=0))
 
 
+@register_algorithm("scratch")
 class Scratch(MAML):
     """Baseline: the random initialisation, never meta-trained, fine-tuned per task."""
 
@@ -271,19 +289,3 @@ class Scratch(MAML):
     def direction(self, model: MLP, meta: dict, tasks: Sequence[Task], inner: InnerLoop):
         loss = meta_objective(model, meta, pooled(tasks), dataclasses.replace(inner, steps=0))
         return loss, {k: np.zeros_like(np.asarray(v)) for k, v in meta.items()}
-
-
-ALGORITHMS: dict[str, type[Algorithm]] = {}  # algorithm=<name> -> its class
-
-
-def register_algorithm(name: str):
-    """Class decorator: ``algorithm=<name>`` runs this class (built from its ``schema``'s config)."""
-    def register(cls):
-        ALGORITHMS[name] = cls
-        return cls
-    return register
-
-
-for _name, _cls in {"maml": MAML, "fomaml": FOMAML, "anil": ANIL, "metasgd": MetaSGD, "reptile": Reptile,
-                    "pretrain": Pretrain, "scratch": Scratch}.items():
-    register_algorithm(_name)(_cls)

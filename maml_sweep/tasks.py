@@ -94,6 +94,17 @@ class TaskFamily:
         return dataclasses.replace(self, num_points=support_size + query_size, query_size=query_size)
 
 
+TASK_FAMILIES: dict[str, type[TaskFamily]] = {}  # task=<name> -> its family
+
+
+def register_task_family(name: str):
+    """Class decorator: ``task=<name>`` samples with this family (its ``schema`` gives the config)."""
+    def register(family: type[TaskFamily]) -> type[TaskFamily]:
+        TASK_FAMILIES[name] = family
+        return family
+    return register
+
+
 @dataclass
 class StepsTaskConfig(TaskConfig):
     """``task=steps``: the notebook's random piecewise-constant ("perturbed step") functions."""
@@ -121,6 +132,7 @@ class SineTaskConfig(TaskConfig):
     phase_max: float = math.pi
 
 
+@register_task_family("steps")
 @dataclass(frozen=True)
 class StepTasks(TaskFamily):
     """The notebook's random piecewise-constant ("perturbed step") functions.
@@ -154,6 +166,7 @@ class StepTasks(TaskFamily):
         return _split(x, y, self.query_size, self.dtype)
 
 
+@register_task_family("sine")
 @dataclass(frozen=True)
 class SineTasks(TaskFamily):
     """The MAML paper's sinusoids: y = amplitude * sin(x - phase) (+ N(0, noise^2)), with
@@ -205,6 +218,7 @@ GP_MAX_POINTS = 1000  # points drawn jointly per task: its Cholesky factor is (n
 GP_JITTER = 1e-6      # added to the kernel's diagonal (times the variance): a positive definite matrix
 
 
+@register_task_family("gp")
 @dataclass(frozen=True)
 class GPTasks(TaskFamily):
     """Functions f ~ GP(0, k) with the RBF kernel k(x, x') = variance exp(-|x - x'|^2 / (2 l^2)),
@@ -253,22 +267,6 @@ class GPTasks(TaskFamily):
         if self.noise > 0:
             y = y + rng.normal(0.0, self.noise, size=n)
         return _split(x[:, 0] if self.dim == 1 else x, y, self.query_size, self.dtype)
-
-
-TASK_FAMILIES: dict[str, type[TaskFamily]] = {}  # task=<name> -> its family
-
-
-def register_task_family(name: str):
-    """Class decorator: ``task=<name>`` samples with this family (its ``schema`` gives the config)."""
-    def register(family: type[TaskFamily]) -> type[TaskFamily]:
-        TASK_FAMILIES[name] = family
-        return family
-    return register
-
-
-register_task_family("steps")(StepTasks)
-register_task_family("sine")(SineTasks)
-register_task_family("gp")(GPTasks)
 
 
 def make_tasks(task_cfg, dtype: str) -> TaskFamily:
