@@ -89,20 +89,35 @@ def test_matches_reference(hidden, activation, n_tasks, first_order, split):
         assert_matches(model, params, tasks, inner)
 
 
-# The grid on inputs of 2 and 3 dimensions (the reference path is model-agnostic: model.predict).
-GRID_ND = pytest.mark.parametrize("dim,hidden,activation,n_tasks,first_order,split", [
-    pytest.param(d, h, a, t, fo, s, id=f"d{d}-{'x'.join(map(str, h))}-{a}-T{t}-{'1st' if fo else '2nd'}"
-                 f"{'-split' if s else ''}")
-    for d, h, a, t, fo, s in itertools.product(
-        [2, 3], [(4,), (5, 6)], ["relu", "tanh"], [1, 4], [False, True], [False, True])])
+def nd_grid(dims, hiddens, batches):
+    """The grid on inputs of more dimensions (the reference path is model-agnostic: model.predict)."""
+    return pytest.mark.parametrize("dim,hidden,activation,n_tasks,first_order,split", [
+        pytest.param(d, h, a, t, fo, s, id=f"d{d}-{'x'.join(map(str, h))}-{a}-T{t}-{'1st' if fo else '2nd'}"
+                     f"{'-split' if s else ''}")
+        for d, h, a, t, fo, s in itertools.product(
+            dims, hiddens, ["relu", "tanh"], batches, [False, True], [False, True])])
+
+
+GRID_ND = nd_grid([2], [(5, 6)], [4])  # the default run: 2-D inputs, two layers, a meta-batch of 4
+GRID_ND_ALL = nd_grid([2, 3], [(4,), (5, 6)], [1, 4])  # -m slow
+
+
+def check_any_dimension(dim, hidden, activation, n_tasks, first_order, split):
+    model, params, tasks = make(hidden, activation, n_tasks, split, seed=grid_seed(hidden, activation), dim=dim)
+    assert params["W1"].shape == (dim, hidden[0])
+    for inner in grid_inner_loops(first_order):
+        assert_matches(model, params, tasks, inner)
 
 
 @GRID_ND
 def test_matches_reference_inputs_of_any_dimension(dim, hidden, activation, n_tasks, first_order, split):
-    model, params, tasks = make(hidden, activation, n_tasks, split, seed=grid_seed(hidden, activation), dim=dim)
-    assert params["W1"].shape == (dim, hidden[0])
-    for inner in grid_inner_loops(first_order)[::2] + grid_inner_loops(first_order)[3:4]:
-        assert_matches(model, params, tasks, inner)
+    check_any_dimension(dim, hidden, activation, n_tasks, first_order, split)
+
+
+@pytest.mark.slow
+@GRID_ND_ALL
+def test_matches_reference_inputs_of_any_dimension_whole_grid(dim, hidden, activation, n_tasks, first_order, split):
+    check_any_dimension(dim, hidden, activation, n_tasks, first_order, split)
 
 
 def test_two_dimensional_hvp_curves_and_chunks(monkeypatch):

@@ -1,6 +1,6 @@
 """Every algorithm's fast path against the autograd reference (maml_sweep.maml) over the grid of
 tests/test_fast.py (depths 1-3, relu/tanh, meta-batch 1 and 4, first/second order, with and
-without a query split, inner steps 0-5): float64 within 1e-10 relative, float32 within the
+without a query split, inner steps 0-5; and on 2-D and 3-D inputs): float64 within 1e-10 relative, float32 within the
 documented tolerances of tests/test_dtype.py. FOMAML is MAML's fast path with ``first_order``:
 its agreement is test_fast.py's first-order cells. The default run checks 3 inner steps
 of each cell; ``-m slow`` all six."""
@@ -14,7 +14,7 @@ from maml_sweep import fast, fast_anil, maml
 from maml_sweep.algorithms import ALGORITHMS, pooled
 from maml_sweep.maml import InnerLoop, inner_loss
 from test_dtype import TOL32_GRAD, TOL32_VALUE, as32
-from test_fast import GRID, GRID_ND, TOL, grid_inner_loops, grid_seed, make
+from test_fast import GRID, GRID_ND, GRID_ND_ALL, TOL, grid_inner_loops, grid_seed, make
 
 QUICK_STEPS = (3,)
 
@@ -101,6 +101,14 @@ def test_fast_path_matches_reference_every_inner_step_count(name, hidden, activa
 def test_fast_path_matches_reference_inputs_of_any_dimension(name, dim, hidden, activation, n_tasks, first_order,
                                                              split):
     agree(name, hidden, activation, n_tasks, first_order, split, every=False, dim=dim)
+
+
+@pytest.mark.slow
+@ALGOS
+@GRID_ND_ALL
+def test_fast_path_matches_reference_inputs_of_any_dimension_whole_grid(name, dim, hidden, activation, n_tasks,
+                                                                        first_order, split):
+    agree(name, hidden, activation, n_tasks, first_order, split, every=True, dim=dim)
 
 
 @pytest.mark.parametrize("name", ["anil", "metasgd", "reptile"])
