@@ -69,7 +69,7 @@ def draw_surface(ax, predict, task: Task, params: dict, xlim: tuple[float, float
         ax.scatter(task.x_query[:, 0], task.x_query[:, 1], c=task.y_query, cmap=SURFACE_CMAP, norm=norm, s=10,
                    edgecolors="white", linewidths=0.4, label="held-out points")
     ax.scatter(task.x[:, 0], task.x[:, 1], c=task.y, cmap=SURFACE_CMAP, norm=norm, s=40, edgecolors="black",
-               linewidths=0.8, label="data")
+               linewidths=0.8, label="support points")
     return image
 
 
