@@ -21,12 +21,13 @@ from .algorithms import ALGORITHMS, AlgorithmConfig  # noqa: F401 (AlgorithmConf
 from .bounds import check_bounds, estimates
 from .checks import Checks, finite_positive
 from .model import ACTIVATIONS, DTYPES, INIT_SCHEMES, MLP
+from .optim import OPTIMIZERS, AdamConfig, MomentumConfig, OptimizerConfig  # noqa: F401
 from .tasks import TASK_FAMILIES, GPTaskConfig, SineTaskConfig, StepsTaskConfig, TaskConfig  # noqa: F401
 
 
-# Every default lives in a schema, once (Hydra's structured-config pattern): the top level's, the
-# model's and the optimizers' here, each task family's next to its sampler (maml_sweep/tasks.py) and
-# each algorithm's next to its class (maml_sweep/algorithms.py). An option's YAML in conf/ names the
+# Every default lives in a schema, once (Hydra's structured-config pattern): the top level's and the
+# model's here, each task family's next to its sampler (maml_sweep/tasks.py), each optimizer's and
+# algorithm's next to its class (maml_sweep/optim.py, maml_sweep/algorithms.py). An option's YAML in conf/ names the
 # option and holds only what it changes; tests/test_config.py keeps the two from drifting.
 
 
@@ -40,29 +41,6 @@ class ModelConfig:
     init_std: float = 0.1     # every parameter starts ~ N(0, init_std^2) (init=normal)
     init: str = "normal"      # normal | truncated_normal (redrawn beyond 2 init_std; the MAML paper's code)
     zero_biases: bool = False  # true: biases start at 0 and draw nothing (the MAML paper's code)
-
-
-@dataclass
-class OptimizerConfig:
-    """``optimizer=sgd``: the outer (meta) optimizer, plain gradient descent (the notebook's)."""
-    name: str = MISSING
-    lr: float = 0.01
-
-
-@dataclass
-class MomentumConfig(OptimizerConfig):
-    """``optimizer=momentum``: heavy-ball momentum, v <- beta v + g; p <- p - lr v."""
-    lr: float = 0.001
-    beta: float = 0.9
-
-
-@dataclass
-class AdamConfig(OptimizerConfig):
-    """``optimizer=adam``: Adam with bias correction."""
-    lr: float = 0.001
-    beta1: float = 0.9
-    beta2: float = 0.999
-    eps: float = 1e-8
 
 
 @dataclass
@@ -107,21 +85,17 @@ class Config:
 
 
 GROUPS = ("model", "task", "optimizer", "algorithm")
-_OWN_SCHEMAS = {  # (group, option) -> schema, for the groups whose options are declared here
-    ("model", "mlp"): ModelConfig,
-    ("optimizer", "sgd"): OptimizerConfig,
-    ("optimizer", "momentum"): MomentumConfig,
-    ("optimizer", "adam"): AdamConfig,
-}
+_OWN_SCHEMAS = {("model", "mlp"): ModelConfig}  # (group, option) -> schema, for options declared here
 
 
 class _Schemas(Mapping):
     """(group, option) -> the schema the option's YAML extends: this module's, and each registered
-    task family's and algorithm's own (read from their registries at every use, so a family or
-    algorithm registered later is known)."""
+    task family's, optimizer's and algorithm's own (read from their registries at every use, so one
+    registered later is known)."""
 
     def _all(self) -> dict:
         return {**_OWN_SCHEMAS, **{("task", n): f.schema for n, f in TASK_FAMILIES.items()},
+                **{("optimizer", n): o.schema for n, o in OPTIMIZERS.items()},
                 **{("algorithm", n): a.schema for n, a in ALGORITHMS.items()}}
 
     def __getitem__(self, key):
@@ -242,12 +216,7 @@ def _value_errors(cfg) -> list[str]:
     TASK_FAMILIES[t.name].check(cfg, c)  # the family's own (unknown_keys made sure the name and schema agree)
 
     need(finite_positive(o.lr), "optimizer.lr", "a finite number > 0", o.lr)
-    if SCHEMAS["optimizer", o.name] is MomentumConfig:
-        need(0 <= o.beta < 1, "optimizer.beta", "in [0, 1)", o.beta)
-    if SCHEMAS["optimizer", o.name] is AdamConfig:
-        need(0 <= o.beta1 < 1, "optimizer.beta1", "in [0, 1)", o.beta1)
-        need(0 <= o.beta2 < 1, "optimizer.beta2", "in [0, 1)", o.beta2)
-        need(finite_positive(o.eps), "optimizer.eps", "a finite number > 0", o.eps)
+    OPTIMIZERS[o.name].check(cfg, c)
 
     need(a.inner_steps >= 0, "algorithm.inner_steps", "an integer >= 0", a.inner_steps)
     need(finite_positive(a.inner_lr), "algorithm.inner_lr", "a finite number > 0", a.inner_lr)

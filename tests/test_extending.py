@@ -86,7 +86,7 @@ def test_the_algorithm_example_trains_with_its_own_hyperparameter(declared, tmp_
 
 def test_the_page_lists_every_registry_and_is_linked():
     text = PAGE.read_text()
-    for needle in ("register_task_family", "register_algorithm", "OPTIMIZERS"):
+    for needle in ("register_task_family", "register_algorithm", "register_optimizer"):
         assert needle in text
     assert "docs/extending.md" in (REPO / "README.md").read_text()
     for page in Path(REPO / "docs").glob("*.md"):
