@@ -27,8 +27,8 @@ from .tasks import TASK_FAMILIES, GPTaskConfig, SineTaskConfig, StepsTaskConfig,
 
 # Every default lives in a schema, once (Hydra's structured-config pattern): the top level's and the
 # model's here, each task family's next to its sampler (maml_sweep/tasks.py), each optimizer's and
-# algorithm's next to its class (maml_sweep/optim.py, maml_sweep/algorithms.py). An option's YAML in conf/ names the
-# option and holds only what it changes; tests/test_config.py keeps the two from drifting.
+# algorithm's next to its class (maml_sweep/optim.py, maml_sweep/algorithms.py). An option's YAML in
+# conf/ names the option and holds only what it changes; tests/test_config.py keeps the two from drifting.
 
 
 @dataclass
