@@ -1,5 +1,8 @@
-"""Meta-learning algorithms, by name. Each turns a meta-batch of tasks into an outer-update
-direction for its meta-parameters and knows how to adapt them to one task.
+"""Meta-learning algorithms, by name (:data:`ALGORITHMS`, ``algorithm=<name>``). Each is a class
+following the :class:`Algorithm` protocol: it declares its config ``schema`` (:class:`AlgorithmConfig`
+or a subclass holding its own hyperparameters), is built from that config (``cls(cfg.algorithm)``),
+turns a meta-batch of tasks into an outer-update direction for its meta-parameters and knows how to
+adapt them to one task. docs/extending.md shows how to add one.
 
 Meta-parameters are a dict: the model's parameters (see :mod:`maml_sweep.model`) plus any the
 algorithm learns besides (Meta-SGD's per-parameter inner learning rates ``lr_<name>``).
@@ -17,16 +20,72 @@ algorithm learns besides (Meta-SGD's per-parameter inner learning rates ``lr_<na
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
+from dataclasses import dataclass
+from typing import ClassVar, Protocol, Sequence
 
 import numpy as np
 from autograd import value_and_grad
 from autograd.tracer import isbox
+from omegaconf import MISSING
 
 from . import batched, fast, fast_anil, maml
+from .checks import Checks
 from .maml import InnerLoop
 from .model import MLP
 from .tasks import Task
+
+
+@dataclass
+class AlgorithmConfig:
+    """Every ``algorithm=`` option's schema, or the base of one with hyperparameters of its own: the
+    inner loop's settings (see maml_sweep/algorithms.py)."""
+    name: str = MISSING
+    inner_steps: int = 5
+    inner_lr: float = 0.1
+    first_order: bool = False  # drop the second-order terms (maml, metasgd); fomaml is always true
+    loss_scale: float = 0.5   # objectives are loss_scale * MSE (the notebook: 0.5; the MAML paper: 1.0)
+
+
+class Algorithm(Protocol):
+    """What the trainer, the evaluation and ``config.check_values`` use of an algorithm. Plain class
+    attributes: ``schema`` (its config dataclass), ``label`` (its init's name in adaptation.csv),
+    ``learns_inner_lr`` (adapts with learned rates, whatever eval.inner_lr says),
+    ``fixed_first_order`` (what algorithm.first_order must be; None: the config chooses). Built
+    by ``cls(config)`` from a node of its schema (None: the schema's defaults)."""
+
+    schema: ClassVar[type]
+    label: ClassVar[str]
+    learns_inner_lr: ClassVar[bool]
+    fixed_first_order: ClassVar[bool | None]
+
+    def __init__(self, config=None) -> None: ...
+
+    @classmethod
+    def check(cls, cfg, c: Checks) -> None:
+        """Its own value checks on the composed config (its hyperparameters): ``c.need(...)``."""
+
+    def caveats(self, inner: InnerLoop) -> list[str]: ...
+
+    def init(self, model: MLP, params: dict, inner: InnerLoop) -> dict: ...
+
+    def direction(self, model: MLP, meta: dict, tasks: Sequence[Task], inner: InnerLoop): ...
+
+    def objective(self, model: MLP, meta: dict, tasks: Sequence[Task], inner: InnerLoop) -> float: ...
+
+    def adapt(self, model: MLP, meta: dict, task: Task, inner: InnerLoop) -> list[dict]: ...
+
+    def adaptation_mse(self, model: MLP, meta: dict, tasks: Sequence[Task], inner: InnerLoop) -> np.ndarray: ...
+
+
+ALGORITHMS: dict[str, type[Algorithm]] = {}  # algorithm=<name> -> its class
+
+
+def register_algorithm(name: str):
+    """Class decorator: ``algorithm=<name>`` runs this class (built from its ``schema``'s config)."""
+    def register(cls):
+        ALGORITHMS[name] = cls
+        return cls
+    return register
 
 
 def model_params(model: MLP, meta: dict) -> dict:
@@ -81,26 +140,30 @@ def adaptation_mse(model: MLP, params: dict, tasks: Sequence[Task], inner: Inner
     return batched.adaptation_mse(model, params, tasks, inner, lrs)
 
 
+@register_algorithm("maml")
 class MAML:
-    """Model-Agnostic Meta-Learning (Finn et al. 2017); ``first_order`` for FOMAML."""
+    """Model-Agnostic Meta-Learning (Finn et al. 2017), second order unless algorithm.first_order;
+    the base every algorithm here extends."""
 
+    schema = AlgorithmConfig
     label = "trained"  # the init's name in adaptation.csv
     learns_inner_lr = False  # True: adapts with learned rates, whatever eval.inner_lr says
+    fixed_first_order = None  # what algorithm.first_order must be; None: the config chooses
 
-    def __init__(self, first_order: bool = False):
-        self.first_order = first_order
+    def __init__(self, config=None):
+        self.config = self.schema() if config is None else config
+
+    @classmethod
+    def check(cls, cfg, c: Checks) -> None:
+        """Its own value checks (none here; algorithm.* common to all: ``config.check_values``)."""
 
     def caveats(self, inner: InnerLoop) -> list[str]:
         """Warnings about running this algorithm with ``inner`` (none by default)."""
         return []
-    @property
-    def fixed_first_order(self) -> bool | None:
-        """What ``algorithm.first_order`` must be for this algorithm; None: the config chooses."""
-        return True if self.first_order else None
 
     def inner(self, model: MLP, inner: InnerLoop) -> InnerLoop:
         """The inner loop this algorithm runs, from the configured one."""
-        return dataclasses.replace(inner, first_order=self.first_order or inner.first_order)
+        return inner
 
     def init(self, model: MLP, params: dict, inner: InnerLoop) -> dict:
         """Meta-parameters from freshly drawn model parameters."""
@@ -123,6 +186,17 @@ class MAML:
         return adaptation_mse(model, model_params(model, meta), tasks, self.inner(model, inner))
 
 
+@register_algorithm("fomaml")
+class FOMAML(MAML):
+    """First-order MAML: the meta-gradient without second-order terms, whatever the inner loop says."""
+
+    fixed_first_order = True
+
+    def inner(self, model: MLP, inner: InnerLoop) -> InnerLoop:
+        return dataclasses.replace(inner, first_order=True)
+
+
+@register_algorithm("anil")
 class ANIL(MAML):
     """Almost No Inner Loop (Raghu et al. 2019): the inner loop adapts the output layer only."""
 
@@ -132,6 +206,7 @@ class ANIL(MAML):
         return dataclasses.replace(inner, first_order=False, only=tuple(model.names[-2:]))
 
 
+@register_algorithm("metasgd")
 class MetaSGD(MAML):
     """Meta-SGD (Li et al. 2017): per-parameter inner learning rates ``lr_<name>``, learned too."""
 
@@ -164,6 +239,7 @@ class MetaSGD(MAML):
         return adaptation_mse(model, model_params(model, meta), tasks, inner, self.rates(model, meta))
 
 
+@register_algorithm("reptile")
 class Reptile(MAML):
     """Reptile (Nichol et al. 2018): the direction is params - adapted params, averaged over the
     meta-batch; with SGD of rate eps that is Reptile's interpolation towards the adapted params.
@@ -190,6 +266,7 @@ class Reptile(MAML):
         return float(loss), {k: meta[k] - adapted[k].mean(axis=0) for k in meta}
 
 
+@register_algorithm("pretrain")
 class Pretrain(MAML):
     """Baseline: one model trained on the pooled tasks (no inner loop), fine-tuned per task."""
 
@@ -201,6 +278,7 @@ class Pretrain(MAML):
         return meta_value_and_grad(model, meta, pooled(tasks), dataclasses.replace(inner, steps=0))
 
 
+@register_algorithm("scratch")
 class Scratch(MAML):
     """Baseline: the random initialisation, never meta-trained, fine-tuned per task."""
 
@@ -211,14 +289,3 @@ class Scratch(MAML):
     def direction(self, model: MLP, meta: dict, tasks: Sequence[Task], inner: InnerLoop):
         loss = meta_objective(model, meta, pooled(tasks), dataclasses.replace(inner, steps=0))
         return loss, {k: np.zeros_like(np.asarray(v)) for k, v in meta.items()}
-
-
-ALGORITHMS = {
-    "maml": lambda: MAML(first_order=False),
-    "fomaml": lambda: MAML(first_order=True),
-    "anil": ANIL,
-    "metasgd": MetaSGD,
-    "reptile": Reptile,
-    "pretrain": Pretrain,
-    "scratch": Scratch,
-}

@@ -2,7 +2,8 @@
 its own copy of the parameters along a leading task axis. No meta-gradient: this serves
 evaluation (adaptation curves), Reptile's direction and figures. Tested against ``maml.adapt``.
 
-Shapes: T tasks, N support points, M query points; a batched parameter has shape (T, *shape).
+Shapes: T tasks, N support points, M query points, inputs x (T, N) (dim 1) or (T, N, dim); a
+batched parameter has shape (T, *shape).
 Arrays keep the params' dtype (float32 params: float32 throughout). :func:`adaptation_mse` goes
 through the tasks in chunks of ``CHUNK_TASKS`` so that each chunk's activations stay in cache
 (whole 300-task banks stream 12 MB arrays through memory at every operation: ~3x slower).
@@ -19,8 +20,19 @@ from .tasks import Task
 
 
 def forward(model: MLP, P: dict, x: np.ndarray) -> np.ndarray:
-    """Outputs (T, N) of batched parameters P for inputs x (T, N)."""
+    """Outputs (T, N) of batched parameters P for inputs x (T, N) or (T, N, dim)."""
     return _forward(model, P, x)[0]
+
+
+def _inputs(model: MLP, x: np.ndarray) -> np.ndarray:
+    """Inputs as (T, N, dim)."""
+    return x.reshape(x.shape[0], x.shape[1], model.dim)
+
+
+def _first_weights(model: MLP, P: dict) -> np.ndarray:
+    """Batched W1 as (T, dim, h1) (a view; params saved before inputs had a dimension: (T, h1))."""
+    W1 = P["W1"]
+    return W1.reshape(W1.shape[0], model.dim, model.hidden[0])
 
 
 def _forward(model: MLP, P: dict, x: np.ndarray):
@@ -29,7 +41,7 @@ def _forward(model: MLP, P: dict, x: np.ndarray):
     layers = []
     for k in range(1, L + 1):
         if k == 1:
-            z = x[:, :, None] * P["W1"][:, None, :]
+            z = np.matmul(_inputs(model, x), _first_weights(model, P))
         else:
             z = np.matmul(h, P[f"W{k}"])
         z += P[f"b{k}"][:, None, :]
@@ -69,7 +81,7 @@ def _loss_grads(model: MLP, P: dict, x, y, scale: float) -> dict:
         d *= _act_grad(model, z, h)
         g[f"b{k}"] = d.sum(axis=1)
         if k == 1:
-            g["W1"] = np.matmul(x[:, None, :], d)[:, 0]
+            g["W1"] = np.matmul(_inputs(model, x).swapaxes(1, 2), d).reshape(P["W1"].shape)
         else:
             g[f"W{k}"] = np.matmul(layers[k - 2][1].swapaxes(1, 2), d)
             d = np.matmul(d, P[f"W{k}"].swapaxes(1, 2))
@@ -77,7 +89,7 @@ def _loss_grads(model: MLP, P: dict, x, y, scale: float) -> dict:
 
 
 def stack(tasks: Sequence[Task]):
-    """(x, y, x_query, y_query), each stacked to (T, points)."""
+    """(x, y, x_query, y_query), each stacked to (T, points) (inputs: (T, points, dim) for dim > 1)."""
     x = np.stack([t.x for t in tasks])
     y = np.stack([t.y for t in tasks])
     q = [t.query for t in tasks]

@@ -12,7 +12,6 @@ predict a run's cost to the percent.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from types import SimpleNamespace
 
 BYTES = 8  # float64
 GB = 1e9
@@ -33,18 +32,25 @@ class Estimate:
     value: object
 
 
-def param_count(hidden) -> int:
-    """Parameters of the scalar-in, scalar-out MLP with these hidden sizes."""
-    sizes = [1, *hidden, 1]
+def param_count(hidden, dim: int = 1) -> int:
+    """Parameters of the MLP from ``dim`` inputs to a scalar with these hidden sizes."""
+    sizes = [dim, *hidden, 1]
     return sum((a + 1) * b for a, b in zip(sizes, sizes[1:]))
 
 
-def estimates(cfg) -> list[Estimate]:
-    """(training, validation, evaluation) estimates for a composed config with sane values."""
+def _dim(task) -> int:
+    """The task's input dimension (task.dim where the family has it, else 1)."""
+    return task.get("dim", 1) if hasattr(task, "get") else getattr(task, "dim", 1)
+
+
+def estimates(cfg, default) -> list[Estimate]:
+    """(training, validation, evaluation) estimates for a composed config with sane values;
+    ``default``: the schemas' defaults for its family and algorithm (``config.default_config``)."""
     t, a, tr, ev = cfg.task, cfg.algorithm, cfg.train, cfg.eval
-    P, H = param_count(list(cfg.model.hidden)), sum(cfg.model.hidden)
+    D = _dim(t)
+    P, H = param_count(list(cfg.model.hidden), D), sum(cfg.model.hidden)
     point_flops = 6 * P            # forward and backward through the MLP, one input point
-    point_bytes = BYTES * (3 * H + 2)  # activations kept per point for the backward pass
+    point_bytes = BYTES * (3 * H + D + 1)  # activations kept per point for the backward pass
     n, steps, batch = t.num_points, a.inner_steps, tr.meta_batch_size
     order = 1 if a.first_order else SECOND_ORDER
 
@@ -73,7 +79,7 @@ def estimates(cfg) -> list[Estimate]:
                   + (k + 1) * (m * point_bytes + 2 * BYTES * P))
     eval_s = 2 * T * (k * shots + (k + 1) * ev.query_size) * point_flops / FLOPS_PER_S
 
-    grew = _growth(cfg)
+    grew = _growth(cfg, default)
     return [
         Estimate("training", train_bytes, train_s, *grew("model.hidden", "task.num_points", "algorithm.inner_steps",
                                                           "train.meta_batch_size", "train.outer_steps")),
@@ -93,20 +99,17 @@ def _shots(task, ev) -> int:
 def _sizes(cfg) -> dict[str, float]:
     """How big each key makes a run (parameters, points, tasks, steps), for :func:`_growth`."""
     t, a, tr, ev = cfg.task, cfg.algorithm, cfg.train, cfg.eval
-    return {"model.hidden": param_count(list(cfg.model.hidden)), "task.num_points": t.num_points,
+    return {"model.hidden": param_count(list(cfg.model.hidden), _dim(t)), "task.num_points": t.num_points,
             "algorithm.inner_steps": a.inner_steps + 1, "train.meta_batch_size": tr.meta_batch_size,
             "train.outer_steps": tr.outer_steps, "eval.val_tasks": ev.val_tasks, "eval.num_tasks": ev.num_tasks,
             "eval.support_size": _shots(t, ev), "eval.query_size": ev.query_size, "eval.max_steps": ev.max_steps + 1}
 
 
-def _growth(cfg):
+def _growth(cfg, default_cfg):
     """``grew(*keys)``: of these keys, the one whose size (:func:`_sizes`) grew most over the default
-    config's (the schemas' defaults), and its value, to name in a refusal."""
-    from .config import SCHEMAS, AlgorithmConfig, EvalConfig, ModelConfig, TrainConfig
-
+    config's (``default_cfg``, the schemas' defaults), and its value, to name in a refusal."""
     sizes = _sizes(cfg)
-    default = _sizes(SimpleNamespace(model=ModelConfig(), task=SCHEMAS["task", cfg.task.name](),
-                                     algorithm=AlgorithmConfig(), train=TrainConfig(), eval=EvalConfig()))
+    default = _sizes(default_cfg)
 
     def grew(*keys):
         key = max(keys, key=lambda k: sizes[k] / max(default[k], 1))
@@ -116,11 +119,11 @@ def _growth(cfg):
     return grew
 
 
-def check_bounds(cfg) -> list[str]:
+def check_bounds(cfg, default) -> list[str]:
     """One line if the estimate exceeds a cap (the memory of the phase needing most, else the
-    time), naming the key that drives it; empty when the run fits."""
+    time), naming the key that drives it; empty when the run fits. ``default``: as for :func:`estimates`."""
     tr = cfg.train
-    parts = estimates(cfg)
+    parts = estimates(cfg, default)
     e = max(parts, key=lambda e: e.bytes)
     if e.bytes > tr.max_memory_gb * GB:
         return [f"{e.key}={e.value!r} is not allowed here: {e.phase} would need about {_size(e.bytes)} "

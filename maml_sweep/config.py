@@ -9,102 +9,38 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any, List, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
-from .algorithms import ALGORITHMS
+from .algorithms import ALGORITHMS, AlgorithmConfig  # noqa: F401 (AlgorithmConfig: every algorithm's base schema)
+from .bounds import check_bounds, estimates
+from .checks import Checks, finite_positive
 from .model import ACTIVATIONS, DTYPES, INIT_SCHEMES, MLP
+from .optim import OPTIMIZERS, AdamConfig, MomentumConfig, OptimizerConfig  # noqa: F401
+from .tasks import TASK_FAMILIES, GPTaskConfig, SineTaskConfig, StepsTaskConfig, TaskConfig  # noqa: F401
 
 
-# Every default lives here, once (Hydra's structured-config pattern). An option's YAML in conf/
-# names the option and holds only what it changes; tests/test_config.py keeps the two from drifting.
+# Every default lives in a schema, once (Hydra's structured-config pattern): the top level's and the
+# model's here, each task family's next to its sampler (maml_sweep/tasks.py), each optimizer's and
+# algorithm's next to its class (maml_sweep/optim.py, maml_sweep/algorithms.py). An option's YAML in
+# conf/ names the option and holds only what it changes; tests/test_config.py keeps the two from drifting.
 
 
 @dataclass
 class ModelConfig:
-    """``model=mlp``: an MLP from a scalar input to a scalar output (the notebook's 1-50-50-1)."""
+    """``model=mlp``: an MLP from the task's inputs (task.dim, 1 for most families) to a scalar output
+    (the notebook's 1-50-50-1)."""
     name: str = MISSING
     hidden: List[int] = field(default_factory=lambda: list(MLP.hidden))  # hidden layer sizes; any number of layers
     activation: str = MLP.activation  # relu | tanh
     init_std: float = 0.1     # every parameter starts ~ N(0, init_std^2) (init=normal)
     init: str = "normal"      # normal | truncated_normal (redrawn beyond 2 init_std; the MAML paper's code)
     zero_biases: bool = False  # true: biases start at 0 and draw nothing (the MAML paper's code)
-
-
-@dataclass
-class TaskConfig:
-    """What every task family has. A task is ``num_points`` points drawn together; the last
-    ``query_size`` of them score the meta-objective and the first ``num_points - query_size`` (the
-    support set) adapt. ``query_size`` 0: all ``num_points`` adapt and score (the notebook's way)."""
-    name: str = MISSING
-    xmin: float = MISSING     # inputs x ~ U[xmin, xmax)
-    xmax: float = MISSING
-    noise: float = MISSING    # observation noise standard deviation
-    num_points: int = MISSING  # points per task: support + query
-    query_size: int = MISSING  # of those, held out to score; 0: the support points score
-
-
-@dataclass
-class StepsTaskConfig(TaskConfig):
-    """``task=steps``: the notebook's random piecewise-constant ("perturbed step") functions."""
-    xmin: float = -3.0
-    xmax: float = 3.0
-    noise: float = 0.1
-    num_points: int = 100
-    query_size: int = 0
-    ymin: float = -3.0        # step heights ~ U[ymin, ymax]
-    ymax: float = 3.0
-    bins: int = 6             # number of steps
-
-
-@dataclass
-class SineTaskConfig(TaskConfig):
-    """``task=sine``: the MAML paper's y = A sin(x - phase), K = 10 shots and 10 query points."""
-    xmin: float = -5.0
-    xmax: float = 5.0
-    noise: float = 0.0
-    num_points: int = 20
-    query_size: int = 10
-    amp_min: float = 0.1      # A ~ U[amp_min, amp_max]
-    amp_max: float = 5.0
-    phase_min: float = 0.0    # phase ~ U[phase_min, phase_max]
-    phase_max: float = math.pi
-
-
-@dataclass
-class OptimizerConfig:
-    """``optimizer=sgd``: the outer (meta) optimizer, plain gradient descent (the notebook's)."""
-    name: str = MISSING
-    lr: float = 0.01
-
-
-@dataclass
-class MomentumConfig(OptimizerConfig):
-    """``optimizer=momentum``: heavy-ball momentum, v <- beta v + g; p <- p - lr v."""
-    lr: float = 0.001
-    beta: float = 0.9
-
-
-@dataclass
-class AdamConfig(OptimizerConfig):
-    """``optimizer=adam``: Adam with bias correction."""
-    lr: float = 0.001
-    beta1: float = 0.9
-    beta2: float = 0.999
-    eps: float = 1e-8
-
-
-@dataclass
-class AlgorithmConfig:
-    """Every ``algorithm=`` option: the inner loop's settings (see maml_sweep/algorithms.py)."""
-    name: str = MISSING
-    inner_steps: int = 5
-    inner_lr: float = 0.1
-    first_order: bool = False  # drop the second-order terms (maml, metasgd); fomaml is always true
-    loss_scale: float = 0.5   # objectives are loss_scale * MSE (the notebook: 0.5; the MAML paper: 1.0)
 
 
 @dataclass
@@ -150,15 +86,30 @@ class Config:
 
 
 GROUPS = ("model", "task", "optimizer", "algorithm")
-SCHEMAS = {  # (group, option) -> the schema the option's YAML extends
-    ("model", "mlp"): ModelConfig,
-    ("task", "steps"): StepsTaskConfig,
-    ("task", "sine"): SineTaskConfig,
-    ("optimizer", "sgd"): OptimizerConfig,
-    ("optimizer", "momentum"): MomentumConfig,
-    ("optimizer", "adam"): AdamConfig,
-    **{("algorithm", name): AlgorithmConfig for name in ALGORITHMS},
-}
+_OWN_SCHEMAS = {("model", "mlp"): ModelConfig}  # (group, option) -> schema, for options declared here
+
+
+class _Schemas(Mapping):
+    """(group, option) -> the schema the option's YAML extends: this module's, and each registered
+    task family's, optimizer's and algorithm's own (read from their registries at every use, so one
+    registered later is known)."""
+
+    def _all(self) -> dict:
+        return {**_OWN_SCHEMAS, **{("task", n): f.schema for n, f in TASK_FAMILIES.items()},
+                **{("optimizer", n): o.schema for n, o in OPTIMIZERS.items()},
+                **{("algorithm", n): a.schema for n, a in ALGORITHMS.items()}}
+
+    def __getitem__(self, key):
+        return self._all()[key]
+
+    def __iter__(self):
+        return iter(self._all())
+
+    def __len__(self) -> int:
+        return len(self._all())
+
+
+SCHEMAS = _Schemas()
 
 
 def schema_name(group: str, option: str) -> str:
@@ -184,10 +135,6 @@ class ConfigError(ValueError):
     """A config value outside its allowed range; the message names the key and what is allowed."""
 
 
-def _finite_positive(value: Any) -> bool:
-    return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
-
-
 NOTEBOOK_SEEDS = 2**32  # numpy's legacy RandomState (train.rng=notebook) takes seeds 0 .. 2**32 - 1
 
 
@@ -196,9 +143,7 @@ def check_values(cfg) -> list[str]:
     keys outside the schemas first, then values out of range and combinations that cannot mean
     what they say, then the resource bounds (:mod:`maml_sweep.bounds`), each stage only when the
     one before found nothing (it relies on it)."""
-    from .bounds import check_bounds
-
-    return unknown_keys(cfg) or _huge_integers(cfg) or _value_errors(cfg) or check_bounds(cfg)
+    return unknown_keys(cfg) or _huge_integers(cfg) or _value_errors(cfg) or check_bounds(cfg, default_config(cfg))
 
 
 def _huge_integers(cfg) -> list[str]:
@@ -219,6 +164,19 @@ def _huge_integers(cfg) -> list[str]:
 
     walk(tree, "")
     return errors
+
+
+def resource_estimates(cfg) -> list:
+    """:func:`maml_sweep.bounds.estimates` of a composed config (against its schemas' defaults)."""
+    return estimates(cfg, default_config(cfg))
+
+
+def default_config(cfg) -> SimpleNamespace:
+    """The schemas' defaults for ``cfg``'s task family and algorithm (what the resource bounds
+    compare a config against)."""
+    return SimpleNamespace(model=ModelConfig(), task=SCHEMAS["task", cfg.task.name](),
+                           algorithm=SCHEMAS["algorithm", cfg.algorithm.name](), train=TrainConfig(),
+                           eval=EvalConfig())
 
 
 def unknown_keys(cfg) -> list[str]:
@@ -265,71 +223,52 @@ def unknown_keys(cfg) -> list[str]:
 
 def _value_errors(cfg) -> list[str]:
     """Values out of range and combinations that cannot mean what they say."""
-    errors = []
-
-    def need(ok: bool, key: str, allowed: str, value: Any) -> None:
-        if not ok:
-            errors.append(f"{key}={value!r} is not allowed: must be {allowed}")
-
-    def ordered(group: str, node, low: str, high: str, strict: bool = False) -> None:
-        """``low`` < (or <=) ``high``, both finite, and their difference too (no overflow)."""
-        lo, hi = node[low], node[high]
-        ok = all(math.isfinite(v) for v in (lo, hi, hi - lo)) and (lo < hi if strict else lo <= hi)
-        need(ok, f"{group}.{low}", f"finite, {'<' if strict else '<='} {group}.{high} ({hi!r}), "
-             "and their difference finite", lo)
+    c = Checks()
+    need, ordered = c.need, c.ordered
 
     m, t, o, a, tr, ev = cfg.model, cfg.task, cfg.optimizer, cfg.algorithm, cfg.train, cfg.eval
     hidden = list(m.hidden)
     need(len(hidden) > 0 and all(h >= 1 for h in hidden), "model.hidden", "a non-empty list of positive layer sizes", hidden)
     need(m.activation in ACTIVATIONS, "model.activation", f"one of {', '.join(sorted(ACTIVATIONS))}", m.activation)
-    need(_finite_positive(m.init_std), "model.init_std", "a finite number > 0", m.init_std)
+    need(finite_positive(m.init_std), "model.init_std", "a finite number > 0", m.init_std)
     need(m.init in INIT_SCHEMES, "model.init", f"one of {', '.join(INIT_SCHEMES)}", m.init)
 
     ordered("task", t, "xmin", "xmax", strict=True)
-    family = SCHEMAS["task", t.name]  # unknown_keys made sure the name and the schema agree
-    if family is StepsTaskConfig:
-        ordered("task", t, "ymin", "ymax")
-        need(t.bins >= 1, "task.bins", "an integer >= 1", t.bins)
-    elif family is SineTaskConfig:
-        ordered("task", t, "amp_min", "amp_max")
-        ordered("task", t, "phase_min", "phase_max")
     need(math.isfinite(t.noise) and t.noise >= 0, "task.noise", "a finite standard deviation >= 0", t.noise)
     need(t.num_points >= 1, "task.num_points", "an integer >= 1", t.num_points)
     need(0 <= t.query_size < max(t.num_points, 1), "task.query_size",
          f"an integer >= 0 (0: the support points score) and < task.num_points ({t.num_points}), "
          "so that at least one point adapts", t.query_size)
+    TASK_FAMILIES[t.name].check(cfg, c)  # the family's own (unknown_keys made sure the name and schema agree)
 
-    need(_finite_positive(o.lr), "optimizer.lr", "a finite number > 0", o.lr)
-    if SCHEMAS["optimizer", o.name] is MomentumConfig:
-        need(0 <= o.beta < 1, "optimizer.beta", "in [0, 1)", o.beta)
-    if SCHEMAS["optimizer", o.name] is AdamConfig:
-        need(0 <= o.beta1 < 1, "optimizer.beta1", "in [0, 1)", o.beta1)
-        need(0 <= o.beta2 < 1, "optimizer.beta2", "in [0, 1)", o.beta2)
-        need(_finite_positive(o.eps), "optimizer.eps", "a finite number > 0", o.eps)
+    need(finite_positive(o.lr), "optimizer.lr", "a finite number > 0", o.lr)
+    OPTIMIZERS[o.name].check(cfg, c)
 
     need(a.inner_steps >= 0, "algorithm.inner_steps", "an integer >= 0", a.inner_steps)
-    need(_finite_positive(a.inner_lr), "algorithm.inner_lr", "a finite number > 0", a.inner_lr)
-    need(_finite_positive(a.loss_scale), "algorithm.loss_scale", "a finite number > 0", a.loss_scale)
-    fixed = ALGORITHMS[a.name]().fixed_first_order
-    choosers = [n for n in ALGORITHMS if ALGORITHMS[n]().fixed_first_order is None]
+    need(finite_positive(a.inner_lr), "algorithm.inner_lr", "a finite number > 0", a.inner_lr)
+    need(finite_positive(a.loss_scale), "algorithm.loss_scale", "a finite number > 0", a.loss_scale)
+    algorithm = ALGORITHMS[a.name]
+    fixed = algorithm.fixed_first_order
+    choosers = [n for n in ALGORITHMS if ALGORITHMS[n].fixed_first_order is None]
     need(fixed is None or a.first_order == fixed, "algorithm.first_order",
          f"{str(fixed).lower()} with algorithm={a.name} (only {' and '.join(choosers)} let it choose)", a.first_order)
+    algorithm.check(cfg, c)
 
     need(tr.outer_steps >= 1, "train.outer_steps", "an integer >= 1", tr.outer_steps)
     need(tr.meta_batch_size >= 1, "train.meta_batch_size", "an integer >= 1", tr.meta_batch_size)
     need(tr.eval_every >= 1, "train.eval_every", "an integer >= 1", tr.eval_every)
     need(tr.blas_threads >= 0, "train.blas_threads", "an integer >= 0 (0 leaves BLAS as it is)", tr.blas_threads)
     need(tr.rng in RNG_MODES, "train.rng", f"one of {', '.join(RNG_MODES)}", tr.rng)
-    need(_finite_positive(tr.max_memory_gb), "train.max_memory_gb", "a finite number > 0", tr.max_memory_gb)
-    need(_finite_positive(tr.max_hours), "train.max_hours", "a finite number > 0", tr.max_hours)
+    need(finite_positive(tr.max_memory_gb), "train.max_memory_gb", "a finite number > 0", tr.max_memory_gb)
+    need(finite_positive(tr.max_hours), "train.max_hours", "a finite number > 0", tr.max_hours)
     need(tr.dtype in DTYPES, "train.dtype", f"one of {', '.join(DTYPES)}", tr.dtype)
 
     need(ev.seed >= 0, "eval.seed", "an integer >= 0", ev.seed)
     need(ev.num_tasks >= 2, "eval.num_tasks", "an integer >= 2", ev.num_tasks)
     need(ev.val_tasks >= 1, "eval.val_tasks", "an integer >= 1", ev.val_tasks)
     need(ev.max_steps >= 0, "eval.max_steps", "an integer >= 0", ev.max_steps)
-    need(ev.inner_lr is None or _finite_positive(ev.inner_lr), "eval.inner_lr", "null (the training inner_lr) or a finite number > 0", ev.inner_lr)
-    need(ev.inner_lr is None or not ALGORITHMS[a.name]().learns_inner_lr, "eval.inner_lr",
+    need(ev.inner_lr is None or finite_positive(ev.inner_lr), "eval.inner_lr", "null (the training inner_lr) or a finite number > 0", ev.inner_lr)
+    need(ev.inner_lr is None or not algorithm.learns_inner_lr, "eval.inner_lr",
          f"null with algorithm={a.name} (it adapts with its learned rates)", ev.inner_lr)
     need(ev.support_size is None or ev.support_size >= 1, "eval.support_size", "null (the task's support size) or an integer >= 1", ev.support_size)
     need(ev.query_size >= 1, "eval.query_size", "an integer >= 1", ev.query_size)
@@ -342,4 +281,4 @@ def _value_errors(cfg) -> list[str]:
         need(0 <= cfg.seed < NOTEBOOK_SEEDS, "seed", "an integer in [0, 2**32) with train.rng=notebook", cfg.seed)
     else:
         need(cfg.seed >= 0, "seed", "an integer >= 0", cfg.seed)
-    return errors
+    return c.errors

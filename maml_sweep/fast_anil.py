@@ -31,7 +31,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .fast import _stack, dtype_of, supports
+from .fast_layout import _stack, dtype_of, supports
 from .maml import InnerLoop
 from .model import MLP
 from .tasks import Task
@@ -45,14 +45,15 @@ def applies(model, inner: InnerLoop) -> bool:
 
 
 def _body_forward(model: MLP, params: dict, x: np.ndarray, dtype):
-    """Body activations for inputs x (T, P): (Ha (T, P, d_L + 1) with a ones column, the list of
-    (activation h_k, derivative s_k) per hidden layer, each (T P, d_k))."""
+    """Body activations for inputs x (T, P) or (T, P, dim): (Ha (T, P, d_L + 1) with a ones
+    column, the list of (activation h_k, derivative s_k) per hidden layer, each (T P, d_k))."""
     L = len(model.hidden)
-    flat = x.reshape(-1, 1)
+    flat = x.reshape(-1, model.dim)
     layers, h = [], flat
+    T_P = x.shape[:2]
     for k in range(1, L + 1):
         W = np.asarray(params[f"W{k}"], dtype)
-        z = flat * W[None, :] if k == 1 else h @ W
+        z = flat @ W.reshape(model.dim, -1) if k == 1 else h @ W
         z += np.asarray(params[f"b{k}"], dtype)
         if k == L:  # the last activations go next to a ones column
             last = np.empty((z.shape[0], z.shape[1] + 1), dtype)
@@ -69,11 +70,12 @@ def _body_forward(model: MLP, params: dict, x: np.ndarray, dtype):
             np.tanh(z, out=h)
             s = 1.0 - h * h
         layers.append((h, s))
-    return last.reshape(x.shape + (last.shape[-1],)), layers
+    return last.reshape(T_P + (last.shape[-1],)), layers
 
 
 def _body_backward(model: MLP, params: dict, x: np.ndarray, layers: list, dh: np.ndarray, dtype) -> dict:
-    """Gradients of the body's parameters given dh = dQ/dh_L (T P, d_L), summed over all points."""
+    """Gradients of the body's parameters given dh = dQ/dh_L (T P, d_L), summed over all points
+    (W1 as (dim, h1))."""
     L = len(model.hidden)
     grads = {}
     d = dh
@@ -82,7 +84,7 @@ def _body_backward(model: MLP, params: dict, x: np.ndarray, layers: list, dh: np
         d = d * s  # dQ/dz_k
         grads[f"b{k}"] = d.sum(axis=0)
         if k == 1:
-            grads["W1"] = x.reshape(-1) @ d
+            grads["W1"] = x.reshape(-1, model.dim).T @ d
         else:
             grads[f"W{k}"] = layers[k - 2][0].T @ d
             d = d @ np.asarray(params[f"W{k}"], dtype).T
@@ -98,7 +100,7 @@ def _head(model: MLP, params: dict, dtype) -> np.ndarray:
 
 def _split(model, params, data, dtype):
     """Body activations of support and query points: (Hs (T, N, d+1), Hq (T, M, d+1), the
-    forward's layers, the inputs they saw (T, P), same_query)."""
+    forward's layers, the inputs they saw (T, P) or (T, P, dim), same_query)."""
     x, y, xq, yq = data
     same = xq is x
     xs = x if same else np.concatenate([x, xq], axis=1)

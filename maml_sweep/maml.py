@@ -1,7 +1,7 @@
 """MAML's inner loop, meta-objective and meta-gradient: the model-agnostic reference path.
 
-``predict(params, x)`` is any function of a parameter dict and inputs of shape (N,) returning
-predictions of shape (N,). The meta-gradient is autograd's gradient through the unrolled inner
+``predict(params, x)`` is any function of a parameter dict and inputs of shape (N,) or (N, dim)
+returning predictions of shape (N,). The meta-gradient is autograd's gradient through the unrolled inner
 loop, so it is exact for any such model; fast paths are tested against it.
 """
 from __future__ import annotations

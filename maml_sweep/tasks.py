@@ -1,25 +1,32 @@
-"""Task distributions: each samples a regression task (support and query sets) from a generator.
+"""Task distributions (families), each declared once: its config schema (defaults), its sampler and its
+own value checks, registered by name in :data:`TASK_FAMILIES` (``task=<name>``).
 
 Every family draws ``num_points`` points per task; the last ``query_size`` of them score the
 meta-objective and the others (``support_size = num_points - query_size``) adapt. ``query_size`` 0
 scores on the support points themselves (the notebook's behaviour). Generators may be numpy
 ``RandomState`` or ``Generator``. Points are drawn in float64 (the same draws whatever the dtype)
-and returned in the family's ``dtype`` (float64 or float32, the run's ``train.dtype``). The classes
-have no defaults: :func:`make_tasks` builds them from a config (the defaults live in
-``maml_sweep.config``'s schemas).
+and returned in the family's ``dtype`` (float64 or float32, the run's ``train.dtype``). Inputs are
+(N,) for a 1-D family and (N, dim) otherwise (``dim``). The sampler classes have no defaults:
+:func:`make_tasks` builds them from a config, whose defaults live in the family's ``schema``.
+docs/extending.md shows how to add a family.
 """
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 import numpy as np
+from omegaconf import MISSING
+
+from .checks import Checks, finite_positive
 
 
 class Task(NamedTuple):
-    """One regression task: support inputs x and targets y, shape (N,), and optionally a
-    separate query set, shape (M,). Without one, the query set is the support set (the notebook)."""
+    """One regression task: support inputs x, shape (N,) or (N, dim), and targets y, shape (N,), and
+    optionally a separate query set, (M,) or (M, dim) and (M,). Without one, the query set is the
+    support set (the notebook)."""
 
     x: np.ndarray
     y: np.ndarray
@@ -43,8 +50,39 @@ def _split(x: np.ndarray, y: np.ndarray, query_size: int, dtype: str) -> Task:
     return Task(x[:k], y[:k], x[k:], y[k:])
 
 
-class _Sizes:
-    """``num_points`` drawn per task, the last ``query_size`` held out to score."""
+@dataclass
+class TaskConfig:
+    """What every task family's schema has. A task is ``num_points`` points drawn together; the last
+    ``query_size`` of them score the meta-objective and the first ``num_points - query_size`` (the
+    support set) adapt. ``query_size`` 0: all ``num_points`` adapt and score (the notebook's way)."""
+    name: str = MISSING
+    xmin: float = MISSING     # inputs x ~ U[xmin, xmax) (each coordinate)
+    xmax: float = MISSING
+    noise: float = MISSING    # observation noise standard deviation
+    num_points: int = MISSING  # points per task: support + query
+    query_size: int = MISSING  # of those, held out to score; 0: the support points score
+
+
+class TaskFamily:
+    """A family's sampler (a frozen dataclass of its schema's values but ``name``, plus ``dtype``):
+    ``schema`` its config dataclass, :attr:`input_dim` its input dimension, :meth:`check` its own
+    value checks, :meth:`sample` one task. ``num_points`` drawn per task, the last ``query_size`` held
+    out to score."""
+
+    schema: ClassVar[type] = TaskConfig
+
+    @property
+    def input_dim(self) -> int:
+        """Dimension of the inputs x (1: x is (N,); a family with ``task.dim`` returns it)."""
+        return 1
+
+    @classmethod
+    def check(cls, cfg, c: Checks) -> None:
+        """The family's own value checks on the composed config ``cfg`` (``cfg.task`` is this
+        family's; what every family has is checked by ``config.check_values``): ``c.need(...)``."""
+
+    def sample(self, rng) -> Task:
+        raise NotImplementedError
 
     @property
     def support_size(self) -> int:
@@ -56,8 +94,47 @@ class _Sizes:
         return dataclasses.replace(self, num_points=support_size + query_size, query_size=query_size)
 
 
+TASK_FAMILIES: dict[str, type[TaskFamily]] = {}  # task=<name> -> its family
+
+
+def register_task_family(name: str):
+    """Class decorator: ``task=<name>`` samples with this family (its ``schema`` gives the config)."""
+    def register(family: type[TaskFamily]) -> type[TaskFamily]:
+        TASK_FAMILIES[name] = family
+        return family
+    return register
+
+
+@dataclass
+class StepsTaskConfig(TaskConfig):
+    """``task=steps``: the notebook's random piecewise-constant ("perturbed step") functions."""
+    xmin: float = -3.0
+    xmax: float = 3.0
+    noise: float = 0.1
+    num_points: int = 100
+    query_size: int = 0
+    ymin: float = -3.0        # step heights ~ U[ymin, ymax]
+    ymax: float = 3.0
+    bins: int = 6             # number of steps
+
+
+@dataclass
+class SineTaskConfig(TaskConfig):
+    """``task=sine``: the MAML paper's y = A sin(x - phase), K = 10 shots and 10 query points."""
+    xmin: float = -5.0
+    xmax: float = 5.0
+    noise: float = 0.0
+    num_points: int = 20
+    query_size: int = 10
+    amp_min: float = 0.1      # A ~ U[amp_min, amp_max]
+    amp_max: float = 5.0
+    phase_min: float = 0.0    # phase ~ U[phase_min, phase_max]
+    phase_max: float = math.pi
+
+
+@register_task_family("steps")
 @dataclass(frozen=True)
-class StepTasks(_Sizes):
+class StepTasks(TaskFamily):
     """The notebook's random piecewise-constant ("perturbed step") functions.
 
     ``bins`` equal-width pieces on [xmin, xmax) with heights ~ U[ymin, ymax]; inputs x ~ U[xmin, xmax),
@@ -74,6 +151,13 @@ class StepTasks(_Sizes):
     query_size: int
     dtype: str
 
+    schema: ClassVar[type] = StepsTaskConfig
+
+    @classmethod
+    def check(cls, cfg, c: Checks) -> None:
+        c.ordered("task", cfg.task, "ymin", "ymax")
+        c.need(cfg.task.bins >= 1, "task.bins", "an integer >= 1", cfg.task.bins)
+
     def sample(self, rng) -> Task:
         x = rng.uniform(self.xmin, self.xmax, size=self.num_points)
         heights = rng.uniform(self.ymin, self.ymax, size=self.bins)
@@ -82,8 +166,9 @@ class StepTasks(_Sizes):
         return _split(x, y, self.query_size, self.dtype)
 
 
+@register_task_family("sine")
 @dataclass(frozen=True)
-class SineTasks(_Sizes):
+class SineTasks(TaskFamily):
     """The MAML paper's sinusoids: y = amplitude * sin(x - phase) (+ N(0, noise^2)), with
     amplitude ~ U[amp_min, amp_max], phase ~ U[phase_min, phase_max], x ~ U[xmin, xmax]."""
 
@@ -98,6 +183,13 @@ class SineTasks(_Sizes):
     query_size: int
     dtype: str
 
+    schema: ClassVar[type] = SineTaskConfig
+
+    @classmethod
+    def check(cls, cfg, c: Checks) -> None:
+        c.ordered("task", cfg.task, "amp_min", "amp_max")
+        c.ordered("task", cfg.task, "phase_min", "phase_max")
+
     def sample(self, rng) -> Task:
         amplitude = rng.uniform(self.amp_min, self.amp_max)
         phase = rng.uniform(self.phase_min, self.phase_max)
@@ -108,10 +200,76 @@ class SineTasks(_Sizes):
         return _split(x, y, self.query_size, self.dtype)
 
 
-TASK_FAMILIES = {"steps": StepTasks, "sine": SineTasks}
+@dataclass
+class GPTaskConfig(TaskConfig):
+    """``task=gp``: functions drawn from a Gaussian process with an RBF kernel on [xmin, xmax)^dim, the
+    task distribution of Neural Processes (Garnelo et al. 2018): 10 shots, 10 query points."""
+    xmin: float = -2.0
+    xmax: float = 2.0
+    noise: float = 0.05
+    num_points: int = 20
+    query_size: int = 10
+    dim: int = 1              # input dimension: x in R^dim
+    lengthscale: float = 0.4  # k(x, x') = variance * exp(-|x - x'|^2 / (2 lengthscale^2))
+    variance: float = 1.0
 
 
-def make_tasks(task_cfg, dtype: str) -> StepTasks | SineTasks:
+GP_MAX_POINTS = 1000  # points drawn jointly per task: its Cholesky factor is (n, n), ~8 MB at 1000
+GP_JITTER = 1e-6      # added to the kernel's diagonal (times the variance): a positive definite matrix
+
+
+@register_task_family("gp")
+@dataclass(frozen=True)
+class GPTasks(TaskFamily):
+    """Functions f ~ GP(0, k) with the RBF kernel k(x, x') = variance exp(-|x - x'|^2 / (2 l^2)),
+    observed with N(0, noise^2) noise (Rasmussen & Williams 2006, ch. 2; the Neural Processes'
+    tasks, Garnelo et al. 2018). Draw order: x ~ U[xmin, xmax)^(num_points, dim), then the
+    num_points standard normals that make f = chol(K + jitter I) z (the task's values drawn
+    jointly), then the noise. Inputs (N,) for dim 1, else (N, dim)."""
+
+    xmin: float
+    xmax: float
+    noise: float
+    num_points: int
+    query_size: int
+    dim: int
+    lengthscale: float
+    variance: float
+    dtype: str
+
+    schema: ClassVar[type] = GPTaskConfig
+
+    @property
+    def input_dim(self) -> int:
+        return self.dim
+
+    @classmethod
+    def check(cls, cfg, c: Checks) -> None:
+        t, ev = cfg.task, cfg.eval
+        c.need(t.dim >= 1, "task.dim", "an integer >= 1", t.dim)
+        c.need(finite_positive(t.lengthscale), "task.lengthscale", "a finite number > 0", t.lengthscale)
+        c.need(finite_positive(t.variance), "task.variance", "a finite number > 0", t.variance)
+        c.need(t.num_points <= GP_MAX_POINTS, "task.num_points",
+               f"<= {GP_MAX_POINTS} with task=gp (a task's points are drawn jointly: an (n, n) Cholesky)", t.num_points)
+        shots = ev.support_size if ev.support_size is not None else t.num_points - t.query_size
+        c.need(shots + ev.query_size <= GP_MAX_POINTS, "eval.query_size",
+               f"<= {GP_MAX_POINTS} - the test tasks' support size ({shots}) with task=gp "
+               "(a test task's points are drawn jointly: an (n, n) Cholesky)", ev.query_size)
+
+    def sample(self, rng) -> Task:
+        n = self.num_points
+        x = rng.uniform(self.xmin, self.xmax, size=(n, self.dim))
+        sq = np.sum(x * x, axis=1)
+        dist2 = np.maximum(sq[:, None] + sq[None, :] - 2.0 * (x @ x.T), 0.0)
+        kernel = self.variance * np.exp(-0.5 * dist2 / self.lengthscale ** 2)
+        kernel[np.diag_indices(n)] += GP_JITTER * self.variance
+        y = np.linalg.cholesky(kernel) @ rng.normal(0.0, 1.0, size=n)
+        if self.noise > 0:
+            y = y + rng.normal(0.0, self.noise, size=n)
+        return _split(x[:, 0] if self.dim == 1 else x, y, self.query_size, self.dtype)
+
+
+def make_tasks(task_cfg, dtype: str) -> TaskFamily:
     """The task distribution named by ``task_cfg.name`` with every other value of the config (a
     composed ``task`` node or a schema instance, e.g. ``StepsTaskConfig(name="steps", bins=3)``),
     returning points in ``dtype`` (``train.dtype``). A key the family does not take, or one it needs

@@ -27,7 +27,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from threadpoolctl import threadpool_limits
 
 from . import evaluate, rundir, scratch_cache, stats, streams
-from .algorithms import MAML
+from .algorithms import Scratch
 from .components import build
 from .config import CAPS, ConfigError, check_values
 from .figures import panel_steps, plot_validation_fits
@@ -408,14 +408,15 @@ class Trainer:
         inner = evaluate.eval_inner(self.inner, ev)
         trained = lambda tasks: self.algorithm.adaptation_mse(self.model, params, tasks, inner)
         mse = {label: evaluate.in_chunks(trained, bank, label)}
-        if label != "scratch":
+        baseline = Scratch(self.cfg.algorithm)  # the untrained init, adapted by the plain inner loop
+        if label != baseline.label:
             def scratch_mse():
-                rng = streams.keyed_stream(scratch_key(self.cfg.model), ev.seed, "scratch")
+                rng = streams.keyed_stream(scratch_key(self.cfg.model), ev.seed, baseline.label)
                 scratch = init_params(self.model, rng, self.cfg.model)
-                curves = lambda tasks: MAML().adaptation_mse(self.model, scratch, tasks, inner)
-                return evaluate.in_chunks(curves, bank, "scratch")
+                curves = lambda tasks: baseline.adaptation_mse(self.model, scratch, tasks, inner)
+                return evaluate.in_chunks(curves, bank, baseline.label)
 
-            mse["scratch"] = scratch_cache.scratch_mse(self.cfg, self.model, bank, inner, scratch_mse)
+            mse[baseline.label] = scratch_cache.scratch_mse(self.cfg, self.model, bank, inner, scratch_mse)
         keys = evaluate.record(self.out_dir, mse, label, ev.report_steps, self.inner.steps)
         return {**keys, "noise_floor": float(self.tasks.noise) ** 2}
 

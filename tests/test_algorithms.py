@@ -157,3 +157,26 @@ def test_sine_tasks_follow_the_maml_paper():
         coef, *_ = np.linalg.lstsq(np.c_[np.sin(x), np.cos(x)], y, rcond=None)
         assert np.allclose(np.c_[np.sin(x), np.cos(x)] @ coef, y)
         assert 0.1 <= np.hypot(*coef) <= 5.0
+
+
+def test_every_algorithm_declares_the_interface_as_plain_class_attributes(monkeypatch, compose_cfg):
+    """The Algorithm protocol's attributes are plain class attributes (no property), the schema a
+    dataclass extending AlgorithmConfig; config.check_values reads them without building one."""
+    import inspect
+
+    from maml_sweep.algorithms import AlgorithmConfig
+    from maml_sweep.config import check_values
+    for name, cls in ALGORITHMS.items():
+        for attr in ("schema", "label", "learns_inner_lr", "fixed_first_order"):
+            value = inspect.getattr_static(cls, attr)
+            assert not isinstance(value, property), (name, attr)
+        assert dataclasses.is_dataclass(cls.schema) and issubclass(cls.schema, AlgorithmConfig)
+        assert cls.fixed_first_order in (None, True, False)
+
+    def refuse(self, config=None):
+        raise AssertionError("config.check_values built an algorithm")
+
+    for cls in set(ALGORITHMS.values()):
+        monkeypatch.setattr(cls, "__init__", refuse)
+    for name in ALGORITHMS:
+        assert check_values(compose_cfg([f"algorithm={name}"])) == []

@@ -1,4 +1,6 @@
 """Figures checked for content: axis labels, lines per hue level, facets, heatmap shape, fits."""
+import shutil
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -100,13 +102,17 @@ def test_best_fits_draw_data_and_every_inner_step(real_sweep, tmp_path):
         assert len(reds) == 5 + 1  # the trajectory: params and five inner steps
         alphas = [ln.get_alpha() for ln in reds]
         assert alphas == sorted(alphas) and alphas[-1] == 1.0
-    # Unknown task family or no params: no figure, no error.
+    # No params (the run did not complete): no figure, no error.
+    write_run(tmp_path / "noparams", base_config(), [], metrics=[], summary={"status": "completed"})
+    assert plots.best_fits(tmp_path / "noparams") is None
+    # Params, but a task family this version does not have: RestoreError naming the key.
+    from maml_sweep import rundir
     cfg = base_config()
     cfg["task"]["name"] = "sinusoid"
     write_run(tmp_path / "sin", cfg, [], metrics=[], summary={"status": "completed"})
-    assert plots.best_fits(tmp_path / "sin") is None
-    write_run(tmp_path / "noparams", base_config(), [], metrics=[], summary={"status": "completed"})
-    assert plots.best_fits(tmp_path / "noparams") is None
+    shutil.copy(real_sweep / "0" / rundir.PARAMS, tmp_path / "sin" / rundir.PARAMS)
+    with pytest.raises(rundir.RestoreError, match="task.name='sinusoid' is not allowed"):
+        plots.best_fits(tmp_path / "sin")
 
 
 def test_cost_shows_every_run_and_each_groups_median(real_sweep):

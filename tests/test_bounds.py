@@ -5,7 +5,8 @@ import tracemalloc
 import pytest
 
 from conftest import TINY, run_cli
-from maml_sweep.bounds import GB, estimates, param_count
+from maml_sweep.bounds import GB, param_count
+from maml_sweep.config import resource_estimates
 from maml_sweep.config import ConfigError, check_values
 from maml_sweep.train import config_hash, run
 
@@ -47,15 +48,15 @@ def test_big_but_feasible_runs_are_not_refused(compose_cfg, override):
 
 def test_the_default_and_the_paper_experiment_are_far_below_the_caps(compose_cfg):
     for overrides in ([], ["experiment=maml2017_sine"], ["algorithm=metasgd", "task=sine"]):
-        for e in estimates(compose_cfg(overrides)):
+        for e in resource_estimates(compose_cfg(overrides)):
             assert e.bytes < 0.1 * 8 * GB and e.seconds < 0.1 * 24 * 3600, (overrides, e)
 
 
 def test_estimates_grow_with_what_drives_them(compose_cfg):
     """Memory of the training step doubles with the meta-batch; evaluation time with max_steps."""
-    base = {e.phase: e for e in estimates(compose_cfg())}
-    batch = {e.phase: e for e in estimates(compose_cfg(["train.meta_batch_size=2"]))}
-    steps = {e.phase: e for e in estimates(compose_cfg(["eval.max_steps=20"]))}
+    base = {e.phase: e for e in resource_estimates(compose_cfg())}
+    batch = {e.phase: e for e in resource_estimates(compose_cfg(["train.meta_batch_size=2"]))}
+    steps = {e.phase: e for e in resource_estimates(compose_cfg(["eval.max_steps=20"]))}
     assert batch["training"].bytes == pytest.approx(2 * base["training"].bytes, rel=0.05)
     assert steps["evaluation"].seconds == pytest.approx(2 * base["evaluation"].seconds, rel=0.1)
     assert param_count([50, 50]) == 2 * 50 + 51 * 50 + 51  # the notebook's 2,751 parameters

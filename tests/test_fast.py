@@ -23,13 +23,25 @@ def rel_errors(ref: dict, got: dict) -> dict:
             / max(np.linalg.norm(ref[k]), 1e-300) for k in ref}
 
 
-def make(hidden, activation, n_tasks, split, seed, points=7, query=5, std=0.5):
-    """A model, random params and a meta-batch; with ``split`` each task has its own query set."""
+def surface(rng, points: int, dim: int) -> Task:
+    """A random smooth function of ``dim`` inputs sampled at ``points`` points x (points, dim)."""
+    x = rng.uniform(-2.0, 2.0, size=(points, dim))
+    w = rng.normal(size=dim)
+    return Task(x, 2.0 * np.sin(x @ w) + 0.1 * rng.normal(size=points))
+
+
+def make(hidden, activation, n_tasks, split, seed, points=7, query=5, std=0.5, dim=1):
+    """A model, random params and a meta-batch; with ``split`` each task has its own query set.
+    ``dim`` > 1: inputs of that dimension (random smooth surfaces)."""
     rng = np.random.RandomState(seed)
-    model = MLP(hidden, activation)
+    model = MLP(hidden, activation, dim=dim)
     params = model.init(rng, std)
     tasks = []
     for _ in range(n_tasks):
+        if dim > 1:
+            t = surface(rng, points, dim)
+            tasks.append(Task(t.x, t.y, *surface(rng, query, dim)[:2]) if split else t)
+            continue
         t = make_tasks(StepsTaskConfig(name="steps", num_points=points), "float64").sample(rng)
         if split:
             q = make_tasks(StepsTaskConfig(name="steps", num_points=query), "float64").sample(rng)
@@ -75,6 +87,54 @@ def test_matches_reference(hidden, activation, n_tasks, first_order, split):
     model, params, tasks = make(hidden, activation, n_tasks, split, seed=grid_seed(hidden, activation))
     for inner in grid_inner_loops(first_order):
         assert_matches(model, params, tasks, inner)
+
+
+def nd_grid(dims, hiddens, batches):
+    """The grid on inputs of more dimensions (the reference path is model-agnostic: model.predict)."""
+    return pytest.mark.parametrize("dim,hidden,activation,n_tasks,first_order,split", [
+        pytest.param(d, h, a, t, fo, s, id=f"d{d}-{'x'.join(map(str, h))}-{a}-T{t}-{'1st' if fo else '2nd'}"
+                     f"{'-split' if s else ''}")
+        for d, h, a, t, fo, s in itertools.product(
+            dims, hiddens, ["relu", "tanh"], batches, [False, True], [False, True])])
+
+
+GRID_ND = nd_grid([2], [(5, 6)], [4])  # the default run: 2-D inputs, two layers, a meta-batch of 4
+GRID_ND_ALL = nd_grid([2, 3], [(4,), (5, 6)], [1, 4])  # -m slow
+
+
+def check_any_dimension(dim, hidden, activation, n_tasks, first_order, split):
+    model, params, tasks = make(hidden, activation, n_tasks, split, seed=grid_seed(hidden, activation), dim=dim)
+    assert params["W1"].shape == (dim, hidden[0])
+    for inner in grid_inner_loops(first_order):
+        assert_matches(model, params, tasks, inner)
+
+
+@GRID_ND
+def test_matches_reference_inputs_of_any_dimension(dim, hidden, activation, n_tasks, first_order, split):
+    check_any_dimension(dim, hidden, activation, n_tasks, first_order, split)
+
+
+@pytest.mark.slow
+@GRID_ND_ALL
+def test_matches_reference_inputs_of_any_dimension_whole_grid(dim, hidden, activation, n_tasks, first_order, split):
+    check_any_dimension(dim, hidden, activation, n_tasks, first_order, split)
+
+
+def test_two_dimensional_hvp_curves_and_chunks(monkeypatch):
+    """2-D inputs: the R-operator, the evaluation curves (against the batched loop) and chunked
+    meta-batches agree like the 1-D ones."""
+    from maml_sweep import batched
+    model, params, tasks = make((5, 6), "tanh", 5, True, seed=21, dim=2)
+    v = model.init(np.random.RandomState(22), 1.0)
+    loss = lambda p: 0.5 * anp.mean((tasks[0].y - model.predict(p, tasks[0].x)) ** 2)
+    ref = grad(lambda p: sum(anp.sum(grad(loss)(p)[k] * v[k]) for k in v))(params)
+    assert max(rel_errors(ref, fast.hessian_vector_product(model, params, tasks[0], v, 0.5)).values()) <= TOL
+    inner = InnerLoop(0.05, 4, loss_scale=1.0)
+    want = batched.adaptation_mse(model, params, tasks, inner)
+    assert np.allclose(fast.adaptation_mse(model, params, tasks, inner), want, rtol=1e-12, atol=0)
+    monkeypatch.setattr(fast, "CHUNK_BYTES", 1)  # one task per chunk
+    assert_matches(model, params, tasks, InnerLoop(0.1, 3, loss_scale=0.5))
+    fast.clear_workspaces()
 
 
 @pytest.mark.parametrize("first_order", [False, True])

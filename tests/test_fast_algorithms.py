@@ -1,6 +1,6 @@
 """Every algorithm's fast path against the autograd reference (maml_sweep.maml) over the grid of
 tests/test_fast.py (depths 1-3, relu/tanh, meta-batch 1 and 4, first/second order, with and
-without a query split, inner steps 0-5): float64 within 1e-10 relative, float32 within the
+without a query split, inner steps 0-5; and on 2-D and 3-D inputs): float64 within 1e-10 relative, float32 within the
 documented tolerances of tests/test_dtype.py. FOMAML is MAML's fast path with ``first_order``:
 its agreement is test_fast.py's first-order cells. The default run checks 3 inner steps
 of each cell; ``-m slow`` all six."""
@@ -14,7 +14,7 @@ from maml_sweep import fast, fast_anil, maml
 from maml_sweep.algorithms import ALGORITHMS, pooled
 from maml_sweep.maml import InnerLoop, inner_loss
 from test_dtype import TOL32_GRAD, TOL32_VALUE, as32
-from test_fast import GRID, TOL, grid_inner_loops, grid_seed, make
+from test_fast import GRID, GRID_ND, GRID_ND_ALL, TOL, grid_inner_loops, grid_seed, make
 
 QUICK_STEPS = (3,)
 
@@ -96,17 +96,33 @@ def test_fast_path_matches_reference_every_inner_step_count(name, hidden, activa
     agree(name, hidden, activation, n_tasks, first_order, split, every=True)
 
 
+@ALGOS
+@GRID_ND
+def test_fast_path_matches_reference_inputs_of_any_dimension(name, dim, hidden, activation, n_tasks, first_order,
+                                                             split):
+    agree(name, hidden, activation, n_tasks, first_order, split, every=False, dim=dim)
+
+
+@pytest.mark.slow
+@ALGOS
+@GRID_ND_ALL
+def test_fast_path_matches_reference_inputs_of_any_dimension_whole_grid(name, dim, hidden, activation, n_tasks,
+                                                                        first_order, split):
+    agree(name, hidden, activation, n_tasks, first_order, split, every=True, dim=dim)
+
+
 @pytest.mark.parametrize("name", ["anil", "metasgd", "reptile"])
 def test_notebook_size(name):
     """The default setting (1-50-50-1 ReLU, 100 points, K=5), where the timing targets are set."""
     agree(name, (50, 50), "relu", 2, False, False, every=False, points=100, std=0.1)
 
 
-def test_anil_curves_match_batched():
+@pytest.mark.parametrize("dim", [1, 2])
+def test_anil_curves_match_batched(dim):
     """ANIL's adaptation curves (evaluation) equal the batched numpy loop's, float64 and float32."""
     from maml_sweep import batched
     for split in (False, True):
-        model, params, tasks = make((5, 6), "tanh", 40, split, seed=17)
+        model, params, tasks = make((5, 6), "tanh", 40, split, seed=17, dim=dim)
         inner = anil_loop(model, InnerLoop(0.05, 4, loss_scale=1.0))
         for p in (params, as32(params)):
             want = batched.adaptation_mse(model, p, tasks, inner)

@@ -22,8 +22,18 @@ def small_problem(hidden, activation="tanh", seed=0, n=12):
 def test_param_names_follow_the_notebook():
     assert param_names((50, 50)) == ["W1", "b1", "W2", "b2", "w3", "b3"]
     assert param_names((7,)) == ["W1", "b1", "w2", "b2"]
-    assert param_shapes((4, 5, 6)) == {"W1": (4,), "b1": (4,), "W2": (4, 5), "b2": (5,), "W3": (5, 6),
+    assert param_shapes((4, 5, 6)) == {"W1": (1, 4), "b1": (4,), "W2": (4, 5), "b2": (5,), "W3": (5, 6),
                                        "b3": (6,), "w4": (6,), "b4": ()}
+    assert param_shapes((4,), dim=3)["W1"] == (3, 4)  # inputs of any dimension: W1 is (dim, h1)
+
+
+def test_params_saved_with_a_vector_W1_predict_the_same():
+    """Runs saved before inputs had a dimension stored W1 as (h1,): read as (1, h1)."""
+    model = MLP((5, 4))
+    params = model.init(np.random.RandomState(0), 0.3)
+    old = {**params, "W1": params["W1"].reshape(-1)}
+    x = np.linspace(-2, 2, 7)
+    assert np.array_equal(model.predict(old, x), model.predict(params, x))
 
 
 @pytest.mark.parametrize("hidden", [(6,), (5, 4), (4, 3, 5)])

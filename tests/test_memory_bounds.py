@@ -9,7 +9,8 @@ import time
 import pytest
 
 from conftest import command, compose, run_cli, subprocess_env
-from maml_sweep.bounds import GB, estimates
+from maml_sweep.bounds import GB
+from maml_sweep.config import resource_estimates
 
 SHORT = ["train.outer_steps=2", "train.eval_every=1", "train.figures=false"]
 BANK = "eval.num_tasks=300"  # a config that does not size the test bank gets the old default: seconds, not minutes
@@ -60,7 +61,7 @@ def test_measured_peak_memory_stays_under_the_estimate_over_30_configs(tmp_path)
         print(f"\nload average {f.read().split()[:3]}; CPU {os.cpu_count()} cores", file=sys.stderr)
     rows, over = [], []
     for overrides in CONFIGS:
-        parts = estimates(compose([*sized(overrides), *SHORT]))
+        parts = resource_estimates(compose([*sized(overrides), *SHORT]))
         estimate = max(e.bytes for e in parts)
         measured, seconds = peak_rss(overrides, tmp_path)
         rows.append((" ".join(overrides) or "(defaults)", measured, estimate, seconds))

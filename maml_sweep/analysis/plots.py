@@ -17,7 +17,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from .. import rundir  # noqa: E402
-from ..figures import draw_adaptation  # noqa: E402
+from ..figures import draw_fit, draw_surface, input_dim, target_norm  # noqa: E402
 
 BOOT_SEED = 0  # seaborn's bootstrap seed: the same figure every time
 
@@ -135,8 +135,10 @@ def _mean_pm(mean, ci) -> str:
 
 def best_fits(run_path: Path, n_tasks: int = 4) -> plt.Figure | None:
     """The run's meta-parameters adapted to the first tasks of its test bank (``eval.seed``'s,
-    the same tasks for every run of a task config), the notebook's style: data as
-    blue crosses, each inner-loop step's prediction as a red line fading in. The run is rebuilt
+    the same tasks for every run of a task config). 1-D inputs in the notebook's style: data as
+    blue crosses, each inner-loop step's prediction as a red line fading in; 2-D inputs: per task,
+    the prediction before and after the inner loop as heat maps, the task's points coloured by their
+    targets on the same scale; more dimensions: predicted against true targets. The run is rebuilt
     by :func:`rundir.restore` (the trainer's own components). None when the run has no params.npz;
     a run this version cannot rebuild raises :class:`rundir.RestoreError` naming why."""
     from omegaconf import OmegaConf
@@ -148,16 +150,37 @@ def best_fits(run_path: Path, n_tasks: int = 4) -> plt.Figure | None:
     run = rundir.restore(run_path)
     tasks = test_bank(run.tasks, run.config.task, OmegaConf.merge(run.config.eval, {"num_tasks": n_tasks}))
     trajectories = [run.algorithm.adapt(run.model, run.params, task, run.inner) for task in tasks]
+    xlim = (run.config.task.xmin, run.config.task.xmax)
+    if input_dim(tasks[0]) == 2:
+        return _surfaces(run.model.predict, tasks, trajectories, xlim)
     fig, axes = plt.subplots(1, n_tasks, figsize=(3.2 * n_tasks, 2.8), sharey=True)
     axes = np.atleast_1d(axes)
     for i, (ax, task, trajectory) in enumerate(zip(axes, tasks, trajectories)):
-        xlim = getattr(run.tasks, "xmin", task.x.min()), getattr(run.tasks, "xmax", task.x.max())
-        draw_adaptation(ax, run.model.predict, task, trajectory, xlim, ms=4, lw=1.2)
+        draw_fit(ax, run.model.predict, task, trajectory, xlim, ms=4, lw=1.2)
         ax.set_title(f"test task {i + 1}", fontsize=9)
-        ax.set_xlabel("x")
-    axes[0].set_ylabel("y")
+        ax.set_xlabel("x" if input_dim(task) == 1 else "true y")
+    axes[0].set_ylabel("y" if input_dim(tasks[0]) == 1 else "predicted y")
     axes[-1].legend(fontsize=7, loc="best")
     fig.tight_layout()
+    return fig
+
+
+def _surfaces(predict, tasks, trajectories, xlim) -> plt.Figure:
+    """2-D tasks: one column per task, the prediction before (top) and after (bottom) the inner
+    loop as heat maps on one colour scale, support points large, held-out points small."""
+    norm = target_norm(tasks)
+    fig, axes = plt.subplots(2, len(tasks), figsize=(3.2 * len(tasks) + 1.0, 6.0), sharex=True, sharey=True,
+                             squeeze=False, layout="constrained")
+    for i, (task, trajectory) in enumerate(zip(tasks, trajectories)):
+        for row, (params, when) in enumerate([(trajectory[0], "before adapting"),
+                                              (trajectory[-1], f"after {len(trajectory) - 1} steps")]):
+            image = draw_surface(axes[row, i], predict, task, params, xlim, norm)
+            axes[row, i].set_title(f"test task {i + 1}, {when}", fontsize=9)
+        axes[1, i].set_xlabel("x1")
+    for row in axes:
+        row[0].set_ylabel("x2")
+    fig.colorbar(image, ax=axes, label="y: prediction (map) and targets (points)", shrink=0.8)
+    axes[0, -1].legend(fontsize=7, loc="upper right")
     return fig
 
 
