@@ -158,7 +158,7 @@ def test_two_sweeps_of_the_same_settings_get_a_sweep_key(real_sweep, tmp_path):
 
 def test_single_runs_of_a_day_pool_their_seeds(tmp_path):
     import numpy as np  # noqa: F811
-    from maml_sweep.analysis.synthetic import synthetic_curve
+    from maml_sweep.tools.synthetic import synthetic_curve
 
     for seed in (0, 1, 2):
         rows, val, train = synthetic_curve(0.3, 1000, 100, np.random.RandomState(seed))

@@ -10,7 +10,8 @@ import pytest
 import yaml
 
 from conftest import TINY, compose, deadline, run_stopped_at
-from maml_sweep import aside, reevaluate, rundir, train
+from maml_sweep import aside, rundir, train
+from maml_sweep.tools import reevaluate
 
 
 @pytest.fixture(scope="module")

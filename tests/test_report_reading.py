@@ -132,7 +132,7 @@ def test_numbers_are_rounded_to_what_their_interval_supports(est, half, text):
 
 @pytest.mark.slow  # a whole report: ~5 s
 def test_a_damaged_test_mse_file_is_left_out_and_named(tmp_path, monkeypatch, capsys):
-    from maml_sweep.analysis.synthetic import planted_sweep
+    from maml_sweep.tools.synthetic import planted_sweep
 
     monkeypatch.chdir(tmp_path)
     runs = planted_sweep(tmp_path / "s", [{"algorithm.inner_lr": 0.1}, {"algorithm.inner_lr": 0.3}])

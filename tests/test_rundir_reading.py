@@ -192,7 +192,7 @@ def _report_peak_mb(rows: int, where: Path) -> float:
 
     from conftest import run_module
 
-    proc = run_module("maml_sweep.analysis.bench", ["--curve-rows", str(rows), "--dir", str(where)], cwd=where.parent)
+    proc = run_module("maml_sweep.tools.bench_report", ["--curve-rows", str(rows), "--dir", str(where)], cwd=where.parent)
     found = re.search(r"peak resident (\d+) MB.*\(exit (\d+)\)", proc.stdout)
     assert found and found.group(2) == "0", proc.stdout + proc.stderr
     return float(found.group(1))
@@ -208,7 +208,7 @@ def test_the_report_on_a_long_curve_stays_small_in_memory(tmp_path):
 
 
 def test_the_long_curve_benchmark_run_reads_back_thinned(tmp_path):
-    from maml_sweep.analysis.bench import make_long_run
+    from maml_sweep.tools.bench_report import make_long_run
 
     run = make_long_run(tmp_path, 5_000)
     m = rundir.read_metrics(run, max_points=1_000)

@@ -1,13 +1,13 @@
 """Blow-ups of trained runs on fresh, distinct test tasks (for the paper table's exact binomial CI).
 
-    python -m maml_sweep.fresh_blowups SWEEP_OR_RUN_DIR [...] [--tasks 10000] > blowups.csv
+    python -m maml_sweep.tools.fresh_blowups SWEEP_OR_RUN_DIR [...] [--tasks 10000] > blowups.csv
 
 For each completed run: its trained init (``params.npz``) adapted on ``--tasks`` fresh tasks, the
 test stream of ``eval.seed`` = :data:`FRESH_EVAL_SEED` + the run's seed (so runs of different seeds
 see different tasks, and none is in the run's own test bank), with the run's shots, query points
 and evaluation inner loop; prints CSV rows ``path,seed,tasks,blowups_k1,blowups_k5,blowups_k10``
 (:func:`maml_sweep.stats.blown_up`), with progress on stderr. The runs are not changed.
-``python -m maml_sweep.analysis.paper SWEEP --fresh blowups.csv`` reads it.
+``python -m maml_sweep.tools.paper SWEEP --fresh blowups.csv`` reads it.
 """
 from __future__ import annotations
 
@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 from omegaconf import OmegaConf
 
-from . import evaluate, rundir, stats
-from .config import Config, register_configs
-from .safe_text import csv_cell
-from .train import Trainer
+from .. import evaluate, rundir, stats
+from ..config import Config, register_configs
+from ..safe_text import csv_cell
+from ..train import Trainer
 
 FRESH_EVAL_SEED = 1000  # fresh tasks for run seed s: the test stream of eval.seed = FRESH_EVAL_SEED + s
 STEPS = (1, 5, 10)
@@ -49,7 +49,7 @@ def fresh_blowups(run_dir: Path, num_tasks: int, steps=STEPS) -> np.ndarray:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m maml_sweep.fresh_blowups", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m maml_sweep.tools.fresh_blowups", description=__doc__.split("\n\n")[0])
     p.add_argument("paths", nargs="+", type=Path, help="run directories, or sweep directories holding them")
     p.add_argument("--tasks", type=int, default=10000, help="fresh tasks per run (default 10000)")
     args = p.parse_args(argv)

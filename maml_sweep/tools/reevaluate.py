@@ -5,7 +5,7 @@ bank and the scratch baseline; ``test_mse.npz``, ``adaptation.csv`` and the test
 ``summary.json`` are rewritten (atomically), so statistics code changed after training applies
 to old runs. Runs that did not complete are listed and left alone.
 
-    python -m maml_sweep.reevaluate RUN_OR_SWEEP_DIR [...]
+    python -m maml_sweep.tools.reevaluate RUN_OR_SWEEP_DIR [...]
 """
 from __future__ import annotations
 
@@ -17,9 +17,9 @@ from pathlib import Path
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from . import rundir
-from .config import Config, check_values, register_configs
-from .train import Trainer
+from .. import rundir
+from ..config import Config, check_values, register_configs
+from ..train import Trainer
 
 
 class Refused(ValueError):
@@ -66,7 +66,7 @@ def reevaluate(run_dir: Path) -> dict:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m maml_sweep.reevaluate", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m maml_sweep.tools.reevaluate", description=__doc__.split("\n\n")[0])
     p.add_argument("paths", nargs="+", type=Path, help="run directories, or sweep directories holding them")
     return p
 
