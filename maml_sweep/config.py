@@ -10,12 +10,14 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any, List, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
 from .algorithms import ALGORITHMS
+from .bounds import check_bounds
 from .model import ACTIVATIONS, DTYPES, INIT_SCHEMES, MLP
 
 
@@ -176,7 +178,6 @@ def register_configs() -> None:
 
 
 RNG_MODES = ("notebook", "streams")
-CAPS = ("max_memory_gb", "max_hours")  # train.* keys that bound a run without changing its numbers (not hashed)
 
 
 class ConfigError(ValueError):
@@ -195,9 +196,14 @@ def check_values(cfg) -> list[str]:
     keys outside the schemas first, then values out of range and combinations that cannot mean
     what they say, then the resource bounds (:mod:`maml_sweep.bounds`), each stage only when the
     one before found nothing (it relies on it)."""
-    from .bounds import check_bounds
+    return unknown_keys(cfg) or _value_errors(cfg) or check_bounds(cfg, default_config(cfg.task.name))
 
-    return unknown_keys(cfg) or _value_errors(cfg) or check_bounds(cfg)
+
+def default_config(task_name: str) -> SimpleNamespace:
+    """The schemas' defaults of every group, with task family ``task_name`` (what :mod:`maml_sweep.bounds`
+    measures a config's growth against)."""
+    return SimpleNamespace(model=ModelConfig(), task=SCHEMAS["task", task_name](), algorithm=AlgorithmConfig(),
+                           train=TrainConfig(), eval=EvalConfig())
 
 
 def unknown_keys(cfg) -> list[str]:

@@ -17,7 +17,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from . import rundir, stats
+from . import metrics_csv, rundir, stats
 from .maml import InnerLoop
 from .streams import keyed_stream
 from .tasks import Task
@@ -79,7 +79,7 @@ def record(out_dir: Path, mse: dict[str, np.ndarray], label: str, report_steps, 
     out_dir = Path(out_dir)
     rundir.save_arrays(out_dir / rundir.TEST_MSE, mse)
     summaries = {init: stats.summarise(m) for init, m in mse.items()}
-    rundir.write_adaptation_csv(out_dir / rundir.ADAPTATION,
+    metrics_csv.write_adaptation_csv(out_dir / rundir.ADAPTATION,
                                 [row for init, m in mse.items() for row in _rows(init, summaries[init], m.shape[0])])
     return {**summary_keys(summaries[label], report_steps, inner_steps), "n_test_tasks": int(mse[label].shape[0])}
 

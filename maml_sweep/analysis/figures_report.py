@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .. import rundir
+from .. import components, rundir
 from ..rundir import COMPLETED
 from . import panels, plots
 from .aggregate import curve_bands
@@ -246,7 +246,7 @@ def figure_fits(c: ReportContext) -> None:
     missing = "No fits: the best run has no `params.npz`."
     try:
         fig = plots.best_fits(run["path"])
-    except (rundir.RestoreError, rundir.DamagedFile, rundir.RunDirError) as e:
+    except (components.RestoreError, rundir.DamagedFile, rundir.RunDirError) as e:
         fig, missing = None, f"No fits: {e}."
     c.figure(fig, "best_fits", f"Run {run['run']} (lowest {c.select} of the best configuration"
              + (f" for {c.condition_text(b)}" if c.design.conditions else "") + ") adapted to the first four tasks "

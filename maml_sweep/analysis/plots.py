@@ -16,7 +16,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from .. import rundir  # noqa: E402
+from .. import components, rundir, rundir_read# noqa: E402
 from ..figures import draw_adaptation  # noqa: E402
 
 BOOT_SEED = 0  # seaborn's bootstrap seed: the same figure every time
@@ -34,7 +34,7 @@ def ordered_labels(series: pd.Series) -> list[str]:
     compare as numbers, so ``[40, 40]`` comes before ``[100, 100]``)."""
     values = pd.unique(series.dropna())
     try:
-        values = sorted(values, key=rundir.natural_key if pd.api.types.is_string_dtype(series) else None)
+        values = sorted(values, key=rundir_read.natural_key if pd.api.types.is_string_dtype(series) else None)
     except TypeError:
         values = sorted(values, key=str)
     return [label(v) for v in values]
@@ -137,15 +137,15 @@ def best_fits(run_path: Path, n_tasks: int = 4) -> plt.Figure | None:
     """The run's meta-parameters adapted to the first tasks of its test bank (``eval.seed``'s,
     the same tasks for every run of a task config), the notebook's style: data as
     blue crosses, each inner-loop step's prediction as a red line fading in. The run is rebuilt
-    by :func:`rundir.restore` (the trainer's own components). None when the run has no params.npz;
-    a run this version cannot rebuild raises :class:`rundir.RestoreError` naming why."""
+    by :func:`components.restore` (the trainer's own components). None when the run has no params.npz;
+    a run this version cannot rebuild raises :class:`components.RestoreError` naming why."""
     from omegaconf import OmegaConf
 
     from ..evaluate import test_bank
 
     if not (Path(run_path) / rundir.PARAMS).exists():
         return None
-    run = rundir.restore(run_path)
+    run = components.restore(run_path)
     tasks = test_bank(run.tasks, run.config.task, OmegaConf.merge(run.config.eval, {"num_tasks": n_tasks}))
     trajectories = [run.algorithm.adapt(run.model, run.params, task, run.inner) for task in tasks]
     fig, axes = plt.subplots(1, n_tasks, figsize=(3.2 * n_tasks, 2.8), sharey=True)

@@ -35,7 +35,7 @@ from omegaconf import OmegaConf
 
 from .. import evaluate, rundir
 from .bench import loadavg
-from ..config import Config, register_configs
+from ..components import run_config
 from ..train import Trainer
 
 K = 5                 # the adaptation step the bank is sized at
@@ -51,8 +51,7 @@ def load_run(run_dir: Path):
     summary = rundir.read_summary(run_dir)
     if summary is None or summary.get("status") != rundir.COMPLETED:
         raise ValueError(f"{run_dir}: not a completed run")
-    register_configs()
-    cfg = OmegaConf.merge(OmegaConf.structured(Config), OmegaConf.load(run_dir / rundir.HYDRA_CONFIG))
+    cfg = run_config(run_dir)
     return cfg, rundir.load_params(run_dir / rundir.PARAMS), summary
 
 

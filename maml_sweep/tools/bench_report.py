@@ -49,7 +49,7 @@ def make_long_run(root: Path, rows: int) -> Path:
     blocks so that making it takes little memory."""
     import numpy as np
 
-    from .. import rundir
+    from .. import metrics_csv, rundir
     from .synthetic import base_config, write_run
 
     run = Path(root) / "long"
@@ -68,7 +68,7 @@ def make_long_run(root: Path, rows: int) -> Path:
                      "elapsed_s": steps / 1000}
             yield from zip(*(named.get(c, val).tolist() for c in rundir.METRIC_COLUMNS))
 
-    rundir.write_metrics(run, curve())
+    metrics_csv.write_metrics(run, curve())
     return run
 
 

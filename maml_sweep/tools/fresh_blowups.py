@@ -21,7 +21,7 @@ import numpy as np
 from omegaconf import OmegaConf
 
 from .. import evaluate, rundir, stats
-from ..config import Config, register_configs
+from ..components import run_config
 from ..safe_text import csv_cell
 from ..train import Trainer
 
@@ -33,8 +33,7 @@ MAX_TASKS = 1_000_000
 
 def fresh_blowups(run_dir: Path, num_tasks: int, steps=STEPS) -> np.ndarray:
     """Blown-up counts (len(steps),) of the run's trained init on ``num_tasks`` fresh test tasks."""
-    register_configs()
-    cfg = OmegaConf.merge(OmegaConf.structured(Config), OmegaConf.load(Path(run_dir) / rundir.HYDRA_CONFIG))
+    cfg = run_config(run_dir)
     cfg = OmegaConf.merge(cfg, {"eval": {"seed": FRESH_EVAL_SEED + int(cfg.seed), "num_tasks": num_tasks}})
     params = rundir.load_params(Path(run_dir) / rundir.PARAMS)
     trainer = Trainer(cfg, Path(run_dir), "")

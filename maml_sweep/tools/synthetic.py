@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from .. import rundir
+from .. import metrics_csv, rundir
 
 
 def base_config(seed: int = 0) -> dict:
@@ -89,18 +89,18 @@ def write_run(run_dir: Path, config: dict, overrides: list[str], *, metrics: lis
         "hydra.yaml": _yaml({"hydra": {"job": {"name": "maml_sweep", "override_dirname": ",".join(overrides)}}}),
     })
     if metrics is not None:
-        rundir.write_metrics(run_dir, metrics)
+        metrics_csv.write_metrics(run_dir, metrics)
         if truncate_last_line and metrics:
             path = run_dir / rundir.METRICS
             text = path.read_text()
-            last = len(rundir.metrics_line(*metrics[-1]))
+            last = len(metrics_csv.metrics_line(*metrics[-1]))
             path.write_text(text[: len(text) - last + last // 2])
     if summary is not None:
         rundir.write_json(run_dir / rundir.SUMMARY, summary)
     if params is not None:
         rundir.save_params(run_dir / rundir.PARAMS, params)
     if adaptation is not None:
-        rundir.write_adaptation_csv(run_dir / rundir.ADAPTATION, [dict(zip(rundir.ADAPTATION_COLUMNS, row))
+        metrics_csv.write_adaptation_csv(run_dir / rundir.ADAPTATION, [dict(zip(rundir.ADAPTATION_COLUMNS, row))
                                                                   for row in adaptation])
     (run_dir / "maml_sweep.log").write_text("synthetic run\n")
     return run_dir
