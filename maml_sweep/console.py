@@ -16,13 +16,20 @@ import time
 from pathlib import Path
 
 from . import rundir, rundir_read
+from .roles import is_condition
 
 POLL_S = 0.5
 PROGRESS_EVERY_S = 30.0  # not a terminal: a progress line at most this often
 BEST_ROWS = 3  # rows of the best-runs table when the sweep has one condition
 MAX_BEST_ROWS = 12
-CONDITION_PREFIXES = ("task.", "task/")  # swept keys that change what the task is: best is chosen per condition
-CONDITION_KEYS = ("task", "experiment")
+
+
+def counts_text(statuses: list[str]) -> str:
+    """``2 completed, 1 diverged``: how many runs have each status word, the ended ones first in
+    :data:`rundir.ENDED` order, then others as first seen; empty for no runs. The one wording of
+    status counts (sweep progress, a sweep's last words, the report's loaded runs)."""
+    order = [*rundir.ENDED, *dict.fromkeys(s for s in statuses if s not in rundir.ENDED)]
+    return ", ".join(f"{statuses.count(s)} {s}" for s in order if s in statuses)
 
 
 def report_command(path: Path) -> str:
@@ -135,7 +142,7 @@ class SweepConsole:
     def progress_line(self, now: float) -> str:
         """``sweep 3/6 ended (2 completed, 1 diverged) | 2 running | 4.1 runs/min | ETA 45s``."""
         p = progress([{"status": s} for s in self.ended.values()], {"started": self.started, "planned": self.planned}, now)
-        counts = ", ".join(f"{n} {s}" for s, n in p["counts"].items()) or "none yet"
+        counts = counts_text([s for s in self.ended.values() if s in rundir.ENDED]) or "none yet"
         eta = "?" if p["eta_s"] is None else _duration(p["eta_s"])
         return (f"sweep {p['ended']}/{self.planned or '?'} ended ({counts}) | {self.running} running | "
                 f"{p['per_min']:.1f} runs/min | ETA {eta}")
@@ -143,13 +150,13 @@ class SweepConsole:
     def final_lines(self, rows: list[dict], summary_csv: Path) -> list[str]:
         """The sweep's last words: where it is, its best runs, the report command."""
         statuses = [r["status"] for r in rows]
-        order = [*rundir.ENDED, *dict.fromkeys(s for s in statuses if s not in rundir.ENDED)]
-        counts = ", ".join(f"{statuses.count(s)} {s}" for s in order if s in statuses)
+        counts = counts_text(statuses)
         lines = [f"sweep: {len(rows)} runs ({counts}) in {_duration(time.time() - self.started)}",
                  f"sweep directory: {shown_path(self.sweep_dir)}  (one row per run: {summary_csv.name})"]
         ranked = sorted((r for r in rows if r["status"] == rundir.COMPLETED and _finite(r.get("val_mse"))),
                         key=lambda r: r["val_mse"])
-        conditions = [k for k in self.swept if k.startswith(CONDITION_PREFIXES) or k in CONDITION_KEYS]
+        # An experiment preset may set the task; from the overrides alone the console cannot tell, so it is one too.
+        conditions = [k for k in self.swept if is_condition(k) or k == "experiment"]
         if conditions:  # best is chosen per condition (what the task is), never across them
             firsts = {tuple(str(r.get(k)) for k in conditions): r for r in reversed(ranked)}
             best = sorted(firsts.values(), key=lambda r: [rundir_read.natural_key(str(r.get(k))) for k in conditions])

@@ -8,6 +8,7 @@ import pytest  # noqa: E402
 
 from analysis_fixtures import base_config, make_sweep, write_run  # noqa: E402
 from maml_sweep.analysis import curve_bands, load_runs  # noqa: E402
+from maml_sweep import components, rundir, stats  # noqa: E402
 from maml_sweep.analysis import panels, plots  # noqa: E402
 
 
@@ -21,7 +22,7 @@ def _data_lines(ax):
     return [ln for ln in ax.get_lines() if len(ln.get_xdata()) > 1]
 
 
-def _bands(real_sweep, seed=plots.BOOT_SEED):
+def _bands(real_sweep, seed=stats.BOOT_SEED):
     rs = load_runs(real_sweep)
     bands = curve_bands(rs.curves, rs.runs, rs.group_keys, seed=seed)
     return bands.assign(line=[f"lr={v:g}" for v in bands["algorithm.inner_lr"]],
@@ -100,11 +101,14 @@ def test_best_fits_draw_data_and_every_inner_step(real_sweep, tmp_path):
         assert len(reds) == 5 + 1  # the trajectory: params and five inner steps
         alphas = [ln.get_alpha() for ln in reds]
         assert alphas == sorted(alphas) and alphas[-1] == 1.0
-    # Unknown task family or no params: no figure, no error.
+    # A run with params of a task family this version does not know: refused naming the key (the
+    # report shows the reason in place of the figure); a run without params: no figure, no error.
     cfg = base_config()
     cfg["task"]["name"] = "sinusoid"
-    write_run(tmp_path / "sin", cfg, [], metrics=[], summary={"status": "completed"})
-    assert plots.best_fits(tmp_path / "sin") is None
+    write_run(tmp_path / "sin", cfg, [], metrics=[], summary={"status": "completed"},
+              params=rundir.load_params(real_sweep / "0" / rundir.PARAMS))
+    with pytest.raises(components.RestoreError, match="task.name='sinusoid' is not allowed"):
+        plots.best_fits(tmp_path / "sin")
     write_run(tmp_path / "noparams", base_config(), [], metrics=[], summary={"status": "completed"})
     assert plots.best_fits(tmp_path / "noparams") is None
 

@@ -21,7 +21,7 @@ from typing import Callable, Iterable
 import numpy as np
 import pandas as pd
 
-from .. import metrics_csv, rundir, rundir_read
+from .. import console, metrics_csv, rundir, rundir_read
 from ..rundir import COMPLETED
 from ..rundir_read import LoadError  # noqa: F401  (LoadError: part of this module's API)
 
@@ -355,10 +355,10 @@ def _summary_rank(key: str):
 
 def counts_text(rs: RunSet) -> str:
     """``8 completed, 1 diverged, 2 skipped``: what was loaded, in words."""
-    parts = [f"{n} {s}" for s, n in rs.runs["status"].value_counts().items()]
+    parts = [console.counts_text([str(s) for s in rs.runs["status"]])]
     if len(rs.skipped):
         parts.append(f"{len(rs.skipped)} skipped")
-    return ", ".join(parts)
+    return ", ".join(p for p in parts if p)
 
 
 def curves_frame(runs: list[Run], ids: list[str]) -> pd.DataFrame:

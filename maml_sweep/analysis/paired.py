@@ -23,7 +23,7 @@ from ..config import EvalConfig
 from ..rundir import COMPLETED
 from . import intervals
 from .aggregate import config_mask
-from .design import BANK_KEYS
+from ..roles import is_condition
 from .document import num, num_ci, pct
 
 COLUMNS = ["k", "pairing", "n_seeds", "n_tasks", "mean_diff", "mean_diff_low", "mean_diff_high",
@@ -57,7 +57,7 @@ def report_steps(runs: pd.DataFrame) -> list[int]:
 
 def bank_key(run: pd.Series) -> tuple:
     """What decides a run's test tasks: every ``task.*`` value and the bank keys of ``eval``."""
-    cols = sorted(c for c in run.index if c.startswith("task.") or c in BANK_KEYS)
+    cols = sorted(c for c in run.index if is_condition(c))
     return tuple((c, str(run[c])) for c in cols)
 
 

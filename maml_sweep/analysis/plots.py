@@ -19,7 +19,6 @@ import seaborn as sns  # noqa: E402
 from .. import components, rundir, rundir_read# noqa: E402
 from ..figures import draw_adaptation  # noqa: E402
 
-BOOT_SEED = 0  # seaborn's bootstrap seed: the same figure every time
 
 
 def label(value) -> str:

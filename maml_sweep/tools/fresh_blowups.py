@@ -22,11 +22,12 @@ from omegaconf import OmegaConf
 
 from .. import evaluate, rundir, stats
 from ..components import run_config
+from ..config import EvalConfig
 from ..safe_text import csv_cell
 from ..train import Trainer
 
 FRESH_EVAL_SEED = 1000  # fresh tasks for run seed s: the test stream of eval.seed = FRESH_EVAL_SEED + s
-STEPS = (1, 5, 10)
+STEPS = tuple(EvalConfig().report_steps)  # k = 1, 5, 10: the schema's report steps
 CHUNK = 2000            # tasks evaluated at a time (bounded memory)
 MAX_TASKS = 1_000_000
 

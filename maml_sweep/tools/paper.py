@@ -36,8 +36,9 @@ from ..rundir import COMPLETED
 from ..analysis.intervals import Interval, interval
 from ..analysis.load import load_runs
 from ..analysis.paired import compare, config_runs, scores_at
+from ..config import EvalConfig
 
-STEPS = (1, 5, 10)
+STEPS = tuple(EvalConfig().report_steps)  # k = 1, 5, 10: the schema's report steps
 ALGORITHMS = ("maml", "pretrain")
 
 

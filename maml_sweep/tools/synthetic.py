@@ -16,6 +16,7 @@ import numpy as np
 import yaml
 
 from .. import metrics_csv, rundir
+from ..config import EvalConfig
 
 
 def base_config(seed: int = 0) -> dict:
@@ -215,7 +216,7 @@ def planted_sweep(sweep_dir: Path, configs: list[dict], seeds=(0, 1, 2), *, n_ta
             rows = [(s, lv, 2 * lv * (1 + 0.3 * np.exp(-s / 50)), lv, s / 1000) for s in range(20, 101, 20)]
             write_run(run_dir, config, overrides, metrics=rows)
             keys = evaluate.record(run_dir, {"trained": mse, "pretrain": 1.5 * mse, "scratch": 3 * mse},
-                                   "trained", [1, 5, 10], 5)
+                                   "trained", EvalConfig().report_steps, 5)
             planted = (statuses or {}).get((ci, seed))
             status = planted if isinstance(planted, str) else rundir.COMPLETED
             val = planted if isinstance(planted, float) else lv * np.exp(rng.normal(0.0, val_noise))
