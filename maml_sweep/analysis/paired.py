@@ -24,7 +24,6 @@ from ..rundir import COMPLETED
 from . import intervals
 from .aggregate import config_mask
 from ..roles import is_condition
-from .document import num, num_ci, pct
 
 COLUMNS = ["k", "pairing", "n_seeds", "n_tasks", "mean_diff", "mean_diff_low", "mean_diff_high",
            "median_diff", "median_diff_low", "median_diff_high", "iqm_diff", "iqm_diff_low", "iqm_diff_high",
@@ -135,26 +134,3 @@ def paired_rows(runs: pd.DataFrame, keys: list[str], best, others: pd.DataFrame,
             if row is not None:
                 rows.append({**{c: config[c] for c in keys}, **row})
     return pd.DataFrame(rows, columns=[*keys, *COLUMNS])
-
-
-def sentence(row, who: str = "it", best_who: str = "the best") -> str:
-    """One plain sentence about one row of :func:`paired_rows`: ``who`` minus ``best_who`` at its k."""
-    k, d, lo, hi = int(row["k"]), row["mean_diff"], row["mean_diff_low"], row["mean_diff_high"]
-    if not np.isfinite(d):
-        return (f"At k={k} the mean difference is not finite ({pct(row['blowup'])} of {who}'s and "
-                f"{pct(row['blowup_best'])} of {best_who}'s test tasks blow up); the difference of medians "
-                f"is {num(row['median_diff'])}.")
-    if not np.isfinite(lo):
-        why = "one seed" if row["n_seeds"] == 1 else ("no common seeds" if str(row["pairing"]).startswith("unpaired")
-                                                      else f"{row['n_seeds']} seeds")
-        return (f"At k={k}, {who}'s mean test MSE is {'higher' if d > 0 else 'lower'} by {num(abs(d))} "
-                f"({why}: no interval).")
-    if lo > 0:
-        verdict = f"{best_who} is better on the test bank too"
-    elif hi < 0:
-        verdict = f"{who} is better on the test bank: the choice on validation did not carry over"
-    else:
-        verdict = "the test bank cannot tell them apart at 95%"
-    p = row["p_improve"]
-    return (f"At k={k}, {who}'s mean test MSE minus {best_who}'s is {num_ci(d, lo, hi)} (95% interval over "
-            f"seeds and tasks); {best_who} is better on {pct(1 - p)} of (seed, task) pairs: {verdict}.")
