@@ -1,6 +1,7 @@
 """The evaluation protocol: validation tasks, the test bank, and what is kept of the test results.
 
-Computing the per-task MSE matrices (:meth:`Algorithm.adaptation_mse` on :func:`test_bank`) is
+Computing the per-task MSE matrices (each algorithm's ``adaptation_mse``, :mod:`maml_sweep.algorithms`, on
+:func:`test_bank`) is
 separate from summarising them (:func:`record`): plain mean squared error on each test task's
 held-out query points after k = 0..max_steps inner steps, whatever the training loss scale, one
 (T, max_steps + 1) matrix per initialisation. :func:`record` keeps the matrices

@@ -102,3 +102,14 @@ def test_a_planted_lazy_import_cycle_is_found(tmp_path):
                                           ({"a": {"b"}, "b": {"b2"}, "b2": {"b"}}, ["b", "b2", "b"])])
 def test_find_cycle(graph, cycle):
     assert find_cycle(graph) == cycle
+
+
+def test_docs_development_names_every_module():
+    """docs/development.md's module list is complete and names no module that is gone."""
+    import re
+
+    text = (PACKAGE.parent / "docs" / "development.md").read_text()
+    text = text[text.index("## Layout"):text.index("## Tests and CI")]
+    named = set(re.findall(r"`((?:[a-z_]+/)?[a-z_]+\.py)`", text))
+    modules = {str(p.relative_to(PACKAGE)) for p in PACKAGE.rglob("*.py") if p.name not in ("__init__.py", "__main__.py")}
+    assert sorted(modules - named) == [] and sorted(named - modules) == []
