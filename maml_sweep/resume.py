@@ -3,7 +3,7 @@ overrides resumes the run (sweep) that DIR holds, with the overrides it was star
 whose overrides differ from DIR's is refused naming each differing key and the command that resumes.
 
 The recorded overrides come from the run's ``.hydra/overrides.yaml`` or the sweep's ``multirun.yaml``
-(:func:`maml_sweep.rundir.read_overrides`, :func:`maml_sweep.rundir.read_sweep_overrides`).
+(:func:`maml_sweep.rundir_read.read_overrides`, :func:`maml_sweep.rundir_read.read_sweep_overrides`).
 """
 from __future__ import annotations
 

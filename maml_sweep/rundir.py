@@ -90,7 +90,7 @@ class DamagedFile(ValueError):
 
 class DamagedRunFile(DamagedFile, RunDirError):
     """A run's summary or checkpoint that a run cannot use: the message names it and the command
-    that sets it aside so the run starts over (:func:`set_aside`)."""
+    that sets it aside so the run starts over (:func:`maml_sweep.aside.set_aside`)."""
 
     def __init__(self, path: Path, reason: str):
         path = Path(path)

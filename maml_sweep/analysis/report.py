@@ -122,19 +122,7 @@ def section_answer(c: ReportContext) -> None:
         c.doc.p(f"Best configuration for {what}, chosen on {code(c.select)} (all statistics in {code(BEST_CSV)}"
                 f"{note}):")
     c.doc.table(shown, BEST_CSV)
-    sentences = []
-    for cond, part in conditions_of(c.order, c.design):
-        runner = part[part["rank"] == 2]
-        best = part[part["rank"] == 1]
-        if best.empty or runner.empty or k is None:
-            continue
-        rows = paired_rows(c.runs, c.design.keys, best.iloc[0], runner.iloc[[0]], [k], scores=c.scores)
-        if rows.empty:
-            continue
-        where = f"For {c.condition_text(best.iloc[0])}: the" if c.design.conditions else "The"
-        sentences.append(where + f" best ({c.config_text(best.iloc[0])}) against the runner-up on validation "
-                         f"({c.config_text(runner.iloc[0])}). " + paired_sentence(rows.iloc[0], "the runner-up", "the best"))
-    c.doc.items([s.replace("`", "'") for s in sentences])
+    c.doc.items([s.replace("`", "'") for s in runner_up_sentences(c, k)] if k is not None else [])
     blocked = c.order[~c.order["eligible"] & (c.order["n"] + c.order["n_nonfinite"] > 0)]
     if len(blocked):
         c.doc.p("Not eligible (" + plural(len(blocked), "configuration") + "): "
@@ -166,6 +154,23 @@ def paired_sentence(row, who: str = "it", best_who: str = "the best") -> str:
     p = row["p_improve"]
     return (f"At k={k}, {who}'s mean test MSE minus {best_who}'s is {num_ci(d, lo, hi)} (95% interval over "
             f"seeds and tasks); {best_who} is better on {pct(1 - p)} of (seed, task) pairs: {verdict}.")
+
+
+def runner_up_sentences(c: ReportContext, k: int) -> list[str]:
+    """Per condition, its best against its runner-up on validation, paired on the test bank at step k."""
+    sentences = []
+    for _, part in conditions_of(c.order, c.design):
+        runner = part[part["rank"] == 2]
+        best = part[part["rank"] == 1]
+        if best.empty or runner.empty:
+            continue
+        rows = paired_rows(c.runs, c.design.keys, best.iloc[0], runner.iloc[[0]], [k], scores=c.scores)
+        if rows.empty:
+            continue
+        where = f"For {c.condition_text(best.iloc[0])}: the" if c.design.conditions else "The"
+        sentences.append(where + f" best ({c.config_text(best.iloc[0])}) against the runner-up on validation "
+                         f"({c.config_text(runner.iloc[0])}). " + paired_sentence(rows.iloc[0], "the runner-up", "the best"))
+    return sentences
 
 
 def precision_table(c: ReportContext, k: int, delta: float | None) -> pd.DataFrame:
