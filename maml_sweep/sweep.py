@@ -36,7 +36,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from . import logs, resume, rundir, rundir_read, runlock, runs_index, stopping
 from .console import SweepConsole, shown_path
-from .resume import rerun_command  # noqa: F401  (the CLI's sweep.rerun_command)
+from .resume import rerun_command
 
 log = logging.getLogger(__name__)
 PLAN = ".sweep_plan.json"
