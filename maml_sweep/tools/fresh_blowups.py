@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from omegaconf import OmegaConf
 
-from .. import evaluate, rundir, stats
+from .. import evaluate, rundir, rundir_read, stats
 from ..components import run_config
 from ..config import EvalConfig
 from ..safe_text import csv_cell
@@ -66,7 +66,7 @@ def main(argv=None) -> int:
     out.writerow(["path", "seed", "tasks", *(f"blowups_k{k}" for k in STEPS)])
     t0 = time.perf_counter()
     for i, run in enumerate(done, 1):
-        seed = int(OmegaConf.load(run / rundir.HYDRA_CONFIG).get("seed", 0))
+        seed = int(rundir_read.read_config(run).get("seed", 0))
         out.writerow([csv_cell(str(run)), seed, args.tasks, *fresh_blowups(run, args.tasks)])
         sys.stdout.flush()
         rate = i / (time.perf_counter() - t0)
