@@ -1,6 +1,6 @@
-"""rundir's reading side: one override parser, status words in one place, metrics reading and
-thinning, restore(); and the package rules that keep it the only reader (no analysis module
-imports the trainer, no broad except that swallows)."""
+"""Reading run directories (rundir_read, metrics_csv, components.restore): one override parser, status
+words in one place, metrics reading and thinning, restore(); and the package rules that keep it the only
+reader (no analysis module imports the trainer, no broad except that swallows)."""
 import ast
 from pathlib import Path
 
