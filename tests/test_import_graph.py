@@ -113,3 +113,10 @@ def test_docs_development_names_every_module():
     named = set(re.findall(r"`((?:[a-z_]+/)?[a-z_]+\.py)`", text)) - {"tests/test_import_graph.py"}
     modules = {str(p.relative_to(PACKAGE)) for p in PACKAGE.rglob("*.py") if p.name not in ("__init__.py", "__main__.py")}
     assert sorted(modules - named) == [] and sorted(named - modules) == []
+
+
+def test_the_tools_sit_beside_the_core():
+    """No module outside maml_sweep.tools imports a tool: the tools use the core, never the reverse."""
+    graph = import_graph(PACKAGE)
+    tools = {m for m in graph if m.startswith("maml_sweep.tools")}
+    assert {m: sorted(graph[m] & tools) for m in graph if m not in tools and graph[m] & tools} == {}
