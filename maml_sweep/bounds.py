@@ -13,23 +13,25 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from . import batched, fast_anil
+
 BYTES = 8  # float64
 GB = 1e9
 FLOPS_PER_S = 2e9
 SECOND_ORDER = 3  # a meta-gradient through the inner loop costs about this many plain gradients
-CHUNK_TASKS = 16  # validation and evaluation adapt tasks in chunks of about this many (fast and batched paths)
+# Validation and evaluation adapt tasks in chunks: at most this many at once on any path.
+CHUNK_TASKS = max(batched.CHUNK_TASKS, fast_anil.CHUNK_TASKS)
 BANK_FLOATS_PER_POINT = 24  # per test-bank point, measured ~22 (tests/test_memory_bounds.py: eval.num_tasks=5000)
 
 
 @dataclass(frozen=True)
 class Estimate:
-    """Peak bytes and seconds of one phase, and the config key that drives it most."""
+    """Peak bytes and seconds of one phase, and the config keys that drive it (``drivers``)."""
 
     phase: str
     bytes: float
     seconds: float
-    key: str
-    value: object
+    drivers: tuple[str, ...]
 
 
 def param_count(hidden, dim: int = 1) -> int:
@@ -79,13 +81,12 @@ def estimates(cfg, default) -> list[Estimate]:
                   + (k + 1) * (m * point_bytes + 2 * BYTES * P))
     eval_s = 2 * T * (k * shots + (k + 1) * ev.query_size) * point_flops / FLOPS_PER_S
 
-    grew = _growth(cfg, default)
     return [
-        Estimate("training", train_bytes, train_s, *grew("model.hidden", "task.num_points", "algorithm.inner_steps",
-                                                          "train.meta_batch_size", "train.outer_steps")),
-        Estimate("validation", val_bytes, val_s, *grew("eval.val_tasks", "eval.query_size", "model.hidden",
-                                                        "algorithm.inner_steps", "train.outer_steps")),
-        Estimate("evaluation", eval_bytes, eval_s, *grew(
+        Estimate("training", train_bytes, train_s, ("model.hidden", "task.num_points", "algorithm.inner_steps",
+                                                    "train.meta_batch_size", "train.outer_steps")),
+        Estimate("validation", val_bytes, val_s, ("eval.val_tasks", "eval.query_size", "model.hidden",
+                                                  "algorithm.inner_steps", "train.outer_steps")),
+        Estimate("evaluation", eval_bytes, eval_s, (
             "eval.num_tasks", "eval.support_size" if ev.support_size is not None else "task.num_points",
             "eval.query_size", "eval.max_steps", "model.hidden")),
     ]
@@ -97,7 +98,7 @@ def _shots(task, ev) -> int:
 
 
 def _sizes(cfg) -> dict[str, float]:
-    """How big each key makes a run (parameters, points, tasks, steps), for :func:`_growth`."""
+    """How big each key makes a run (parameters, points, tasks, steps), for :func:`_driver`."""
     t, a, tr, ev = cfg.task, cfg.algorithm, cfg.train, cfg.eval
     return {"model.hidden": param_count(list(cfg.model.hidden), _dim(t)), "task.num_points": t.num_points,
             "algorithm.inner_steps": a.inner_steps + 1, "train.meta_batch_size": tr.meta_batch_size,
@@ -105,33 +106,32 @@ def _sizes(cfg) -> dict[str, float]:
             "eval.support_size": _shots(t, ev), "eval.query_size": ev.query_size, "eval.max_steps": ev.max_steps + 1}
 
 
-def _growth(cfg, default_cfg):
-    """``grew(*keys)``: of these keys, the one whose size (:func:`_sizes`) grew most over the default
-    config's (``default_cfg``, the schemas' defaults), and its value, to name in a refusal."""
-    sizes = _sizes(cfg)
-    default = _sizes(default_cfg)
-
-    def grew(*keys):
-        key = max(keys, key=lambda k: sizes[k] / max(default[k], 1))
-        group, leaf = key.split(".")
-        value = cfg[group][leaf]
-        return key, list(value) if key == "model.hidden" else value
-    return grew
+def _driver(cfg, default, keys) -> tuple[str, object]:
+    """Of ``keys``, the one whose size (:func:`_sizes`) grew most over the ``default`` config's (the
+    schemas' defaults), and its value, to name in a refusal."""
+    sizes, base = _sizes(cfg), _sizes(default)
+    key = max(keys, key=lambda k: sizes[k] / max(base[k], 1))
+    group, leaf = key.split(".")
+    value = cfg[group][leaf]
+    return key, list(value) if key == "model.hidden" else value
 
 
 def check_bounds(cfg, default) -> list[str]:
     """One line if the estimate exceeds a cap (the memory of the phase needing most, else the
-    time), naming the key that drives it; empty when the run fits. ``default``: as for :func:`estimates`."""
+    time), naming the key that drives it most against ``default`` (the schemas' default config of
+    the same task family: ``model``, ``task``, ``algorithm``, ``train``, ``eval``); empty when the run fits."""
     tr = cfg.train
     parts = estimates(cfg, default)
     e = max(parts, key=lambda e: e.bytes)
     if e.bytes > tr.max_memory_gb * GB:
-        return [f"{e.key}={e.value!r} is not allowed here: {e.phase} would need about {_size(e.bytes)} "
+        key, value = _driver(cfg, default, e.drivers)
+        return [f"{key}={value!r} is not allowed here: {e.phase} would need about {_size(e.bytes)} "
                 f"of memory, above train.max_memory_gb={tr.max_memory_gb:g} (raise it if the machine has it)"]
     total_s = sum(e.seconds for e in parts)
     if total_s > tr.max_hours * 3600:
         e = max(parts, key=lambda e: e.seconds)
-        return [f"{e.key}={e.value!r} is not allowed here: the run would take about {_hours(total_s)} "
+        key, value = _driver(cfg, default, e.drivers)
+        return [f"{key}={value!r} is not allowed here: the run would take about {_hours(total_s)} "
                 f"({e.phase} {_hours(e.seconds)}), above train.max_hours={tr.max_hours:g} (raise it to run anyway)"]
     return []
 

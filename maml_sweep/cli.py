@@ -22,10 +22,10 @@ from hydra_plugins.maml_sweep_search.search_sweeper import SearchSweeper
 from hydra.types import RunMode
 from omegaconf import OmegaConf
 
-from . import console, logs, resume, rundir, stopping, sweep
+from . import console, logs, resume, rundir, rundir_read, stopping, sweep
 from .config import ConfigError, register_configs
 from .search import trial as search_trial
-from .train import StopSignals, config_hash, run
+from .train import StopSignals, run
 
 register_configs()
 # Hydra scans hydra_plugins/ for plugins, but cannot list it in an editable install (pip install -e):
@@ -133,8 +133,8 @@ def resume_command(hc) -> str:
 
 def _other_run(out_dir: Path, cfg, hc) -> str:
     """``; it differs in KEY (...); resume that run with: ...`` when ``out_dir`` holds another config's run."""
-    found = rundir.read_state(out_dir).summary.get("config_hash")
-    if not found or found == config_hash(cfg):
+    found = rundir_read.read_state(out_dir).summary.get("config_hash")
+    if not found or found in rundir.accepted_hashes(cfg):
         return ""
     why = resume.run_refusal(out_dir, list(hc.overrides.task))
     return f"; {why}" if why else ""

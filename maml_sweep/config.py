@@ -128,7 +128,6 @@ def register_configs() -> None:
 
 
 RNG_MODES = ("notebook", "streams")
-CAPS = ("max_memory_gb", "max_hours")  # train.* keys that bound a run without changing its numbers (not hashed)
 
 
 class ConfigError(ValueError):

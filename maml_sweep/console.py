@@ -15,14 +15,21 @@ import threading
 import time
 from pathlib import Path
 
-from . import rundir
+from . import rundir, rundir_read
+from .roles import is_condition
 
 POLL_S = 0.5
 PROGRESS_EVERY_S = 30.0  # not a terminal: a progress line at most this often
 BEST_ROWS = 3  # rows of the best-runs table when the sweep has one condition
 MAX_BEST_ROWS = 12
-CONDITION_PREFIXES = ("task.", "task/")  # swept keys that change what the task is: best is chosen per condition
-CONDITION_KEYS = ("task", "experiment")
+
+
+def counts_text(statuses: list[str]) -> str:
+    """``2 completed, 1 diverged``: how many runs have each status word, the ended ones first in
+    :data:`rundir.ENDED` order, then others as first seen; empty for no runs. The one wording of
+    status counts (sweep progress, a sweep's last words, the report's loaded runs)."""
+    order = [*rundir.ENDED, *dict.fromkeys(s for s in statuses if s not in rundir.ENDED)]
+    return ", ".join(f"{statuses.count(s)} {s}" for s in order if s in statuses)
 
 
 def report_command(path: Path) -> str:
@@ -76,13 +83,13 @@ class SweepConsole:
         with self._lock:
             refused = self.refused() or {}
             running, new = 0, []
-            for run in rundir.sweep_jobs(self.sweep_dir) if self.sweep_dir.is_dir() else []:
+            for run in rundir_read.sweep_jobs(self.sweep_dir) if self.sweep_dir.is_dir() else []:
                 if run.name in self.ended:
                     continue
                 if run.name in refused:
                     new.append((run, rundir.FAILED, {"error": f"refused: {refused[run.name]}"}))
                     continue
-                state = rundir.read_state(run)
+                state = rundir_read.read_state(run)
                 if state.status in rundir.ENDED:
                     new.append((run, state.status, state.summary))
                 elif state.status == rundir.RUNNING:
@@ -126,7 +133,7 @@ class SweepConsole:
 
     def overrides_text(self, run: Path) -> str:
         try:
-            overrides = rundir.read_overrides(run)
+            overrides = rundir_read.read_overrides(run)
         except rundir.DamagedFile:
             return ""
         shown = [o for o in overrides if o.key in self.swept] if self.swept else overrides
@@ -134,10 +141,8 @@ class SweepConsole:
 
     def progress_line(self, now: float) -> str:
         """``sweep 3/6 ended (2 completed, 1 diverged) | 2 running | 4.1 runs/min | ETA 45s``."""
-        from .sweep import progress
-
         p = progress([{"status": s} for s in self.ended.values()], {"started": self.started, "planned": self.planned}, now)
-        counts = ", ".join(f"{n} {s}" for s, n in p["counts"].items()) or "none yet"
+        counts = counts_text([s for s in self.ended.values() if s in rundir.ENDED]) or "none yet"
         eta = "?" if p["eta_s"] is None else _duration(p["eta_s"])
         return (f"sweep {p['ended']}/{self.planned or '?'} ended ({counts}) | {self.running} running | "
                 f"{p['per_min']:.1f} runs/min | ETA {eta}")
@@ -145,16 +150,16 @@ class SweepConsole:
     def final_lines(self, rows: list[dict], summary_csv: Path) -> list[str]:
         """The sweep's last words: where it is, its best runs, the report command."""
         statuses = [r["status"] for r in rows]
-        order = [*rundir.ENDED, *dict.fromkeys(s for s in statuses if s not in rundir.ENDED)]
-        counts = ", ".join(f"{statuses.count(s)} {s}" for s in order if s in statuses)
+        counts = counts_text(statuses)
         lines = [f"sweep: {len(rows)} runs ({counts}) in {_duration(time.time() - self.started)}",
                  f"sweep directory: {shown_path(self.sweep_dir)}  (one row per run: {summary_csv.name})"]
         ranked = sorted((r for r in rows if r["status"] == rundir.COMPLETED and _finite(r.get("val_mse"))),
                         key=lambda r: r["val_mse"])
-        conditions = [k for k in self.swept if k.startswith(CONDITION_PREFIXES) or k in CONDITION_KEYS]
+        # An experiment preset may set the task; from the overrides alone the console cannot tell, so it is one too.
+        conditions = [k for k in self.swept if is_condition(k) or k == "experiment"]
         if conditions:  # best is chosen per condition (what the task is), never across them
             firsts = {tuple(str(r.get(k)) for k in conditions): r for r in reversed(ranked)}
-            best = sorted(firsts.values(), key=lambda r: [rundir.natural_key(str(r.get(k))) for k in conditions])
+            best = sorted(firsts.values(), key=lambda r: [rundir_read.natural_key(str(r.get(k))) for k in conditions])
             title = f"best by val_mse per {', '.join(conditions)}:"
         else:
             best = ranked[:BEST_ROWS]
@@ -254,3 +259,13 @@ def _isatty(stream) -> bool:
     except (AttributeError, ValueError):
         return False
 
+
+def progress(rows: list[dict], plan: dict, now: float) -> dict:
+    """Runs ended (by status), planned, rate since the sweep started (runs/min) and ETA (s)."""
+    ended = [r["status"] for r in rows if r["status"] in rundir.ENDED]
+    minutes = max(now - plan["started"], 1e-9) / 60
+    rate = len(ended) / minutes
+    planned = plan.get("planned")
+    eta = (planned - len(ended)) / rate * 60 if planned and rate > 0 else None
+    return {"ended": len(ended), "planned": planned, "per_min": rate, "eta_s": eta,
+            "counts": {s: ended.count(s) for s in rundir.ENDED if s in ended}}

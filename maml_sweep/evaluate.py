@@ -1,6 +1,7 @@
 """The evaluation protocol: validation tasks, the test bank, and what is kept of the test results.
 
-Computing the per-task MSE matrices (:meth:`Algorithm.adaptation_mse` on :func:`test_bank`) is
+Computing the per-task MSE matrices (each algorithm's ``adaptation_mse``, :mod:`maml_sweep.algorithms`, on
+:func:`test_bank`) is
 separate from summarising them (:func:`record`): plain mean squared error on each test task's
 held-out query points after k = 0..max_steps inner steps, whatever the training loss scale, one
 (T, max_steps + 1) matrix per initialisation. :func:`record` keeps the matrices
@@ -17,7 +18,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from . import rundir, stats
+from . import metrics_csv, rundir, stats
 from .maml import InnerLoop
 from .streams import keyed_stream
 from .tasks import Task
@@ -90,7 +91,7 @@ def record(out_dir: Path, mse: dict[str, np.ndarray], label: str, report_steps, 
     out_dir = Path(out_dir)
     rundir.save_arrays(out_dir / rundir.TEST_MSE, mse)
     summaries = {init: stats.summarise(m) for init, m in mse.items()}
-    rundir.write_adaptation_csv(out_dir / rundir.ADAPTATION,
+    metrics_csv.write_adaptation_csv(out_dir / rundir.ADAPTATION,
                                 [row for init, m in mse.items() for row in _rows(init, summaries[init], m.shape[0])])
     return {**summary_keys(summaries[label], report_steps, inner_steps), "n_test_tasks": int(mse[label].shape[0])}
 

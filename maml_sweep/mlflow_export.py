@@ -29,7 +29,7 @@ from mlflow.entities import Metric, Param, RunStatus, RunTag  # noqa: E402
 from mlflow.exceptions import MlflowException  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
-from . import rundir  # noqa: E402
+from . import metrics_csv, rundir, rundir_read# noqa: E402
 from .runs_index import RunRecord  # noqa: E402
 
 RUN_DIR_TAG = "maml_sweep.run_dir"
@@ -143,7 +143,7 @@ def _update_run(client, run_id: str, record: RunRecord, created: bool) -> None:
         size = _BATCH[kind]
         for start in range(0, len(items), size):
             client.log_batch(run_id, **{kind: items[start:start + size]})
-    for name, _ in rundir.run_files(record.path):
+    for name, _ in rundir_read.run_files(record.path):
         if name.endswith(FIGURE_SUFFIXES):
             client.log_artifact(run_id, str(record.path / name))
     status = MLFLOW_STATUS.get(record.status, "FAILED")
@@ -178,7 +178,7 @@ def tags_of(record: RunRecord) -> dict[str, str]:
 def _new_metrics(client, run_id: str, record: RunRecord, have) -> list[Metric]:
     """metrics.csv points (each at its step) and summary statistics MLflow does not hold yet."""
     t0 = int(1000 * (record.started or 0))
-    curves = rundir.read_metrics(record.path, max_points=rundir.MAX_CURVE_POINTS)
+    curves = metrics_csv.read_metrics(record.path, max_points=metrics_csv.MAX_CURVE_POINTS)
     out = []
     if "step" in curves.columns and len(curves.values):
         steps = curves.values[:, curves.columns.index("step")].astype(int)

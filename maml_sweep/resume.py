@@ -3,13 +3,15 @@ overrides resumes the run (sweep) that DIR holds, with the overrides it was star
 whose overrides differ from DIR's is refused naming each differing key and the command that resumes.
 
 The recorded overrides come from the run's ``.hydra/overrides.yaml`` or the sweep's ``multirun.yaml``
-(:func:`maml_sweep.rundir.read_overrides`, :func:`maml_sweep.rundir.read_sweep_overrides`).
+(:func:`maml_sweep.rundir_read.read_overrides`, :func:`maml_sweep.rundir_read.read_sweep_overrides`).
 """
 from __future__ import annotations
 
+import shlex
+import sys
 from pathlib import Path
 
-from . import rundir
+from . import rundir, rundir_read
 
 RUN_DIR, SWEEP_DIR = "hydra.run.dir", "hydra.sweep.dir"
 _KEEP_FROM_SWEEP = ("hydra/", "hydra.launcher", "hydra.sweeper")  # a sweep's recorded hydra overrides worth repeating
@@ -34,7 +36,7 @@ def fill_in(argv: list[str]) -> tuple[list[str], str | None]:
     if not where:
         return argv, None
     if args.multirun:
-        recorded = rundir.read_sweep_overrides(Path(where))
+        recorded = rundir_read.read_sweep_overrides(Path(where))
         if recorded is None or not recorded[0]:
             return argv, None
         task, hydra_args = recorded
@@ -42,7 +44,7 @@ def fill_in(argv: list[str]) -> tuple[list[str], str | None]:
         added = task + [h for h in hydra_args if h.startswith(_KEEP_FROM_SWEEP) and _key(h) not in given]
     else:
         try:
-            added = [o.text for o in rundir.read_overrides(Path(where))]
+            added = [o.text for o in rundir_read.read_overrides(Path(where))]
         except rundir.DamagedFile:
             return argv, None
         if not added:
@@ -66,12 +68,10 @@ def differing_keys(recorded: list[str], given: list[str]) -> list[str]:
 def run_refusal(run_dir: Path, given: list[str]) -> str | None:
     """For a run directory holding another config's run: which override keys differ and the command
     that resumes that run; None when the directory holds no readable record of overrides."""
-    from .sweep import rerun_command
-
     if not (Path(run_dir) / rundir.HYDRA_OVERRIDES).is_file():
         return None
     try:
-        recorded = [o.text for o in rundir.read_overrides(run_dir)]
+        recorded = [o.text for o in rundir_read.read_overrides(run_dir)]
     except rundir.DamagedFile:
         return None
     keys = differing_keys(recorded, given) or ["the config, not the overrides (another version's defaults?)"]
@@ -80,8 +80,6 @@ def run_refusal(run_dir: Path, given: list[str]) -> str | None:
 
 def sweep_refusal(sweep_dir: Path, recorded: list[str], recorded_hydra: list[str], given: list[str]) -> str:
     """For a sweep directory holding another sweep: the differing keys and the command that resumes it."""
-    from .sweep import rerun_command
-
     keys = differing_keys(recorded, given) or ["the sweeper settings"]
     return f"it differs in {', '.join(keys)}; resume that sweep with: " \
            f"{rerun_command(recorded, recorded_hydra, SWEEP_DIR, sweep_dir)}"
@@ -90,7 +88,7 @@ def sweep_refusal(sweep_dir: Path, recorded: list[str], recorded_hydra: list[str
 def _by_key(texts: list[str]) -> dict[str, str]:
     out = {}
     for text in texts:
-        o = rundir.parse_override(text)
+        o = rundir_read.parse_override(text)
         if o is not None:
             out[o.key] = o.value if o.op != "delete" else "deleted"
     return out
@@ -109,3 +107,18 @@ def _value(overrides: list[str], key: str) -> str | None:
         if _key(o) == key and "=" in o:
             return o.split("=", 1)[1].strip()
     return None
+
+
+def rerun_command(task: list[str], hydra_args: list[str], key: str, where: Path) -> str:
+    """The shell command that reruns a run (``key`` hydra.run.dir) or a sweep (hydra.sweep.dir) in
+    its own directory ``where``: the command line's overrides with that directory made explicit
+    (a default ``${now:...}`` directory would otherwise be a new one)."""
+    kept = [a for a in hydra_args if a.lstrip("+").split("=", 1)[0] not in ("hydra.run.dir", "hydra.sweep.dir", "hydra.mode")]
+    where = Path(where).absolute()
+    try:
+        where = where.relative_to(Path.cwd())
+    except ValueError:
+        pass
+    program = "maml-sweep" if Path(sys.argv[0]).name == "maml-sweep" else "python -m maml_sweep"
+    args = (["-m"] if key == "hydra.sweep.dir" else []) + task + kept + [f"{key}={where}"]
+    return " ".join([program, *(shlex.quote(a) for a in args)])

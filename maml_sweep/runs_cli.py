@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from . import rundir, runs_index
+from . import rundir, rundir_read, runs_index
 from .console import printable, table
 from .runs_index import LS_COLUMNS, MISSING, RunRecord
 from .safe_text import csv_frame
@@ -38,7 +38,7 @@ def main(argv=None) -> None:
     args = build_parser().parse_args(argv)
     try:
         text = args.command(args)
-    except (UsageError, rundir.LoadError) as exc:
+    except (UsageError, rundir_read.LoadError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         sys.exit(2)
     except BrokenPipeError:  # `maml-sweep-runs ls | head`
@@ -117,7 +117,7 @@ def cmd_show(args) -> str:
     lines += [f"issue      {i}" for i in record.issues]
     lines += ["", "results"] + _indent(table([["key", "value"]] + [[k, _cell(s[k])] for k in runs_index.headline_keys(record)
                                                                       if k in s and k not in ("status", "error")]))
-    files = rundir.run_files(record.path)
+    files = rundir_read.run_files(record.path)
     lines += ["", "files"] + _indent(table([["name", "bytes"]] + [[name, str(size)] for name, size in files]))
     config = yaml.safe_dump(_unflatten(record.config), sort_keys=False, default_flow_style=False).rstrip()
     lines += ["", "config"] + _indent(config)

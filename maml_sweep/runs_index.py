@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from . import rundir
+from . import rundir, rundir_read
 
 DEFAULT_PATH = "outputs"
 LS_COLUMNS = ("directory", "status", "started", "overrides", "val_mse", "test_mse_k5")
@@ -24,7 +24,7 @@ MISSING = object()  # a key a run does not have (e.g. a config key of another ve
 @dataclass
 class RunRecord:
     """One run directory as the index sees it: ``path`` (resolved), ``status`` (a :mod:`rundir`
-    status word), ``started`` (epoch seconds or None), ``overrides`` (:class:`rundir.Override`),
+    status word), ``started`` (epoch seconds or None), ``overrides`` (:class:`rundir_read.Override`),
     ``config`` (flattened: dotted key -> value), ``summary`` (summary.json, {} when unreadable) and
     ``issues`` (what could not be read)."""
 
@@ -74,25 +74,25 @@ class RunRecord:
 def read_run(path: Path) -> RunRecord:
     """The record of the run directory ``path``; never raises for damaged files (see ``issues``)."""
     path = Path(path)
-    state = rundir.read_state(path)
+    state = rundir_read.read_state(path)
     issues = [state.issue] if state.issue else []
     try:
-        overrides = rundir.read_overrides(path)
+        overrides = rundir_read.read_overrides(path)
     except rundir.DamagedFile as exc:
         overrides = []
         issues.append(str(exc))
     try:
-        config = flatten(rundir.read_config(path))
+        config = flatten(rundir_read.read_config(path))
     except rundir.DamagedFile as exc:
         config = {}
         issues.append(str(exc))
-    return RunRecord(path, state.status, rundir.started_at(path), overrides, config, state.summary, issues)
+    return RunRecord(path, state.status, rundir_read.started_at(path), overrides, config, state.summary, issues)
 
 
 def find(paths=(DEFAULT_PATH,)) -> list[RunRecord]:
     """Records of every run under ``paths`` (run dirs, sweep dirs, parents or globs), in natural order.
-    Raises :class:`rundir.LoadError` for a path that does not exist."""
-    runs, _ = rundir.find_runs(list(paths) or [DEFAULT_PATH])
+    Raises :class:`rundir_read.LoadError` for a path that does not exist."""
+    runs, _ = rundir_read.find_runs(list(paths) or [DEFAULT_PATH])
     return [read_run(p) for p in runs]
 
 

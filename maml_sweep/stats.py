@@ -23,7 +23,7 @@ BLOWUP_MSE = 100.0  # a task's MSE above this counts as a blow-up: 8x the MSE of
                     # largest task of either built-in family (sine amplitude 5: 12.5; steps +-3: 9)
 TRIM = 0.1          # fraction cut from each end for the trimmed mean
 N_BOOT = 2000       # bootstrap resamples
-BOOT_SEED = 0       # seed of the bootstrap's generator
+BOOT_SEED = 0       # seed of every bootstrap's generator: the tables' intervals and the figures' bands
 LEVEL = 0.95
 
 

@@ -4,7 +4,7 @@ sweep's progress (runs finished of planned, rate, ETA).
 Written by the :class:`SweepSummary` Hydra callback after every job (inside the worker, so it works
 with every launcher) and at the end of the multirun; a lock serialises concurrent writers.
 
-A row's status is what :func:`rundir.read_state` reads (``killed`` for a summary saying running while
+A row's status is what :func:`rundir_read.read_state` reads (``killed`` for a summary saying running while
 nobody holds the run's lock), except ``failed`` for a job this sweep refused (its directory holds
 another config's run; recorded in ``.sweep_refused.json``) and, once the sweep has ended, for a job
 directory left without a summary.
@@ -20,7 +20,6 @@ import json
 import logging
 import os
 import re
-import shlex
 import stat
 import sys
 import time
@@ -36,8 +35,9 @@ from hydra.types import RunMode
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from . import logs, resume, rundir, runs_index, stopping
+from . import logs, resume, rundir, rundir_read, runlock, runs_index, stopping
 from .console import SweepConsole, shown_path
+from .resume import rerun_command
 
 log = logging.getLogger(__name__)
 PLAN = ".sweep_plan.json"
@@ -58,10 +58,10 @@ def summary_rows(sweep_dir: Path, ended: bool = False) -> list[dict]:
     refused is failed; ``ended``: the sweep is over, so a job left without a summary failed too."""
     refused = _read_json(Path(sweep_dir) / REFUSED) or {}
     rows = []
-    for run in rundir.sweep_jobs(sweep_dir):
-        state = rundir.read_state(run)
+    for run in rundir_read.sweep_jobs(sweep_dir):
+        state = rundir_read.read_state(run)
         try:
-            overrides = rundir.read_overrides(run)
+            overrides = rundir_read.read_overrides(run)
             row = {"job": int(run.name), "overrides": " ".join(o.text for o in overrides)}
         except rundir.DamagedFile as e:
             overrides, row = [], {"job": int(run.name), "overrides": f"({e})"}
@@ -69,7 +69,7 @@ def summary_rows(sweep_dir: Path, ended: bool = False) -> list[dict]:
         status, summary = state.status, state.summary
         if run.name in refused:
             status, summary = rundir.FAILED, {"error": f"refused: {refused[run.name]}"}
-        elif status == rundir.NO_SUMMARY and ended and not rundir.is_live(run):
+        elif status == rundir.NO_SUMMARY and ended and not runlock.is_live(run):
             status, summary = rundir.FAILED, {"error": "the job ended without writing a summary (see its log)"}
         row.update({k: summary.get(k) for k in HEADLINE}, status=status)
         row.update({k: v for k, v in summary.items() if k.startswith("test_")})
@@ -169,17 +169,6 @@ def planned_jobs(config) -> int | None:
         return None
 
 
-def progress(rows: list[dict], plan: dict, now: float) -> dict:
-    """Runs ended (by status), planned, rate since the sweep started (runs/min) and ETA (s)."""
-    ended = [r["status"] for r in rows if r["status"] in rundir.ENDED]
-    minutes = max(now - plan["started"], 1e-9) / 60
-    rate = len(ended) / minutes
-    planned = plan.get("planned")
-    eta = (planned - len(ended)) / rate * 60 if planned and rate > 0 else None
-    return {"ended": len(ended), "planned": planned, "per_min": rate, "eta_s": eta,
-            "counts": {s: ended.count(s) for s in rundir.ENDED if s in ended}}
-
-
 @contextmanager
 def _locked(lock_path: Path):
     fd = rundir.open_fd(lock_path, os.O_RDWR | os.O_CREAT)  # never through a link
@@ -198,7 +187,7 @@ def unsafe_sweep_entry(sweep_dir: Path) -> str | None:
         names = os.listdir(sweep_dir)
     except OSError:
         return None
-    for name in sorted(names, key=rundir.natural_key):
+    for name in sorted(names, key=rundir_read.natural_key):
         path = Path(sweep_dir) / name
         mode = os.lstat(path).st_mode
         if name in SWEEP_FILES + (SWEEP_SUMMARY,) and rundir.file_kind(mode) is not None:
@@ -228,14 +217,14 @@ def check_sweep_dir(config) -> str | None:
     if not record.exists():
         return None
     try:  # read as a run's records are: a regular file, bounded, aliases capped
-        before = sweep_identity(OmegaConf.create(rundir.read_yaml_text(rundir.read_text(record))))
+        before = sweep_identity(OmegaConf.create(rundir_read.read_yaml_text(rundir.read_text(record))))
     except (OSError, ValueError, yaml.YAMLError, OmegaConfBaseException, AttributeError, KeyError, TypeError) as exc:
         return f"{record} is unreadable ({type(exc).__name__}); choose a new hydra.sweep.dir"
     now = sweep_identity(config)
     if before == now:
         return None
     what = "overrides " + " ".join(before["task"]) if before["task"] != now["task"] else "sweeper settings"
-    recorded = rundir.read_sweep_overrides(Path(config.hydra.sweep.dir)) or (before["task"], [])
+    recorded = rundir_read.read_sweep_overrides(Path(config.hydra.sweep.dir)) or (before["task"], [])
     why = resume.sweep_refusal(Path(config.hydra.sweep.dir), before["task"], recorded[1], now["task"])
     return (f"{config.hydra.sweep.dir} holds another sweep ({what}); nothing was written there; {why} "
             "(or choose a new hydra.sweep.dir)")
@@ -375,7 +364,7 @@ class SweepSummary(Callback):
         shared = "maml_sweep_search" in str(config.hydra.sweeper.get("_target_", ""))
         try:  # one sweep at a time in a directory: held until this process exits. A search's workers share
             if not shared:  # theirs: the study hands each trial (its own run directory) to one worker
-                _SWEEP_LOCKS.append(rundir.RunLock(sweep_dir, SWEEP_LOCK).acquire())
+                _SWEEP_LOCKS.append(runlock.RunLock(sweep_dir, SWEEP_LOCK).acquire())
         except rundir.RunDirError as exc:
             _refuse(f"another sweep is running in {sweep_dir}: {exc}")
         _refuse(check_sweep_dir(config))
@@ -431,18 +420,3 @@ class SweepSummary(Callback):
 def _sweep_command(config) -> str:
     return rerun_command(list(config.hydra.overrides.task), list(config.hydra.overrides.hydra),
                          "hydra.sweep.dir", Path(config.hydra.sweep.dir))
-
-
-def rerun_command(task: list[str], hydra_args: list[str], key: str, where: Path) -> str:
-    """The shell command that reruns a run (``key`` hydra.run.dir) or a sweep (hydra.sweep.dir) in
-    its own directory ``where``: the command line's overrides with that directory made explicit
-    (a default ``${now:...}`` directory would otherwise be a new one)."""
-    kept = [a for a in hydra_args if a.lstrip("+").split("=", 1)[0] not in ("hydra.run.dir", "hydra.sweep.dir", "hydra.mode")]
-    where = Path(where).absolute()
-    try:
-        where = where.relative_to(Path.cwd())
-    except ValueError:
-        pass
-    program = "maml-sweep" if Path(sys.argv[0]).name == "maml-sweep" else "python -m maml_sweep"
-    args = (["-m"] if key == "hydra.sweep.dir" else []) + task + kept + [f"{key}={where}"]
-    return " ".join([program, *(shlex.quote(a) for a in args)])

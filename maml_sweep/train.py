@@ -26,10 +26,11 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf, open_dict
 from threadpoolctl import threadpool_limits
 
-from . import evaluate, rundir, scratch_cache, stats, streams
+from . import evaluate, metrics_csv, rundir, runlock, scratch_cache, stats, streams
 from .algorithms import Scratch
+from .checkpoint import load_checkpoint, save_checkpoint
 from .components import build
-from .config import CAPS, ConfigError, check_values
+from .config import ConfigError, check_values
 from .figures import panel_steps, plot_validation_fits
 from .model import MLP
 from .tasks import Task
@@ -71,15 +72,15 @@ def run(cfg, out_dir, on_accept=None, on_eval=None) -> dict:
     started = time.perf_counter()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    chash = config_hash(cfg)
-    previous = check_run_dir(out_dir, chash)
+    chash = rundir.run_hash(cfg)
+    previous = check_run_dir(out_dir, cfg)
     if previous is not None and previous["status"] in rundir.FINISHED:
         return _skipped(out_dir, previous)
-    with rundir.RunLock(out_dir), StopSignals() as stop:
-        previous = check_run_dir(out_dir, chash)  # again under the lock: now nobody else writes here
+    with runlock.RunLock(out_dir), StopSignals() as stop:
+        previous = check_run_dir(out_dir, cfg)  # again under the lock: now nobody else writes here
         if previous is not None and previous["status"] in rundir.FINISHED:
             return _skipped(out_dir, previous)
-        checkpoint = rundir.load_checkpoint(out_dir)  # after the config check; never unpickles
+        checkpoint = load_checkpoint(out_dir)  # after the config check; never unpickles
         removed = rundir.remove_temp_files(out_dir)
         if removed:
             log.info("%s: removed temp files of a killed write: %s", out_dir, " ".join(removed))
@@ -106,7 +107,7 @@ def _run_accepted(cfg, out_dir: Path, chash: str, previous: dict | None, checkpo
             raise ConfigError("; ".join(errors))
         trainer = Trainer(cfg, out_dir, chash)
         trainer.on_eval = on_eval
-        state = trainer.restore(checkpoint) if checkpoint else trainer.fresh_state()
+        state = trainer.resume_state(checkpoint) if checkpoint else trainer.fresh_state()
         if checkpoint and previous and previous.get("steps") == state.step:
             outcome.train_loss = _number(previous.get("train_meta_objective"))  # no step may run to renew it
         trainer.setup_s = time.perf_counter() - started
@@ -137,17 +138,9 @@ def _error_text(exc: BaseException) -> str:
     return str(exc) if isinstance(exc, (ConfigError, rundir.RunDirError)) else f"{type(exc).__name__}: {exc}"
 
 
-def config_hash(cfg) -> str:
-    """The hash that identifies a run's config (``summary.json``'s ``config_hash``)."""
-    plain = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else copy.deepcopy(dict(cfg))
-    for cap in CAPS:  # raising a resource cap resumes the same run
-        plain.get("train", {}).pop(cap, None)
-    return rundir.config_hash(plain)
-
-
-def check_run_dir(out_dir: Path, chash: str) -> dict | None:
+def check_run_dir(out_dir: Path, cfg) -> dict | None:
     """Read-only: raise :class:`rundir.RunDirError` unless ``out_dir`` is empty or a run of the
-    config ``chash``; returns its summary (None when it has none)."""
+    config ``cfg`` (:func:`rundir.accepted_hashes`); returns its summary (None when it has none)."""
     unsafe = rundir.unsafe_entry(out_dir)
     if unsafe is not None:
         raise unsafe
@@ -158,10 +151,11 @@ def check_run_dir(out_dir: Path, chash: str) -> dict | None:
             f"{out_dir} holds files that are not a maml-sweep run ({shown}); nothing was written there: "
             "choose an empty or new hydra.run.dir / hydra.sweep.dir")
     summary = rundir.read_summary(out_dir)
-    found = summary["config_hash"] if summary is not None else (rundir.load_checkpoint(out_dir) or {}).get("config_hash")
-    if found is not None and found != chash:
+    found = summary["config_hash"] if summary is not None else (load_checkpoint(out_dir) or {}).get("config_hash")
+    hashes = rundir.accepted_hashes(cfg)
+    if found is not None and found not in hashes:
         raise rundir.RunDirError(
-            f"{out_dir} holds a run of another config (hash {found}, this config {chash}); "
+            f"{out_dir} holds a run of another config (hash {found}, this config {hashes[0]}); "
             "choose a new hydra.run.dir / hydra.sweep.dir instead of mixing them")
     return summary
 
@@ -185,9 +179,9 @@ def check_before_start(config) -> list[str]:
     if not out_dir.is_dir():
         return []
     try:
-        previous = check_run_dir(out_dir, config_hash(cfg))
-        if (previous is None or previous["status"] not in rundir.FINISHED) and rundir.is_live(out_dir):
-            raise rundir.RunDirBusy(f"{out_dir} is in use by {rundir.lock_holder(out_dir)}; wait for it to end "
+        previous = check_run_dir(out_dir, cfg)
+        if (previous is None or previous["status"] not in rundir.FINISHED) and runlock.is_live(out_dir):
+            raise rundir.RunDirBusy(f"{out_dir} is in use by {runlock.lock_holder(out_dir)}; wait for it to end "
                                     "(or stop it) or choose another hydra.run.dir")
     except rundir.RunDirError as exc:
         return [str(exc)]
@@ -201,7 +195,7 @@ def finished_here(config) -> bool:
     with open_dict(cfg):
         del cfg["hydra"]
     try:
-        previous = check_run_dir(Path(str(config.hydra.run.dir)), config_hash(cfg))
+        previous = check_run_dir(Path(str(config.hydra.run.dir)), cfg)
     except rundir.RunDirError:
         return False
     return previous is not None and previous["status"] in rundir.FINISHED
@@ -227,7 +221,7 @@ class TrainState:
     config_hash: str = ""
 
     def to_checkpoint(self) -> dict:
-        """A plain tree for :func:`rundir.save_checkpoint` (tasks as dicts of arrays)."""
+        """A plain tree for :func:`maml_sweep.checkpoint.save_checkpoint` (tasks as dicts of arrays)."""
         tasks = [{k: v for k, v in t._asdict().items() if v is not None} for t in self.val_tasks]
         return {"step": self.step, "params": self.params, "opt_state": self.opt_state,
                 "rng_state": self.rng_state, "val_tasks": tasks, "snapshots": self.snapshots,
@@ -290,19 +284,20 @@ class Trainer:
         return TrainState(step=0, params=params, opt_state=self.optimizer.init(params),
                           rng_state=streams.get_state(task_rng), val_tasks=val_tasks, config_hash=self.chash)
 
-    def restore(self, checkpoint: dict) -> TrainState:
+    def resume_state(self, checkpoint: dict) -> TrainState:
         """The state saved in ``checkpoint``; :class:`rundir.DamagedRunFile` if it does not fit this config."""
         path = self.out_dir / rundir.CHECKPOINT
         fresh = self.fresh_state()
         try:
             state = TrainState.from_checkpoint(checkpoint)
-            wrong = _misfit(state, fresh, self.outer_steps, self.chash)
+            wrong = _misfit(state, fresh, self.outer_steps, (self.chash, *rundir.accepted_hashes(self.cfg)))
             if wrong is None:  # the RNG state must load into this config's kind of stream
                 streams.set_state(streams.training_streams(0, self.cfg.train.rng)[1], state.rng_state)
         except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError) as exc:
             raise rundir.DamagedRunFile(path, f"wrong layout: {type(exc).__name__} {exc}") from None
         if wrong is not None:
             raise rundir.DamagedRunFile(path, f"{wrong} do not fit this config")
+        state.config_hash = self.chash  # a run recorded under an older hash continues under this one
         self.saved_step = state.step
         log.info("resuming %s from step %d", self.out_dir, state.step)
         return state
@@ -313,7 +308,7 @@ class Trainer:
         self.write_summary(state, outcome)
         rng = streams.training_streams(0, self.cfg.train.rng)[1]
         streams.set_state(rng, state.rng_state)
-        metrics = rundir.MetricsLog(self.out_dir, keep_until_step=state.step)
+        metrics = metrics_csv.MetricsLog(self.out_dir, keep_until_step=state.step)
         try:
             with stop.in_loop(), np.errstate(over="ignore", invalid="ignore", divide="ignore"):
                 self.loop(state, rng, metrics, outcome, stop)
@@ -367,7 +362,7 @@ class Trainer:
         outcome.status = COMPLETED
 
     def save_checkpoint(self, state: TrainState) -> None:
-        rundir.save_checkpoint(self.out_dir, state.to_checkpoint())
+        save_checkpoint(self.out_dir, state.to_checkpoint())
         self.saved_step = state.step
 
     def write_results(self, state: TrainState, outcome: Outcome) -> None:
@@ -459,7 +454,7 @@ class Trainer:
         return summary
 
 
-def _misfit(state: TrainState, fresh: TrainState, outer_steps: int, chash: str) -> str | None:
+def _misfit(state: TrainState, fresh: TrainState, outer_steps: int, hashes: tuple[str, ...]) -> str | None:
     """What of a restored ``state`` does not fit this config's ``fresh`` one (names the part), or None."""
     tasks = lambda s: [sorted(t._asdict().items()) for t in s.val_tasks]
     checks = [("params", _layout(state.params) == _layout(fresh.params)),
@@ -468,7 +463,7 @@ def _misfit(state: TrainState, fresh: TrainState, outer_steps: int, chash: str) 
               ("RNG state", _layout(state.rng_state) == _layout(fresh.rng_state) and _rng_in_range(state.rng_state)),
               ("validation tasks", _layout(tasks(state)) == _layout(tasks(fresh))),
               ("figure snapshots", all(_layout(p) == _layout(fresh.params) for _, p in state.snapshots)),
-              ("config hash", state.config_hash == chash)]
+              ("config hash", state.config_hash in hashes)]
     return next((what for what, ok in checks if not ok), None)
 
 

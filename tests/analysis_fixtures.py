@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from maml_sweep.analysis.synthetic import base_config, make_sweep, write_run  # noqa: F401
+from maml_sweep.tools.synthetic import base_config, make_sweep, write_run  # noqa: F401
 
 # 2 x 2 configurations x 2 seeds, tiny model: about 15 s once per session.
 SWEEP_ARGS = ["-m", "task.bins=3,6", "algorithm.inner_lr=0.03,0.1", "seed=0,1", "train.outer_steps=24",

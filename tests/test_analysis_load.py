@@ -8,7 +8,7 @@ import pytest
 
 from analysis_fixtures import base_config, make_sweep, write_run
 from conftest import set_summary, summary_of
-from maml_sweep import rundir
+from maml_sweep import rundir, runlock
 from maml_sweep.analysis import LoadError, load_runs
 from maml_sweep.analysis.load import STR
 
@@ -103,7 +103,7 @@ def test_half_written_and_corrupt_runs_are_kept_or_skipped_with_reasons(sweep_co
     # 6: empty metrics.csv (header not yet written).
     (d / "6" / "metrics.csv").write_text("")
 
-    with rundir.RunLock(d / "5"):  # 5 is live: its process holds the run's lock (else it reads as killed)
+    with runlock.RunLock(d / "5"):  # 5 is live: its process holds the run's lock (else it reads as killed)
         rs = load_runs(d)
     runs = rs.runs.set_index("run")
     assert sorted(runs.index) == ["0", "1", "2", "4", "5", "6", "7"]
@@ -158,7 +158,7 @@ def test_two_sweeps_of_the_same_settings_get_a_sweep_key(real_sweep, tmp_path):
 
 def test_single_runs_of_a_day_pool_their_seeds(tmp_path):
     import numpy as np  # noqa: F811
-    from maml_sweep.analysis.synthetic import synthetic_curve
+    from maml_sweep.tools.synthetic import synthetic_curve
 
     for seed in (0, 1, 2):
         rows, val, train = synthetic_curve(0.3, 1000, 100, np.random.RandomState(seed))

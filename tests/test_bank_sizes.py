@@ -1,9 +1,9 @@
-"""The bank-size arithmetic of maml_sweep.bank_sizes, by hand."""
+"""The bank-size arithmetic of maml_sweep.tools.bank_sizes, by hand."""
 import math
 
 import numpy as np
 
-from maml_sweep.bank_sizes import main, se_fraction, size_for
+from maml_sweep.tools.bank_sizes import main, se_fraction, size_for
 
 
 def test_standard_error_fraction_and_the_size_that_brings_it_below_the_target():

@@ -5,7 +5,7 @@ import os
 import pytest
 
 from maml_sweep import rundir
-from maml_sweep.bench_sweep import breakdown
+from maml_sweep.tools.bench_sweep import breakdown
 
 
 def fake_job(folder, started, ended, setup_s, wall_s, eval_s, writes_s):

@@ -8,7 +8,8 @@ from conftest import TINY, run_cli
 from maml_sweep.bounds import GB, param_count
 from maml_sweep.config import resource_estimates
 from maml_sweep.config import ConfigError, check_values
-from maml_sweep.train import config_hash, run
+from maml_sweep.rundir import run_hash
+from maml_sweep.train import run
 
 TOO_BIG = [  # issue 10's cases: each would exhaust memory or run for hours
     ("task.num_points=1000000000", "task.num_points"),
@@ -84,6 +85,6 @@ def test_the_command_refuses_in_one_line_without_a_traceback(tmp_path, override)
 
 def test_raising_a_cap_keeps_the_runs_identity(compose_cfg):
     """A run refused or stopped under one cap resumes in the same directory under a raised one."""
-    base = config_hash(compose_cfg())
-    assert config_hash(compose_cfg(["train.max_memory_gb=100", "train.max_hours=1000"])) == base
-    assert config_hash(compose_cfg(["train.outer_steps=10"])) != base
+    base = run_hash(compose_cfg())
+    assert run_hash(compose_cfg(["train.max_memory_gb=100", "train.max_hours=1000"])) == base
+    assert run_hash(compose_cfg(["train.outer_steps=10"])) != base

@@ -48,7 +48,7 @@ def kind_sweeps(root: Path) -> dict[str, list[Path]]:
 
     import numpy as np
 
-    from maml_sweep.analysis.synthetic import planted_sweep
+    from maml_sweep.tools.synthetic import planted_sweep
 
     rng = np.random.default_rng(1)
     algos = ["maml", "fomaml", "anil", "metasgd", "reptile", "pretrain", "scratch"]

@@ -1,5 +1,5 @@
 """Tab completion from the cache gives Hydra's own candidates without importing Hydra or numpy (the
-speed, in seconds per TAB against Hydra's, is measured by ``python -m maml_sweep.bench_completion``);
+speed, in seconds per TAB against Hydra's, is measured by ``python -m maml_sweep.tools.bench_completion``);
 ``--help`` lists every group, Hydra's launchers included."""
 import io
 import subprocess

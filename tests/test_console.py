@@ -9,7 +9,7 @@ import pytest
 
 from conftest import TINY, run_cli, summary_of, sweep_table
 from maml_sweep import rundir
-from maml_sweep.analysis.synthetic import base_config, write_run
+from maml_sweep.tools.synthetic import base_config, write_run
 from maml_sweep.console import SweepConsole, run_end_lines
 
 STEP_LINE = re.compile(r"step \d+/\d+ +val_meta_objective")

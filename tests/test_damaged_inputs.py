@@ -10,7 +10,8 @@ import pytest
 import yaml
 
 from conftest import TINY, compose, deadline, run_stopped_at
-from maml_sweep import aside, reevaluate, rundir, train
+from maml_sweep import aside, checkpoint, rundir, rundir_read, train
+from maml_sweep.tools import reevaluate
 
 
 @pytest.fixture(scope="module")
@@ -38,15 +39,15 @@ def completed(tiny_cfg, tmp_path_factory):
 
 
 def _rewrite(run_dir, change):
-    state = rundir.load_checkpoint(run_dir)
+    state = checkpoint.load_checkpoint(run_dir)
     change(state)
-    rundir.save_checkpoint(run_dir, state)
+    checkpoint.save_checkpoint(run_dir, state)
 
 
 def _deep_header(run_dir):
     path = run_dir / rundir.CHECKPOINT
     depth = 50_000
-    header = '{"format": "%s", "version": 1, "state": %s1%s}' % (rundir.CHECKPOINT_FORMAT, "[" * depth, "]" * depth)
+    header = '{"format": "%s", "version": 1, "state": %s1%s}' % (checkpoint.CHECKPOINT_FORMAT, "[" * depth, "]" * depth)
     path.unlink()
     with open(path, "wb") as f:
         np.savez(f, __meta__=np.array(header))
@@ -106,8 +107,8 @@ def test_a_yaml_alias_bomb_is_refused_at_once_and_small_aliases_still_read(stopp
     (run_dir / rundir.HYDRA_OVERRIDES).write_text("- &x seed=1\n- *x\n" + "\n".join(["- *x"] * 10) + "\n")
     with deadline(10):
         with pytest.raises(rundir.DamagedFile, match="config.yaml unreadable"):
-            rundir.read_config(run_dir)
-        assert [o.text for o in rundir.read_overrides(run_dir)] == ["seed=1"] * 12  # a few aliases are fine
+            rundir_read.read_config(run_dir)
+        assert [o.text for o in rundir_read.read_overrides(run_dir)] == ["seed=1"] * 12  # a few aliases are fine
 
 
 def test_a_yaml_record_larger_than_the_bound_is_refused_without_reading_it_all(stopped, tmp_path):
@@ -117,7 +118,7 @@ def test_a_yaml_record_larger_than_the_bound_is_refused_without_reading_it_all(s
     with open(run_dir / rundir.HYDRA_CONFIG, "w") as f:
         f.truncate(rundir.MAX_TEXT_BYTES + 10)
     with pytest.raises(rundir.DamagedFile, match="larger than"):
-        rundir.read_config(run_dir)
+        rundir_read.read_config(run_dir)
 
 
 # --- reevaluate -----------------------------------------------------------------------------------

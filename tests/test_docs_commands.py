@@ -143,8 +143,8 @@ def test_maml_sweep_commands_print_their_config(tmp_path):
 
 
 def test_no_documented_report_writes_into_the_tracked_example():
-    """Only ``python -m maml_sweep.analysis.example`` writes analysis/example (tracked files)."""
-    from maml_sweep.analysis.example import OUT
+    """Only ``python -m maml_sweep.tools.example`` writes analysis/example (tracked files)."""
+    from maml_sweep.tools.example import OUT
     from maml_sweep.analysis.report_cli import build_parser, default_out
 
     reports = [argv_of(c) for _, c in ALL if c.startswith("maml-sweep-report ")]

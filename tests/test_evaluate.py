@@ -173,7 +173,7 @@ def test_val_mse_scores_the_test_target_shots_step_and_step_size(compose_cfg, tm
 
 
 def test_reevaluate_recomputes_the_same_test_results_from_params(compose_cfg, tmp_path):
-    from maml_sweep.reevaluate import reevaluate
+    from maml_sweep.tools.reevaluate import reevaluate
     from omegaconf import OmegaConf
     cfg = compose_cfg([*TINY, "eval.max_steps=5", "eval.report_steps=[1,5]"])
     record = {"config.yaml": OmegaConf.to_yaml(cfg, resolve=True)}  # what the CLI records

@@ -11,7 +11,7 @@ import urllib.request
 import pytest
 
 from conftest import summary_of, wait_for
-from maml_sweep import rundir, runs_cli
+from maml_sweep import metrics_csv, runs_cli
 from services import free_port
 
 mlflow_tracking = pytest.importorskip("mlflow.tracking", reason="MLflow is not installed (pip install 'maml-sweep[mlflow]')")
@@ -40,7 +40,7 @@ def check_round_trip(sweep, uri):
         assert got.info.status == "FINISHED" and got.data.tags["maml_sweep.status"] == "completed"
         assert got.data.params["seed"] == str(summary["seed"]) and got.data.params["model.hidden"] == "[8, 8]"
         assert got.data.metrics["test_mse_k5"] == pytest.approx(summary["test_mse_k5"], rel=1e-12)
-        curve = rundir.read_metrics(run_dir)
+        curve = metrics_csv.read_metrics(run_dir)
         history = client.get_metric_history(got.info.run_id, "val_mse")
         assert [(m.step, m.value) for m in history] == [(int(s), v) for s, v in curve.values[:, :3:2]]
     figures = [a.path for a in client.list_artifacts(by_dir[str((sweep / "2").resolve())].info.run_id)]

@@ -110,7 +110,7 @@ def test_a_blown_up_task_shows_in_the_report(tmp_path):
 def test_paper_table_pairs_maml_and_pretrain_by_hand(tmp_path, capsys):
     from scipy import stats as sps
 
-    from maml_sweep.analysis.paper import main as paper_main
+    from maml_sweep.tools.paper import main as paper_main
     maml = write_sweep(tmp_path / "m", 0.1, 0.0, val=0.5, algorithm="maml", blowup=7)
     pre = write_sweep(tmp_path / "p", 0.1, 0.7, val=0.9, algorithm="pretrain")
     assert paper_main([str(tmp_path / "m"), str(tmp_path / "p")]) == 0
@@ -154,7 +154,7 @@ def test_paper_table_pairs_maml_and_pretrain_by_hand(tmp_path, capsys):
 def test_clopper_pearson_is_the_exact_binomial_interval():
     from scipy import stats as sps
 
-    from maml_sweep.analysis.paper import clopper_pearson
+    from maml_sweep.tools.paper import clopper_pearson
     n = 39_600
     assert clopper_pearson(0, n) == (0.0, pytest.approx(1 - 0.025 ** (1 / n)))  # solves (1 - p)^n = 0.025
     low, high = clopper_pearson(4, n)
@@ -163,7 +163,7 @@ def test_clopper_pearson_is_the_exact_binomial_interval():
 
 
 def test_paper_table_counts_blowups_on_fresh_tasks_with_an_exact_interval(tmp_path, capsys):
-    from maml_sweep.analysis.paper import clopper_pearson, main as paper_main
+    from maml_sweep.tools.paper import clopper_pearson, main as paper_main
     write_sweep(tmp_path / "m", 0.1, 0.0, val=0.5, algorithm="maml")
     write_sweep(tmp_path / "p", 0.1, 0.7, val=0.9, algorithm="pretrain")
     rows = ["path,seed,tasks,blowups_k1,blowups_k5,blowups_k10"]
@@ -185,7 +185,7 @@ def test_paper_table_tunes_a_key_per_algorithm_on_validation_never_a_non_finite_
     """``--tune KEY``: per setting and algorithm the configuration with the lowest mean val_mse among
     those with every run completed and finite; a better-looking one with a non-finite seed is not it."""
     from conftest import set_summary
-    from maml_sweep.analysis.paper import main as paper_main
+    from maml_sweep.tools.paper import main as paper_main
     write_sweep(tmp_path / "m", 0.1, 0.0, val=0.5, algorithm="maml")
     write_sweep(tmp_path / "p1", 0.1, 0.7, val=0.9, algorithm="pretrain")
     chosen = write_sweep(tmp_path / "p03", 0.03, 0.6, val=0.8, algorithm="pretrain")

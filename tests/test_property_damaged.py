@@ -22,7 +22,8 @@ from hypothesis import strategies as st
 from omegaconf import OmegaConf
 
 from conftest import TINY, compose, deadline
-from maml_sweep import reevaluate, rundir, train
+from maml_sweep import rundir, train
+from maml_sweep.tools import reevaluate
 
 pytestmark = pytest.mark.slow
 

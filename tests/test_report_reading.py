@@ -121,6 +121,17 @@ def test_write_report_is_one_short_function_per_section(section):
     assert len(inspect.getsource(report.write_report).splitlines()) <= 25
 
 
+def test_every_section_is_in_the_one_list_and_markdown_stays_out_of_the_statistics():
+    import inspect
+
+    from maml_sweep.analysis import figures_report, paired, report
+
+    sections = {f for m in (report, figures_report) for n, f in vars(m).items()
+                if n.startswith("section_") and inspect.isfunction(f)}
+    assert sections == set(report.SECTIONS) and report.SECTIONS[0] is report.section_header
+    assert not {n for n in vars(paired) if n in ("num", "num_ci", "pct", "code", "Doc")}  # no formatting there
+
+
 @pytest.mark.parametrize("est,half,text", [(0.38451, 0.007706, "0.3845 ± 0.0077"), (1.6204, 0.694, "1.62 ± 0.69"),
                                            (801.3, 2222.0, "800 ± 2200"), (0.5, float("nan"), "0.5"),
                                            (12.34567, 0.0, "12.3")])
@@ -132,7 +143,7 @@ def test_numbers_are_rounded_to_what_their_interval_supports(est, half, text):
 
 @pytest.mark.slow  # a whole report: ~5 s
 def test_a_damaged_test_mse_file_is_left_out_and_named(tmp_path, monkeypatch, capsys):
-    from maml_sweep.analysis.synthetic import planted_sweep
+    from maml_sweep.tools.synthetic import planted_sweep
 
     monkeypatch.chdir(tmp_path)
     runs = planted_sweep(tmp_path / "s", [{"algorithm.inner_lr": 0.1}, {"algorithm.inner_lr": 0.3}])

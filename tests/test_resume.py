@@ -5,7 +5,7 @@ import shlex
 import pytest
 
 from conftest import TINY, curve, run_cli, set_summary, summary_of
-from maml_sweep.analysis.synthetic import base_config, write_run
+from maml_sweep.tools.synthetic import base_config, write_run
 from maml_sweep.resume import differing_keys, fill_in
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from conftest import TINY, compose, curve, summary_of
-from maml_sweep import rundir, sweep, train
+from maml_sweep import aside, checkpoint, console, rundir, rundir_read, runlock, sweep, train
 from maml_sweep.config import ConfigError
 
 
@@ -63,8 +63,8 @@ def test_checkpoint_round_trip_is_exact_and_loads_without_pickle(tmp_path):
             "opt_state": {"m": {"W1": np.ones((2, 3), np.float32)}, "step": 3}, "train_s": 1.25,
             "legacy": legacy.get_state(), "pcg": pcg.bit_generator.state, "none": None,
             "snapshots": [(1, {"W1": np.zeros(2)})], "name": "x"}
-    rundir.save_checkpoint(tmp_path, tree)
-    back = rundir.load_checkpoint(tmp_path)
+    checkpoint.save_checkpoint(tmp_path, tree)
+    back = checkpoint.load_checkpoint(tmp_path)
     with np.load(tmp_path / rundir.CHECKPOINT, allow_pickle=False) as data:
         assert "__meta__" in data.files
     assert back["params"]["b3"].dtype == np.float64 and isinstance(back["params"]["b3"], np.float64)
@@ -136,14 +136,14 @@ def test_a_live_run_is_refused_naming_its_holder_and_readers_tell_live_from_dead
     data = summary_of(run_dir)
     rundir.write_json(run_dir / rundir.SUMMARY, {**data, "status": "running"})
     before = snapshot(run_dir)
-    assert rundir.read_state(run_dir).status == rundir.KILLED  # says running, lock free
-    with rundir.RunLock(run_dir):
-        assert rundir.is_live(run_dir) and rundir.read_state(run_dir).status == "running"
+    assert rundir_read.read_state(run_dir).status == rundir.KILLED  # says running, lock free
+    with runlock.RunLock(run_dir):
+        assert runlock.is_live(run_dir) and rundir_read.read_state(run_dir).status == "running"
         with pytest.raises(rundir.RunDirBusy, match=f"in use by PID {os.getpid()} on host "):
             train.run(tiny_cfg, run_dir)
         with pytest.raises(rundir.RunDirBusy):
-            rundir.set_aside(run_dir / rundir.SUMMARY)
-    assert not rundir.is_live(run_dir)
+            aside.set_aside(run_dir / rundir.SUMMARY)
+    assert not runlock.is_live(run_dir)
     assert snapshot(run_dir) == {**before, Path(rundir.LOCK): snapshot(run_dir)[Path(rundir.LOCK)]}
 
 
@@ -154,7 +154,7 @@ def test_sweep_rows_show_killed_refused_and_vanished_jobs_as_ended(straight, tmp
     rundir.write_json(tmp_path / "0" / rundir.SUMMARY, {**data, "status": "running"})  # died
     (tmp_path / "1" / rundir.SUMMARY).unlink()  # died before its first summary
     sweep.record_refusal(tmp_path, 2, "holds a run of another config")
-    with rundir.RunLock(tmp_path / "3"):
+    with runlock.RunLock(tmp_path / "3"):
         rundir.write_json(tmp_path / "3" / rundir.SUMMARY, {**data, "status": "running"})
         during = [r["status"] for r in sweep.summary_rows(tmp_path)]
         rows = sweep.summary_rows(tmp_path, ended=True)
@@ -162,7 +162,7 @@ def test_sweep_rows_show_killed_refused_and_vanished_jobs_as_ended(straight, tmp
     assert during == ["killed", "no_summary", "failed", "running"]
     assert ended == ["killed", "failed", "failed", "running"]
     plan = {"planned": 4, "started": 0.0}
-    p = sweep.progress(rows, plan, 60.0)
+    p = console.progress(rows, plan, 60.0)
     assert (p["ended"], p["counts"]) == (3, {"failed": 2, "killed": 1})
 
 
@@ -179,14 +179,14 @@ def damage_checkpoint(run_dir, how, compose_cfg):
     path = run_dir / rundir.CHECKPOINT
     data = path.read_bytes()
     if how == "wrong shape":  # a sound file whose params do not fit the config
-        tree = rundir.load_checkpoint(run_dir)
+        tree = checkpoint.load_checkpoint(run_dir)
         tree["params"]["W1"] = np.zeros(3)
-        rundir.save_checkpoint(run_dir, tree)
+        checkpoint.save_checkpoint(run_dir, tree)
         return
     if how == "other version":
-        tree = rundir.load_checkpoint(run_dir)
+        tree = checkpoint.load_checkpoint(run_dir)
         arrays = {}
-        header = {"format": rundir.CHECKPOINT_FORMAT, "version": 99, "state": rundir._encode(tree, arrays)}
+        header = {"format": checkpoint.CHECKPOINT_FORMAT, "version": 99, "state": checkpoint._encode(tree, arrays)}
         np.savez(path, __meta__=np.array(json.dumps(header)), **arrays)
         return
     path.write_bytes({"empty": b"", "truncated": data[: len(data) // 2], "garbage": os.urandom(200)}[how])
@@ -274,8 +274,8 @@ def test_an_exception_in_any_phase_leaves_status_failed_with_its_text(tiny_cfg, 
     assert s["status"] == "failed" and s["error"] == "Boom: disk on fire"
     # steps is the resume point, never ahead of the checkpoint: failing at step 16 leaves step 8's
     assert s["steps"] == (PHASE_STEPS[phase] if phase != "training" else 8)
-    assert s["steps"] == rundir.load_checkpoint(tmp_path)["step"] if s["steps"] else True
-    assert not rundir.is_live(tmp_path)
+    assert s["steps"] == checkpoint.load_checkpoint(tmp_path)["step"] if s["steps"] else True
+    assert not runlock.is_live(tmp_path)
 
 
 @pytest.mark.parametrize("phase,sig", [("start", signal.SIGTERM), ("training", signal.SIGINT),

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from conftest import TINY, compose, deadline, run_stopped_at
-from maml_sweep import aside, rundir, sweep, train
+from maml_sweep import aside, checkpoint, components, metrics_csv, rundir, rundir_read, runlock, sweep, train
 
 # Every name a run opens (its own files, Hydra's record and job log), with the reason it can be opened.
 OPENED = [rundir.LOCK, ".hydra", ".hydra/config.yaml", ".hydra/overrides.yaml", ".hydra/hydra.yaml",
@@ -108,12 +108,12 @@ def test_the_lock_itself_is_opened_without_following_a_link(tmp_path):
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / rundir.LOCK).symlink_to(victim)
     with pytest.raises(rundir.DamagedRunFile, match="symbolic link"):
-        rundir.RunLock(tmp_path / "run").acquire()
+        runlock.RunLock(tmp_path / "run").acquire()
     assert victim.read_text() == "keep\n"
     (tmp_path / "run" / rundir.LOCK).unlink()
     os.mkfifo(tmp_path / "run" / rundir.LOCK)
     with deadline(20), pytest.raises(rundir.DamagedRunFile, match="FIFO"):
-        rundir.RunLock(tmp_path / "run").acquire()
+        runlock.RunLock(tmp_path / "run").acquire()
 
 
 def test_hydra_record_is_never_written_through_a_linked_folder(tmp_path):
@@ -138,15 +138,15 @@ def test_readers_never_block_on_a_fifo_nor_follow_a_link(stopped, tmp_path, name
     for kind in ("fifo", "link"):
         path = plant(run_dir, name, kind, secret)
         with deadline(20):
-            state = rundir.read_state(run_dir)
-            metrics = rundir.read_metrics(run_dir)
-            rows, issue = rundir.read_adaptation(run_dir)
-            live = rundir.is_live(run_dir)
-            for read in (rundir.read_config, rundir.read_overrides, rundir.load_checkpoint,
+            state = rundir_read.read_state(run_dir)
+            metrics = metrics_csv.read_metrics(run_dir)
+            rows, issue = metrics_csv.read_adaptation(run_dir)
+            live = runlock.is_live(run_dir)
+            for read in (rundir_read.read_config, rundir_read.read_overrides, checkpoint.load_checkpoint,
                          lambda d: rundir.load_params(d / name)):
                 try:
                     read(run_dir)
-                except (rundir.DamagedFile, FileNotFoundError, rundir.RestoreError) as exc:
+                except (rundir.DamagedFile, FileNotFoundError, components.RestoreError) as exc:
                     assert "\n" not in str(exc)
         if name == rundir.SUMMARY:
             assert state.status == rundir.CORRUPT and str(path) in state.issue and not state.summary
@@ -158,7 +158,7 @@ def test_readers_never_block_on_a_fifo_nor_follow_a_link(stopped, tmp_path, name
             assert live is False
         if name.startswith(".hydra/config"):
             with pytest.raises(rundir.DamagedFile, match="config.yaml"):
-                rundir.read_config(run_dir)
+                rundir_read.read_config(run_dir)
         if name in (rundir.PARAMS, rundir.TEST_MSE, rundir.CHECKPOINT):
             with pytest.raises(rundir.DamagedFile, match=str(path)):
                 rundir.load_params(path)

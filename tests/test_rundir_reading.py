@@ -1,6 +1,6 @@
-"""rundir's reading side: one override parser, status words in one place, metrics reading and
-thinning, restore(); and the package rules that keep it the only reader (no analysis module
-imports the trainer, no broad except that swallows)."""
+"""Reading run directories (rundir_read, metrics_csv, components.restore): one override parser, status
+words in one place, metrics reading and thinning, restore(); and the package rules that keep it the only
+reader (no analysis module imports the trainer, no broad except that swallows)."""
 import ast
 from pathlib import Path
 
@@ -9,7 +9,7 @@ import pytest
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
 from analysis_fixtures import base_config, make_sweep, write_run
-from maml_sweep import rundir
+from maml_sweep import components, metrics_csv, rundir, rundir_read
 from maml_sweep.analysis import load_runs
 from maml_sweep.sweep import summary_rows
 
@@ -21,7 +21,7 @@ COLUMNS = list(rundir.METRIC_COLUMNS)
                                   "~task.noise=0.1", "algorithm=fomaml", "db@backup=mysql",
                                   "model.hidden=[40,40]", "+group@pkg=opt", "seed=0"])
 def test_override_parser_reads_keys_like_hydra(text):
-    ours = rundir.parse_override(text)
+    ours = rundir_read.parse_override(text)
     theirs = OverridesParser.create().parse_override(text)
     op = {"CHANGE": "set", "ADD": "add", "FORCE_ADD": "force_add", "DEL": "delete"}[theirs.type.name]
     value = theirs.get_value_element_as_str() if theirs.value() is not None else None
@@ -29,9 +29,9 @@ def test_override_parser_reads_keys_like_hydra(text):
 
 
 def test_hydra_overrides_and_non_overrides_are_not_keys():
-    assert rundir.parse_override("hydra.run.dir=x") is None
-    assert rundir.parse_override("hydra/launcher=joblib") is None
-    assert rundir.parse_override("task.bins") is None  # no value, no deletion
+    assert rundir_read.parse_override("hydra.run.dir=x") is None
+    assert rundir_read.parse_override("hydra/launcher=joblib") is None
+    assert rundir_read.parse_override("task.bins") is None  # no value, no deletion
 
 
 def test_sweep_summary_and_loader_read_deletions_and_additions_alike(tmp_path):
@@ -104,35 +104,35 @@ def _curve(n: int, low_at: int | None = None) -> np.ndarray:
 
 def test_thinning_keeps_first_last_and_lowest_rows_and_a_bounded_count():
     values = _curve(100_003, low_at=55_555)
-    thin = rundir.thin_rows(values, COLUMNS, 1000)
+    thin = metrics_csv.thin_rows(values, COLUMNS, 1000)
     assert len(thin) <= 1000 and len(thin) > 250  # a power-of-two stride keeps at least a quarter of the room
     assert thin[0].tolist() == values[0].tolist() and thin[-1].tolist() == values[-1].tolist()
     assert thin[:, 1].min() == -1.0 and 555_560 in thin[:, 0]
     assert np.all(np.diff(thin[:, 0]) > 0)  # step order, each row once
-    assert rundir.thin_rows(values[:1000], COLUMNS, 1000).shape == (1000, 5)  # short curves stay whole
+    assert metrics_csv.thin_rows(values[:1000], COLUMNS, 1000).shape == (1000, 5)  # short curves stay whole
 
 
 def test_thinned_runs_of_one_schedule_share_their_steps():
     long, short = _curve(50_000), _curve(20_000)
-    steps = lambda v: set(rundir.thin_rows(v, COLUMNS, 500)[:, 0])  # noqa: E731
-    grid = {s for s in steps(long) if s % (10 * rundir.thin_stride(50_000, 500)) == 10}
+    steps = lambda v: set(metrics_csv.thin_rows(v, COLUMNS, 500)[:, 0])  # noqa: E731
+    grid = {s for s in steps(long) if s % (10 * metrics_csv.thin_stride(50_000, 500)) == 10}
     assert grid and grid - {long[-1, 0]} <= steps(short) | set(long[20_000:, 0])
 
 
 def test_read_metrics_thins_chunk_by_chunk_like_in_memory(tmp_path, monkeypatch):
     values = _curve(10_000, low_at=7_777)
-    rundir.write_metrics(tmp_path, [tuple(r) for r in values])
-    monkeypatch.setattr(rundir, "_CHUNK_ROWS", 999)  # many chunks, boundaries inside the stride
-    got = rundir.read_metrics(tmp_path, max_points=300)
-    want = rundir.thin_rows(rundir.read_metrics(tmp_path).values, COLUMNS, 300)
+    metrics_csv.write_metrics(tmp_path, [tuple(r) for r in values])
+    monkeypatch.setattr(metrics_csv, "_CHUNK_ROWS", 999)  # many chunks, boundaries inside the stride
+    got = metrics_csv.read_metrics(tmp_path, max_points=300)
+    want = metrics_csv.thin_rows(metrics_csv.read_metrics(tmp_path).values, COLUMNS, 300)
     assert got.rows == 10_000 and got.issue is None and np.array_equal(got.values, want)
     assert np.allclose(got.last, values[-1], rtol=1e-9) and -1.0 in got.values[:, 1]
 
 
 @pytest.mark.parametrize("small_bytes", [1 << 18, 0], ids=["python", "pandas"])
 def test_read_metrics_stops_at_damage_and_names_it(tmp_path, monkeypatch, small_bytes):
-    monkeypatch.setattr(rundir, "_SMALL_BYTES", small_bytes)
-    rundir.write_metrics(tmp_path, [tuple(r) for r in _curve(5)])
+    monkeypatch.setattr(metrics_csv, "_SMALL_BYTES", small_bytes)
+    metrics_csv.write_metrics(tmp_path, [tuple(r) for r in _curve(5)])
     path = tmp_path / rundir.METRICS
     good = path.read_text()
     cases = {good[:-3]: (4, "metrics.csv: truncated last line dropped"),
@@ -144,32 +144,32 @@ def test_read_metrics_stops_at_damage_and_names_it(tmp_path, monkeypatch, small_
              "": (0, "metrics.csv has no header row with 'step'")}
     for text, (rows, issue) in cases.items():
         path.write_text(text)
-        m = rundir.read_metrics(tmp_path)
+        m = metrics_csv.read_metrics(tmp_path)
         assert (len(m.values), m.issue) == (rows, issue), text
 
 
 def test_restore_rebuilds_a_run_and_refuses_what_it_cannot(real_sweep, tmp_path):
-    run = rundir.restore(real_sweep / "0")
+    run = components.restore(real_sweep / "0")
     params = rundir.load_params(real_sweep / "0" / rundir.PARAMS)
     assert list(run.params) == list(params) and all(np.array_equal(run.params[k], params[k]) for k in params)
     assert run.config.task.bins == 3 and run.inner.lr == run.config.algorithm.inner_lr
     assert run.model.predict(run.params, np.zeros((5, 1))).shape[0] == 5
     write_run(tmp_path / "noparams", base_config(), [], summary={"status": "completed"})
-    with pytest.raises(rundir.RestoreError, match="no params.npz"):
-        rundir.restore(tmp_path / "noparams")
+    with pytest.raises(components.RestoreError, match="no params.npz"):
+        components.restore(tmp_path / "noparams")
     cfg = base_config()
     cfg["task"]["name"] = "sinusoid"
     write_run(tmp_path / "sin", cfg, [], summary={"status": "completed"}, params=run.params)
-    with pytest.raises(rundir.RestoreError, match="task.name='sinusoid'"):
-        rundir.restore(tmp_path / "sin")
+    with pytest.raises(components.RestoreError, match="task.name='sinusoid'"):
+        components.restore(tmp_path / "sin")
 
 
 def test_synthetic_runs_are_read_back_exactly(tmp_path):
     runs = make_sweep(tmp_path / "s", {"task.bins": [3, 6]}, seeds=(0,), outer_steps=300, eval_every=100,
                       with_adaptation=True)
-    m = rundir.read_metrics(runs[0])
+    m = metrics_csv.read_metrics(runs[0])
     assert m.columns == COLUMNS and m.values[:, 0].tolist() == [100, 200, 300] and m.issue is None
-    rows, issue = rundir.read_adaptation(runs[0])
+    rows, issue = metrics_csv.read_adaptation(runs[0])
     assert issue is None and len(rows) == 15 and set(rows[0]) == set(rundir.ADAPTATION_COLUMNS)
 
 
@@ -192,7 +192,7 @@ def _report_peak_mb(rows: int, where: Path) -> float:
 
     from conftest import run_module
 
-    proc = run_module("maml_sweep.analysis.bench", ["--curve-rows", str(rows), "--dir", str(where)], cwd=where.parent)
+    proc = run_module("maml_sweep.tools.bench_report", ["--curve-rows", str(rows), "--dir", str(where)], cwd=where.parent)
     found = re.search(r"peak resident (\d+) MB.*\(exit (\d+)\)", proc.stdout)
     assert found and found.group(2) == "0", proc.stdout + proc.stderr
     return float(found.group(1))
@@ -208,9 +208,9 @@ def test_the_report_on_a_long_curve_stays_small_in_memory(tmp_path):
 
 
 def test_the_long_curve_benchmark_run_reads_back_thinned(tmp_path):
-    from maml_sweep.analysis.bench import make_long_run
+    from maml_sweep.tools.bench_report import make_long_run
 
     run = make_long_run(tmp_path, 5_000)
-    m = rundir.read_metrics(run, max_points=1_000)
+    m = metrics_csv.read_metrics(run, max_points=1_000)
     assert m.rows == 5_000 and m.issue is None and len(m.values) <= 1_000
     assert m.values[0, 0] == 1 and m.values[-1, 0] == 5_000 and m.columns == COLUMNS

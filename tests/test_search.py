@@ -9,7 +9,7 @@ from omegaconf import OmegaConf
 optuna = pytest.importorskip("optuna", reason="the [hpo] extra (optuna) is not installed")
 
 from conftest import TINY  # noqa: E402
-from maml_sweep import rundir, train  # noqa: E402
+from maml_sweep import checkpoint, rundir, train# noqa: E402
 from maml_sweep.search import space, study, trial  # noqa: E402
 from maml_sweep.search.settings import Settings  # noqa: E402
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution  # noqa: E402
@@ -107,7 +107,7 @@ def test_a_run_told_to_stop_ends_pruned_with_its_checkpoint_and_is_never_resumed
 
     summary = train.run(cfg, tmp_path, on_eval=prune_at_16)
     assert (summary["status"], summary["steps"], seen) == (rundir.PRUNED, 16, [(8, True), (16, True)])
-    assert rundir.load_checkpoint(tmp_path)["step"] == 16 and not (tmp_path / rundir.PARAMS).exists()
+    assert checkpoint.load_checkpoint(tmp_path)["step"] == 16 and not (tmp_path / rundir.PARAMS).exists()
     again = train.run(cfg, tmp_path, on_eval=lambda step, vals: pytest.fail("a pruned run was resumed"))
     assert (again["status"], again["steps"]) == (rundir.PRUNED, 16)
     last = train.run(compose_cfg([*TINY, "seed=1", "train.figures=false"]), tmp_path / "last",

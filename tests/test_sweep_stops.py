@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from conftest import LONG, run_cli, start_cli, sweep_table, wait_for
-from maml_sweep import rundir
+from maml_sweep import rundir, rundir_read
 
 pytestmark = pytest.mark.slow
 
@@ -86,4 +86,4 @@ def test_workers_of_a_killed_sweep_process_stop_their_jobs_and_exit_within_10_s(
     assert workers and not [p for p in workers if alive(p)], "workers outlived the killed sweep by more than 10 s"
     print(f"SIGKILL of the sweep's process: {len(workers)} workers gone {time.monotonic() - t0:.1f} s later")
     for job in ("0", "1"):  # each job wrote its final word before its worker went
-        assert rundir.read_state(sweep / job).status in ("interrupted", "completed")
+        assert rundir_read.read_state(sweep / job).status in ("interrupted", "completed")

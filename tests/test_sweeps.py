@@ -10,7 +10,8 @@ import pytest
 import yaml
 
 from conftest import LONG, TINY, curve, run_cli, start_cli, summary_of, sweep_table, wait_for
-from maml_sweep.sweep import PLAN, planned_jobs, progress, summary_rows
+from maml_sweep.console import progress
+from maml_sweep.sweep import PLAN, planned_jobs, summary_rows
 
 
 def summaries(sweep_dir):

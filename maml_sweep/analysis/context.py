@@ -42,6 +42,9 @@ def short_names(keys: list[str]) -> dict[str, str]:
 
 @dataclass
 class ReportContext:
+    """What every report section reads and writes: the loaded runs, their design and ranking, the
+    per-task scores (cached), the document being written and the files written so far."""
+
     rs: RunSet
     design: Design
     select: str
@@ -56,6 +59,8 @@ class ReportContext:
     steps: list = field(default_factory=list)
     read_issues: list = field(default_factory=list)  # (run, path, issue) met while reading per-task scores
     resolve: float | None = None  # --resolve DELTA: the difference the precision advisor sizes the sweep for
+    sources: list = field(default_factory=list)  # the paths the runs were loaded from, as the user named them
+    command: str = ""  # the command that made the report ("" when not shown)
     _scores: dict = field(default_factory=dict)
 
     @property

@@ -24,11 +24,10 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from ..roles import is_condition
 from .load import RunSet
 from .search import is_continuous
 
-# Config keys that decide which test tasks a run is scored on (with every task.* key).
-BANK_KEYS = ("eval.seed", "eval.num_tasks", "eval.support_size", "eval.query_size")
 METHOD_KEYS = ("algorithm.name", "override.experiment", "sweep")
 KINDS = ("single", "overlay", "grid", "algorithms", "search")
 GRID_FILL = 0.75  # a grid: at least this share of its hyperparameter combinations present per condition
@@ -92,12 +91,11 @@ def experiment_design(rs: RunSet, condition: list[str] | None = None) -> Design:
     ``condition``: extra condition keys (full names or suffixes). Raises :class:`DesignError`."""
     runs = rs.runs
     swept = [k for k in rs.group_keys if _differs(runs, k)]
-    derived = [c for c in runs.columns if (c.startswith("task.") or c in BANK_KEYS)
-               and c not in swept and _differs(runs, c)]
+    derived = [c for c in runs.columns if is_condition(c) and c not in swept and _differs(runs, c)]
     allowed = swept + [c for c in derived if c not in swept]
     extra = [resolve(n, allowed, "--condition") for f in (condition or []) for n in f.split(",") if n]
-    conditions = _distinguishing(runs, [k for k in allowed if k.startswith("task.") or k in BANK_KEYS or k in extra],
-                                 anchor=[k for k in swept if k.startswith("task.") or k in BANK_KEYS] + extra)
+    conditions = _distinguishing(runs, [k for k in allowed if is_condition(k) or k in extra],
+                                 anchor=[k for k in swept if is_condition(k)] + extra)
     methods = [k for k in swept if k in METHOD_KEYS and k not in conditions]
     hyper = [k for k in swept if k not in conditions and k not in methods]
     d = Design(conditions, methods, hyper)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .. import rundir
+from .. import components, rundir, stats
 from ..rundir import COMPLETED
 from . import panels, plots
 from .aggregate import curve_bands
@@ -84,7 +84,7 @@ def _merge(c: ReportContext, frame: pd.DataFrame, shown: pd.DataFrame) -> pd.Dat
 
 def figure_curves(c: ReportContext, shown: pd.DataFrame, colour: dict) -> None:
     metric = c.select if c.select in set(c.rs.curves["metric"].astype(str)) else "val_meta_objective"
-    bands = curve_bands(c.rs.curves, c.runs, c.design.keys, metric=metric, seed=plots.BOOT_SEED)
+    bands = curve_bands(c.rs.curves, c.runs, c.design.keys, metric=metric, seed=stats.BOOT_SEED)
     c.csv(bands, "learning_curves.csv")
     data = _merge(c, bands, shown) if len(bands) else bands
     fig = panels.line_panels(data, x="step", y="mean", line="line", panel="panel" if c.design.conditions else None,
@@ -246,7 +246,7 @@ def figure_fits(c: ReportContext) -> None:
     missing = "No fits: the best run has no `params.npz`."
     try:
         fig = plots.best_fits(run["path"])
-    except (rundir.RestoreError, rundir.DamagedFile, rundir.RunDirError) as e:
+    except (components.RestoreError, rundir.DamagedFile, rundir.RunDirError) as e:
         fig, missing = None, f"No fits: {e}."
     c.figure(fig, "best_fits", f"Run {run['run']} (lowest {c.select} of the best configuration"
              + (f" for {c.condition_text(b)}" if c.design.conditions else "") + ") adapted to the first four tasks "

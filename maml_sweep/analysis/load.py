@@ -1,11 +1,11 @@
-"""Run directories -> tidy pandas frames, in three stages: discovery (:func:`rundir.find_runs`),
+"""Run directories -> tidy pandas frames, in three stages: discovery (:func:`rundir_read.find_runs`),
 reading (:func:`read_run`, one run directory through :mod:`maml_sweep.rundir`'s readers) and
 columns (:func:`runs_frame`, :func:`curves_frame`, :func:`adaptation_frame`).
 
 Runs that are starting, running, partial, diverged or corrupt never crash the loader: a run whose
 config cannot be read is skipped, every other run is kept, and each oddity is recorded with a
-stated reason. Long curves are thinned as they are read (:func:`rundir.thin_rows`, at most
-:data:`rundir.MAX_CURVE_POINTS` rows per run), so memory and time stay bounded whatever a run logged.
+stated reason. Long curves are thinned as they are read (:func:`metrics_csv.thin_rows`, at most
+:data:`metrics_csv.MAX_CURVE_POINTS` rows per run), so memory and time stay bounded whatever a run logged.
 """
 from __future__ import annotations
 
@@ -21,8 +21,9 @@ from typing import Callable, Iterable
 import numpy as np
 import pandas as pd
 
-from .. import rundir
-from ..rundir import COMPLETED, LoadError  # noqa: F401  (LoadError: part of this module's API)
+from .. import console, metrics_csv, rundir, rundir_read
+from ..rundir import COMPLETED
+from ..rundir_read import LoadError  # noqa: F401  (LoadError: part of this module's API)
 
 # Text columns: pandas 3's string dtype ("str"); plain object columns on pandas 2.
 STR = "str" if int(pd.__version__.split(".")[0]) >= 3 else object
@@ -40,7 +41,7 @@ class RunSet:
 
     - ``runs``: one row per run (run, sweep, path, status, swept keys, config values, summary metrics);
     - ``curves``: long form (run, step, metric, value) from ``metrics.csv`` (thinned past
-      :data:`rundir.MAX_CURVE_POINTS` rows per run);
+      :data:`metrics_csv.MAX_CURVE_POINTS` rows per run);
     - ``adaptation``: long form (run, init, k, mse_mean, ... n_tasks) from ``adaptation.csv``;
     - ``skipped``: (path, reason) for every directory that looked like a run but was not loaded;
     - ``issues``: (run, path, issue) for kept runs with something off (truncated metrics, no summary...);
@@ -77,7 +78,7 @@ class RunSet:
 
 def load_runs(paths: str | os.PathLike | Iterable[str | os.PathLike],
               progress: Callable[[str], None] | None = None,
-              max_points: int | None = rundir.MAX_CURVE_POINTS) -> RunSet:
+              max_points: int | None = metrics_csv.MAX_CURVE_POINTS) -> RunSet:
     """Load run directories, sweep directories, parents of several sweeps, or globs into a :class:`RunSet`.
 
     ``max_points``: curve rows kept per run (None: all). Raises :class:`LoadError` when a path does
@@ -85,7 +86,7 @@ def load_runs(paths: str | os.PathLike | Iterable[str | os.PathLike],
     """
     paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
     where = ", ".join(str(p) for p in paths)
-    run_dirs, skipped = rundir.find_runs(paths)
+    run_dirs, skipped = rundir_read.find_runs(paths)
     if not run_dirs:
         raise LoadError(f"PATH {', '.join(repr(str(p)) for p in paths)}: no run directories found "
                         f"(a run has .hydra/config.yaml)")
@@ -142,8 +143,8 @@ class Run:
     path: Path
     flat: dict
     override_keys: list[str]
-    state: rundir.RunState
-    metrics: rundir.Metrics
+    state: rundir_read.RunState
+    metrics: metrics_csv.Metrics
     adaptation: list[dict]
     issues: list[str]
 
@@ -172,13 +173,13 @@ def read_runs(run_dirs: list[Path], skipped: list[tuple[str, str]], max_points: 
     return runs
 
 
-def read_run(run_dir: Path, max_points: int | None = rundir.MAX_CURVE_POINTS) -> Run:
+def read_run(run_dir: Path, max_points: int | None = metrics_csv.MAX_CURVE_POINTS) -> Run:
     """Read one run directory. Raises :class:`rundir.DamagedFile` only when its config is unreadable."""
     issues: list[str] = []
-    flat = {k: _cell(v) for k, v in flatten(rundir.read_config(run_dir)).items()}
+    flat = {k: _cell(v) for k, v in flatten(rundir_read.read_config(run_dir)).items()}
     override_keys = []
     try:
-        overrides = rundir.read_overrides(run_dir)
+        overrides = rundir_read.read_overrides(run_dir)
     except rundir.DamagedFile as e:
         overrides = []
         issues.append(str(e))
@@ -188,17 +189,17 @@ def read_run(run_dir: Path, max_points: int | None = rundir.MAX_CURVE_POINTS) ->
             flat[col] = o.value
         if col not in override_keys:
             override_keys.append(col)
-    state = rundir.read_state(run_dir)
+    state = rundir_read.read_state(run_dir)
     if state.issue:
         issues.append(state.issue)
-    metrics = rundir.read_metrics(run_dir, max_points)
+    metrics = metrics_csv.read_metrics(run_dir, max_points)
     if metrics.issue:
         issues.append(metrics.issue)
     s = state.summary
     if state.status == COMPLETED and s.get("steps") is not None and s.get("outer_steps") is not None \
             and s["steps"] < s["outer_steps"]:
         issues.append(f"completed with {s['steps']} of {s['outer_steps']} steps")
-    adaptation, issue = rundir.read_adaptation(run_dir)
+    adaptation, issue = metrics_csv.read_adaptation(run_dir)
     if issue:
         issues.append(issue)
     return Run(Path(run_dir), flat, override_keys, state, metrics, adaptation, issues)
@@ -329,7 +330,7 @@ def _label_paths(paths: list[Path]) -> list[str]:
 
 
 def _sweep_labels(sweeps: list[Path]) -> dict[Path, str]:
-    unique = sorted(set(sweeps), key=rundir.natural_key)
+    unique = sorted(set(sweeps), key=rundir_read.natural_key)
     if len(unique) == 1:
         p = unique[0]
         return {p: f"{p.parent.name}/{p.name}" if p.parent.name else p.name}
@@ -354,10 +355,10 @@ def _summary_rank(key: str):
 
 def counts_text(rs: RunSet) -> str:
     """``8 completed, 1 diverged, 2 skipped``: what was loaded, in words."""
-    parts = [f"{n} {s}" for s, n in rs.runs["status"].value_counts().items()]
+    parts = [console.counts_text([str(s) for s in rs.runs["status"]])]
     if len(rs.skipped):
         parts.append(f"{len(rs.skipped)} skipped")
-    return ", ".join(parts)
+    return ", ".join(p for p in parts if p)
 
 
 def curves_frame(runs: list[Run], ids: list[str]) -> pd.DataFrame:

@@ -23,8 +23,7 @@ from ..config import EvalConfig
 from ..rundir import COMPLETED
 from . import intervals
 from .aggregate import config_mask
-from .design import BANK_KEYS
-from .document import num, num_ci, pct
+from ..roles import is_condition
 
 COLUMNS = ["k", "pairing", "n_seeds", "n_tasks", "mean_diff", "mean_diff_low", "mean_diff_high",
            "median_diff", "median_diff_low", "median_diff_high", "iqm_diff", "iqm_diff_low", "iqm_diff_high",
@@ -57,7 +56,7 @@ def report_steps(runs: pd.DataFrame) -> list[int]:
 
 def bank_key(run: pd.Series) -> tuple:
     """What decides a run's test tasks: every ``task.*`` value and the bank keys of ``eval``."""
-    cols = sorted(c for c in run.index if c.startswith("task.") or c in BANK_KEYS)
+    cols = sorted(c for c in run.index if is_condition(c))
     return tuple((c, str(run[c])) for c in cols)
 
 
@@ -135,26 +134,3 @@ def paired_rows(runs: pd.DataFrame, keys: list[str], best, others: pd.DataFrame,
             if row is not None:
                 rows.append({**{c: config[c] for c in keys}, **row})
     return pd.DataFrame(rows, columns=[*keys, *COLUMNS])
-
-
-def sentence(row, who: str = "it", best_who: str = "the best") -> str:
-    """One plain sentence about one row of :func:`paired_rows`: ``who`` minus ``best_who`` at its k."""
-    k, d, lo, hi = int(row["k"]), row["mean_diff"], row["mean_diff_low"], row["mean_diff_high"]
-    if not np.isfinite(d):
-        return (f"At k={k} the mean difference is not finite ({pct(row['blowup'])} of {who}'s and "
-                f"{pct(row['blowup_best'])} of {best_who}'s test tasks blow up); the difference of medians "
-                f"is {num(row['median_diff'])}.")
-    if not np.isfinite(lo):
-        why = "one seed" if row["n_seeds"] == 1 else ("no common seeds" if str(row["pairing"]).startswith("unpaired")
-                                                      else f"{row['n_seeds']} seeds")
-        return (f"At k={k}, {who}'s mean test MSE is {'higher' if d > 0 else 'lower'} by {num(abs(d))} "
-                f"({why}: no interval).")
-    if lo > 0:
-        verdict = f"{best_who} is better on the test bank too"
-    elif hi < 0:
-        verdict = f"{who} is better on the test bank: the choice on validation did not carry over"
-    else:
-        verdict = "the test bank cannot tell them apart at 95%"
-    p = row["p_improve"]
-    return (f"At k={k}, {who}'s mean test MSE minus {best_who}'s is {num_ci(d, lo, hi)} (95% interval over "
-            f"seeds and tasks); {best_who} is better on {pct(1 - p)} of (seed, task) pairs: {verdict}.")

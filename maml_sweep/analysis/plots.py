@@ -16,10 +16,9 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from .. import rundir  # noqa: E402
+from .. import components, rundir, rundir_read  # noqa: E402
 from ..figures import draw_fit, draw_surface, input_dim, target_norm  # noqa: E402
 
-BOOT_SEED = 0  # seaborn's bootstrap seed: the same figure every time
 
 
 def label(value) -> str:
@@ -34,7 +33,7 @@ def ordered_labels(series: pd.Series) -> list[str]:
     compare as numbers, so ``[40, 40]`` comes before ``[100, 100]``)."""
     values = pd.unique(series.dropna())
     try:
-        values = sorted(values, key=rundir.natural_key if pd.api.types.is_string_dtype(series) else None)
+        values = sorted(values, key=rundir_read.natural_key if pd.api.types.is_string_dtype(series) else None)
     except TypeError:
         values = sorted(values, key=str)
     return [label(v) for v in values]
@@ -139,15 +138,15 @@ def best_fits(run_path: Path, n_tasks: int = 4) -> plt.Figure | None:
     blue crosses, each inner-loop step's prediction as a red line fading in; 2-D inputs: per task,
     the prediction before and after the inner loop as heat maps, the task's points coloured by their
     targets on the same scale; more dimensions: predicted against true targets. The run is rebuilt
-    by :func:`rundir.restore` (the trainer's own components). None when the run has no params.npz;
-    a run this version cannot rebuild raises :class:`rundir.RestoreError` naming why."""
+    by :func:`components.restore` (the trainer's own components). None when the run has no params.npz;
+    a run this version cannot rebuild raises :class:`components.RestoreError` naming why."""
     from omegaconf import OmegaConf
 
     from ..evaluate import test_bank
 
     if not (Path(run_path) / rundir.PARAMS).exists():
         return None
-    run = rundir.restore(run_path)
+    run = components.restore(run_path)
     tasks = test_bank(run.tasks, run.config.task, OmegaConf.merge(run.config.eval, {"num_tasks": n_tasks}))
     trajectories = [run.algorithm.adapt(run.model, run.params, task, run.inner) for task in tasks]
     xlim = (run.config.task.xmin, run.config.task.xmax)

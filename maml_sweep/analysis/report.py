@@ -10,15 +10,16 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
+from ..console import counts_text
 from ..rundir import COMPLETED, DIVERGED, FAILED
 from . import figures_report, intervals
 from .aggregate import SELECT
 from .context import ReportContext, atomic_write, build_context
 from .design import Design
-from .document import code, num, num_pm
+from .document import code, num, num_ci, num_pm, pct
 from .load import RunSet
 from .paired import COLUMNS as PAIRED_COLUMNS
-from .paired import paired_rows, sentence
+from .paired import paired_rows
 from .selection import BEST_CSV, conditions_of
 
 KIND_TEXT = {
@@ -42,12 +43,13 @@ def report_title(sources: list[str], runs: pd.DataFrame) -> str:
 
 # ---------------------------------------------------------------- the answer
 
-def section_header(c: ReportContext, sources: list[str], command: str) -> None:
-    runs, d = c.runs, c.design
+def section_header(c: ReportContext) -> None:
+    """Title, the command that made the report, what was loaded, the kind of sweep and the roles of its keys."""
+    runs, d, sources = c.runs, c.design, c.sources
     c.doc.h(1, report_title(sources, runs))
-    if command:
-        c.doc.p(f"Made by {code(command)}.")
-    status = ", ".join(f"{n} {st}" for st, n in runs["status"].value_counts().items())
+    if c.command:
+        c.doc.p(f"Made by {code(c.command)}.")
+    status = counts_text([str(s) for s in runs["status"]])
     skipped = f"; **{len(c.rs.skipped)} skipped**" if len(c.rs.skipped) else ""
     loaded = f"**{plural(len(runs), 'run')}** loaded from {', '.join(code(x) for x in sources)}: {status}{skipped}."
     if d.kind == "single":
@@ -120,19 +122,7 @@ def section_answer(c: ReportContext) -> None:
         c.doc.p(f"Best configuration for {what}, chosen on {code(c.select)} (all statistics in {code(BEST_CSV)}"
                 f"{note}):")
     c.doc.table(shown, BEST_CSV)
-    sentences = []
-    for cond, part in conditions_of(c.order, c.design):
-        runner = part[part["rank"] == 2]
-        best = part[part["rank"] == 1]
-        if best.empty or runner.empty or k is None:
-            continue
-        rows = paired_rows(c.runs, c.design.keys, best.iloc[0], runner.iloc[[0]], [k], scores=c.scores)
-        if rows.empty:
-            continue
-        where = f"For {c.condition_text(best.iloc[0])}: the" if c.design.conditions else "The"
-        sentences.append(where + f" best ({c.config_text(best.iloc[0])}) against the runner-up on validation "
-                         f"({c.config_text(runner.iloc[0])}). " + sentence(rows.iloc[0], "the runner-up", "the best"))
-    c.doc.items([s.replace("`", "'") for s in sentences])
+    c.doc.items([s.replace("`", "'") for s in runner_up_sentences(c, k)] if k is not None else [])
     blocked = c.order[~c.order["eligible"] & (c.order["n"] + c.order["n_nonfinite"] > 0)]
     if len(blocked):
         c.doc.p("Not eligible (" + plural(len(blocked), "configuration") + "): "
@@ -141,6 +131,46 @@ def section_answer(c: ReportContext) -> None:
                             for _, r in blocked.head(10).iterrows()).replace("`", "'") + ".")
     for _, r in c.best[c.best["note"].astype(str) != ""].iterrows():
         c.doc.p(f"{c.condition_text(r)}: {r['note']}.")
+
+
+def paired_sentence(row, who: str = "it", best_who: str = "the best") -> str:
+    """One plain sentence about one row of :func:`paired.paired_rows`: ``who`` minus ``best_who`` at its k."""
+    k, d, lo, hi = int(row["k"]), row["mean_diff"], row["mean_diff_low"], row["mean_diff_high"]
+    if not np.isfinite(d):
+        return (f"At k={k} the mean difference is not finite ({pct(row['blowup'])} of {who}'s and "
+                f"{pct(row['blowup_best'])} of {best_who}'s test tasks blow up); the difference of medians "
+                f"is {num(row['median_diff'])}.")
+    if not np.isfinite(lo):
+        why = "one seed" if row["n_seeds"] == 1 else ("no common seeds" if str(row["pairing"]).startswith("unpaired")
+                                                      else f"{row['n_seeds']} seeds")
+        return (f"At k={k}, {who}'s mean test MSE is {'higher' if d > 0 else 'lower'} by {num(abs(d))} "
+                f"({why}: no interval).")
+    if lo > 0:
+        verdict = f"{best_who} is better on the test bank too"
+    elif hi < 0:
+        verdict = f"{who} is better on the test bank: the choice on validation did not carry over"
+    else:
+        verdict = "the test bank cannot tell them apart at 95%"
+    p = row["p_improve"]
+    return (f"At k={k}, {who}'s mean test MSE minus {best_who}'s is {num_ci(d, lo, hi)} (95% interval over "
+            f"seeds and tasks); {best_who} is better on {pct(1 - p)} of (seed, task) pairs: {verdict}.")
+
+
+def runner_up_sentences(c: ReportContext, k: int) -> list[str]:
+    """Per condition, its best against its runner-up on validation, paired on the test bank at step k."""
+    sentences = []
+    for _, part in conditions_of(c.order, c.design):
+        runner = part[part["rank"] == 2]
+        best = part[part["rank"] == 1]
+        if best.empty or runner.empty:
+            continue
+        rows = paired_rows(c.runs, c.design.keys, best.iloc[0], runner.iloc[[0]], [k], scores=c.scores)
+        if rows.empty:
+            continue
+        where = f"For {c.condition_text(best.iloc[0])}: the" if c.design.conditions else "The"
+        sentences.append(where + f" best ({c.config_text(best.iloc[0])}) against the runner-up on validation "
+                         f"({c.config_text(runner.iloc[0])}). " + paired_sentence(rows.iloc[0], "the runner-up", "the best"))
+    return sentences
 
 
 def precision_table(c: ReportContext, k: int, delta: float | None) -> pd.DataFrame:
@@ -307,8 +337,7 @@ def write_report(rs: RunSet, out_dir: Path, design: Design, *, sources: list[str
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     c = build_context(rs, design, out_dir, select, progress)
-    section_header(c, sources, command)
-    c.resolve = resolve
+    c.sources, c.command, c.resolve = sources, command, resolve
     for section in SECTIONS:
         section(c)
     c.say("writing report.md and report.html")
@@ -319,7 +348,8 @@ def write_report(rs: RunSet, out_dir: Path, design: Design, *, sources: list[str
     return c.written
 
 
-# The sections after the header, in reading order: the answer, problems, figures, long tables.
+# Every section, in reading order: the header, the answer, problems, figures, long tables.
 SECTIONS: tuple[Callable[[ReportContext], None], ...] = (
-    section_answer, section_precision, section_problems, figures_report.section_figures, section_tables)
+    section_header, section_answer, section_precision, section_problems, figures_report.section_figures,
+    section_tables)
 

@@ -25,7 +25,7 @@ from matplotlib.cm import ScalarMappable  # noqa: E402
 from matplotlib.colors import Normalize  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from .. import rundir  # noqa: E402
+from .. import rundir, rundir_read# noqa: E402
 from ..rundir import COMPLETED  # noqa: E402
 from .plots import label, ordered_labels  # noqa: E402
 
@@ -107,7 +107,7 @@ def trials_frame(runs: pd.DataFrame, params: list[str], objective: str) -> pd.Da
                        f"columns: {', '.join(map(str, runs.columns))}")
     frame = runs.reset_index(drop=True)
     if "path" in frame.columns:
-        order = sorted(range(len(frame)), key=lambda i: rundir.natural_key(frame.at[i, "path"]))
+        order = sorted(range(len(frame)), key=lambda i: rundir_read.natural_key(frame.at[i, "path"]))
         frame = frame.iloc[order].reset_index(drop=True)
     status = frame["status"].fillna("").astype(str).to_numpy()
     value = pd.to_numeric(frame[objective], errors="coerce").to_numpy(dtype=float, na_value=np.nan)

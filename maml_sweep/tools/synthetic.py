@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from .. import rundir
+from .. import metrics_csv, rundir
+from ..config import EvalConfig
 
 
 def base_config(seed: int = 0) -> dict:
@@ -89,18 +90,18 @@ def write_run(run_dir: Path, config: dict, overrides: list[str], *, metrics: lis
         "hydra.yaml": _yaml({"hydra": {"job": {"name": "maml_sweep", "override_dirname": ",".join(overrides)}}}),
     })
     if metrics is not None:
-        rundir.write_metrics(run_dir, metrics)
+        metrics_csv.write_metrics(run_dir, metrics)
         if truncate_last_line and metrics:
             path = run_dir / rundir.METRICS
             text = path.read_text()
-            last = len(rundir.metrics_line(*metrics[-1]))
+            last = len(metrics_csv.metrics_line(*metrics[-1]))
             path.write_text(text[: len(text) - last + last // 2])
     if summary is not None:
         rundir.write_json(run_dir / rundir.SUMMARY, summary)
     if params is not None:
         rundir.save_params(run_dir / rundir.PARAMS, params)
     if adaptation is not None:
-        rundir.write_adaptation_csv(run_dir / rundir.ADAPTATION, [dict(zip(rundir.ADAPTATION_COLUMNS, row))
+        metrics_csv.write_adaptation_csv(run_dir / rundir.ADAPTATION, [dict(zip(rundir.ADAPTATION_COLUMNS, row))
                                                                   for row in adaptation])
     (run_dir / "maml_sweep.log").write_text("synthetic run\n")
     return run_dir
@@ -215,7 +216,7 @@ def planted_sweep(sweep_dir: Path, configs: list[dict], seeds=(0, 1, 2), *, n_ta
             rows = [(s, lv, 2 * lv * (1 + 0.3 * np.exp(-s / 50)), lv, s / 1000) for s in range(20, 101, 20)]
             write_run(run_dir, config, overrides, metrics=rows)
             keys = evaluate.record(run_dir, {"trained": mse, "pretrain": 1.5 * mse, "scratch": 3 * mse},
-                                   "trained", [1, 5, 10], 5)
+                                   "trained", EvalConfig().report_steps, 5)
             planted = (statuses or {}).get((ci, seed))
             status = planted if isinstance(planted, str) else rundir.COMPLETED
             val = planted if isinstance(planted, float) else lv * np.exp(rng.normal(0.0, val_noise))

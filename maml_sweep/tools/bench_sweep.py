@@ -1,6 +1,6 @@
 """Benchmark: the fixed cost of one run, and a parallel sweep's wall time against its runs' training time.
 
-    python -m maml_sweep.bench_sweep [--runs 32] [--steps 1000] [--repeats 5] [--serial]
+    python -m maml_sweep.tools.bench_sweep [--runs 32] [--steps 1000] [--repeats 5] [--serial]
 
 1. Fixed cost: the wall time of ``maml-sweep train.outer_steps=1 train.figures=false`` (a whole
    process as a sweep's job runs it, no figure: imports, composing, one step, the test-bank
@@ -32,7 +32,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import rundir
+from .. import rundir
 from .bench import loadavg
 
 PARTS = (("setup_s", "set-up"), ("wall_s", "training loop"), ("eval_s", "test-bank evaluation"),
@@ -105,7 +105,7 @@ def compose_seconds(overrides: list[str], repeats: int = 10) -> float:
     """Median seconds for Hydra to compose one job's config (``overrides``) in this process."""
     from hydra import compose, initialize_config_module
 
-    from .config import register_configs
+    from ..config import register_configs
 
     register_configs()
     with initialize_config_module("maml_sweep.conf", version_base="1.3"):
@@ -119,7 +119,7 @@ def compose_seconds(overrides: list[str], repeats: int = 10) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m maml_sweep.bench_sweep", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m maml_sweep.tools.bench_sweep", description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=32, help="runs in the sweep (seeds)")
     parser.add_argument("--steps", type=int, default=1000, help="outer steps per run")
     parser.add_argument("--repeats", type=int, default=5, help="warm fixed-cost runs (median, min)")

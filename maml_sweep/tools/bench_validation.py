@@ -1,6 +1,6 @@
 """Benchmark: the cost of the shared validation (``val_mse``) in the default run.
 
-    python -m maml_sweep.bench_validation [--steps 12000] [--repeats 2]
+    python -m maml_sweep.tools.bench_validation [--steps 12000] [--repeats 2]
 
 Trains the default config (the notebook's run) in one process with the trainer as it is and with
 a reference trainer whose validation computes only the notebook's ``val_meta_objective`` (what
@@ -16,9 +16,9 @@ import time
 
 from hydra import compose, initialize_config_module
 
-from . import rundir, train
+from .. import rundir, train
 from .bench import loadavg
-from .config import register_configs
+from ..config import register_configs
 
 
 class WithoutSharedValidation(train.Trainer):

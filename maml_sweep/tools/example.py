@@ -1,4 +1,4 @@
-"""``python -m maml_sweep.analysis.example``: regenerate ``analysis/example/``, the report shown in docs/.
+"""``python -m maml_sweep.tools.example``: regenerate ``analysis/example/``, the report shown in docs/.
 
 Runs a 30-run sweep (bins 3,6 x inner lr 0.01,0.03,0.1 x seeds 0-4, 800 outer steps) into
 ``outputs/multirun/example`` (made anew each time), writes its report into a temporary
@@ -20,7 +20,7 @@ OUT = Path("analysis/example")
 SWEEP = ["task.bins=3,6", "algorithm.inner_lr=0.01,0.03,0.1", "seed=0,1,2,3,4", "train.outer_steps=800",
          "train.eval_every=40", "hydra/launcher=joblib"]
 KEPT = (".md", ".png", ".csv")
-COMMAND = "python -m maml_sweep.analysis.example"
+COMMAND = "python -m maml_sweep.tools.example"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,9 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     print("running:", " ".join(sweep[1:]), flush=True)
     subprocess.run(sweep, check=True)
 
-    from .load import load_runs
-    from .report import write_report
-    from .design import experiment_design
+    from ..analysis.load import load_runs
+    from ..analysis.report import write_report
+    from ..analysis.design import experiment_design
 
     rs = load_runs([str(args.sweep_dir)])
     with tempfile.TemporaryDirectory() as tmp:

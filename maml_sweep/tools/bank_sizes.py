@@ -1,6 +1,6 @@
 """How large the test bank and the shared validation must be, measured on trained runs.
 
-    python -m maml_sweep.bank_sizes RUN_DIR [--against OTHER_RUN_DIR] [--tasks 3000] [--val-tasks 1000]
+    python -m maml_sweep.tools.bank_sizes RUN_DIR [--against OTHER_RUN_DIR] [--tasks 3000] [--val-tasks 1000]
 
 For a completed run (its ``.hydra/config.yaml`` and ``params.npz``):
 
@@ -33,10 +33,10 @@ from pathlib import Path
 import numpy as np
 from omegaconf import OmegaConf
 
-from . import evaluate, rundir
+from .. import evaluate, rundir
 from .bench import loadavg
-from .config import Config, register_configs
-from .train import Trainer
+from ..components import run_config
+from ..train import Trainer
 
 K = 5                 # the adaptation step the bank is sized at
 BANK_FRACTION = 0.02  # the bank's standard error at most this fraction of the mean
@@ -51,8 +51,7 @@ def load_run(run_dir: Path):
     summary = rundir.read_summary(run_dir)
     if summary is None or summary.get("status") != rundir.COMPLETED:
         raise ValueError(f"{run_dir}: not a completed run")
-    register_configs()
-    cfg = OmegaConf.merge(OmegaConf.structured(Config), OmegaConf.load(run_dir / rundir.HYDRA_CONFIG))
+    cfg = run_config(run_dir)
     return cfg, rundir.load_params(run_dir / rundir.PARAMS), summary
 
 
@@ -159,7 +158,7 @@ def report_val(run_dir: Path, other: Path, val_tasks: int) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m maml_sweep.bank_sizes", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m maml_sweep.tools.bank_sizes", description=__doc__.split("\n\n")[0])
     p.add_argument("run", type=Path, help="a completed run directory")
     p.add_argument("--against", type=Path, help="a completed run of another configuration (same task family)")
     p.add_argument("--tasks", type=int, default=3000, help="the larger test bank (default 3000)")

@@ -1,7 +1,7 @@
 """Report benchmark: time and peak memory of ``maml-sweep-report`` on synthetic runs, against targets.
 
-    python -m maml_sweep.analysis.bench [--runs 1000] [--dir DIR]     # a many-run sweep
-    python -m maml_sweep.analysis.bench --curve-rows 3000000           # one run with a long curve
+    python -m maml_sweep.tools.bench_report [--runs 1000] [--dir DIR]     # a many-run sweep
+    python -m maml_sweep.tools.bench_report --curve-rows 3000000           # one run with a long curve
 
 ``--runs N``: a sweep over task.bins (5) x algorithm.inner_lr (5) x optimizer.lr (4) x N/100 seeds,
 120 evaluations per run (the default 12,000 steps logged every 100), with params.npz and
@@ -49,7 +49,7 @@ def make_long_run(root: Path, rows: int) -> Path:
     blocks so that making it takes little memory."""
     import numpy as np
 
-    from .. import rundir
+    from .. import metrics_csv, rundir
     from .synthetic import base_config, write_run
 
     run = Path(root) / "long"
@@ -68,7 +68,7 @@ def make_long_run(root: Path, rows: int) -> Path:
                      "elapsed_s": steps / 1000}
             yield from zip(*(named.get(c, val).tolist() for c in rundir.METRIC_COLUMNS))
 
-    rundir.write_metrics(run, curve())
+    metrics_csv.write_metrics(run, curve())
     return run
 
 
@@ -82,7 +82,7 @@ def report_in_child(path: Path, out: Path) -> tuple[int, float, float]:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m maml_sweep.analysis.bench", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m maml_sweep.tools.bench_report", description=__doc__.split("\n\n")[0])
     p.add_argument("--runs", type=int, default=1000, help="runs in the synthetic sweep (default 1000)")
     p.add_argument("--curve-rows", type=int, help="instead: one run with this many metrics.csv rows")
     p.add_argument("--dir", help="where to make the runs (default: a temp dir, removed afterwards)")

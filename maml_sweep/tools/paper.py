@@ -11,14 +11,14 @@ adaptation steps, from the runs' per-task test MSE (``test_mse.npz``, every seed
   positive probability the population mean is infinite and a sample mean only records whether
   the bank held one;
 - blow-ups on the bank, counted over (seed, task) pairs;
-- with ``--fresh CSV`` (``python -m maml_sweep.fresh_blowups``: each run on its own fresh tasks, so
+- with ``--fresh CSV`` (``python -m maml_sweep.tools.fresh_blowups``: each run on its own fresh tasks, so
   all S x N are distinct): the blow-up rate with its exact (Clopper-Pearson) 95% interval;
 
 and MAML minus pretrain paired over the same seeds and tasks (:func:`maml_sweep.analysis.paired.compare`).
 The protocol (training and test shots) is printed with the table.
 
-    python -m maml_sweep.fresh_blowups SWEEP_DIR --tasks 10000 > blowups.csv
-    python -m maml_sweep.analysis.paper SWEEP_DIR [...] [--fresh blowups.csv]
+    python -m maml_sweep.tools.fresh_blowups SWEEP_DIR --tasks 10000 > blowups.csv
+    python -m maml_sweep.tools.paper SWEEP_DIR [...] [--fresh blowups.csv]
 """
 from __future__ import annotations
 
@@ -33,12 +33,13 @@ from scipy.special import betaincinv
 
 from .. import stats
 from ..rundir import COMPLETED
-from .aggregate import SELECT, aggregate, best_config, config_mask, eligible
-from .intervals import Interval, interval
-from .load import load_runs
-from .paired import compare, config_runs, scores_at
+from ..analysis.aggregate import SELECT, aggregate, best_config, config_mask, eligible
+from ..analysis.intervals import Interval, interval
+from ..analysis.load import load_runs
+from ..analysis.paired import compare, config_runs, scores_at
+from ..config import EvalConfig
 
-STEPS = (1, 5, 10)
+STEPS = tuple(EvalConfig().report_steps)  # k = 1, 5, 10: the schema's report steps
 ALGORITHMS = ("maml", "pretrain")
 
 
@@ -51,7 +52,7 @@ def clopper_pearson(x: int, n: int, level: float = 0.95) -> tuple[float, float]:
 
 
 def read_fresh(path: Path) -> dict[str, np.ndarray]:
-    """Run path -> (tasks, blow-ups at k = 1/5/10) from ``python -m maml_sweep.fresh_blowups``'s CSV."""
+    """Run path -> (tasks, blow-ups at k = 1/5/10) from ``python -m maml_sweep.tools.fresh_blowups``'s CSV."""
     with open(path, newline="") as fh:
         frame = pd.read_csv(fh, nrows=100_000)
     cols = ["tasks", *(f"blowups_k{k}" for k in STEPS)]
@@ -191,10 +192,10 @@ def table(runs: pd.DataFrame, keys: list[str], fresh_counts: dict | None = None,
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m maml_sweep.analysis.paper", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m maml_sweep.tools.paper", description=__doc__.split("\n\n")[0])
     p.add_argument("paths", nargs="+", help="sweep or run directories")
     p.add_argument("--fresh", type=Path, metavar="CSV",
-                   help="blow-ups on fresh tasks per run, from python -m maml_sweep.fresh_blowups")
+                   help="blow-ups on fresh tasks per run, from python -m maml_sweep.tools.fresh_blowups")
     p.add_argument("--tune", action="append", default=[], metavar="KEY",
                    help="a swept key chosen per setting and algorithm on validation (val_mse), e.g. "
                         "eval.inner_lr for the pretrain baseline's fine-tuning step size; repeatable")

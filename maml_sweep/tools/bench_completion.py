@@ -1,7 +1,7 @@
 """Seconds per TAB: ``maml-sweep -sc query=bash`` answered from the completion cache against Hydra's
 own answer (the reference: the command as it was, composing the config at every TAB), in one sitting.
 
-    python -m maml_sweep.bench_completion [--repeats 5]
+    python -m maml_sweep.tools.bench_completion [--repeats 5]
 
 Each query runs as the shell runs it (a new process, ``COMP_LINE`` set) and is timed until its stdout
 closes, which is when the shell shows the candidates. Prints the load average at start and end.

@@ -1,13 +1,13 @@
 """Blow-ups of trained runs on fresh, distinct test tasks (for the paper table's exact binomial CI).
 
-    python -m maml_sweep.fresh_blowups SWEEP_OR_RUN_DIR [...] [--tasks 10000] > blowups.csv
+    python -m maml_sweep.tools.fresh_blowups SWEEP_OR_RUN_DIR [...] [--tasks 10000] > blowups.csv
 
 For each completed run: its trained init (``params.npz``) adapted on ``--tasks`` fresh tasks, the
 test stream of ``eval.seed`` = :data:`FRESH_EVAL_SEED` + the run's seed (so runs of different seeds
 see different tasks, and none is in the run's own test bank), with the run's shots, query points
 and evaluation inner loop; prints CSV rows ``path,seed,tasks,blowups_k1,blowups_k5,blowups_k10``
 (:func:`maml_sweep.stats.blown_up`), with progress on stderr. The runs are not changed.
-``python -m maml_sweep.analysis.paper SWEEP --fresh blowups.csv`` reads it.
+``python -m maml_sweep.tools.paper SWEEP --fresh blowups.csv`` reads it.
 """
 from __future__ import annotations
 
@@ -20,21 +20,21 @@ from pathlib import Path
 import numpy as np
 from omegaconf import OmegaConf
 
-from . import evaluate, rundir, stats
-from .config import Config, register_configs
-from .safe_text import csv_cell
-from .train import Trainer
+from .. import evaluate, rundir, rundir_read, stats
+from ..components import run_config
+from ..config import EvalConfig
+from ..safe_text import csv_cell
+from ..train import Trainer
 
 FRESH_EVAL_SEED = 1000  # fresh tasks for run seed s: the test stream of eval.seed = FRESH_EVAL_SEED + s
-STEPS = (1, 5, 10)
+STEPS = tuple(EvalConfig().report_steps)  # k = 1, 5, 10: the schema's report steps
 CHUNK = 2000            # tasks evaluated at a time (bounded memory)
 MAX_TASKS = 1_000_000
 
 
 def fresh_blowups(run_dir: Path, num_tasks: int, steps=STEPS) -> np.ndarray:
     """Blown-up counts (len(steps),) of the run's trained init on ``num_tasks`` fresh test tasks."""
-    register_configs()
-    cfg = OmegaConf.merge(OmegaConf.structured(Config), OmegaConf.load(Path(run_dir) / rundir.HYDRA_CONFIG))
+    cfg = run_config(run_dir)
     cfg = OmegaConf.merge(cfg, {"eval": {"seed": FRESH_EVAL_SEED + int(cfg.seed), "num_tasks": num_tasks}})
     params = rundir.load_params(Path(run_dir) / rundir.PARAMS)
     trainer = Trainer(cfg, Path(run_dir), "")
@@ -49,7 +49,7 @@ def fresh_blowups(run_dir: Path, num_tasks: int, steps=STEPS) -> np.ndarray:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m maml_sweep.fresh_blowups", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m maml_sweep.tools.fresh_blowups", description=__doc__.split("\n\n")[0])
     p.add_argument("paths", nargs="+", type=Path, help="run directories, or sweep directories holding them")
     p.add_argument("--tasks", type=int, default=10000, help="fresh tasks per run (default 10000)")
     args = p.parse_args(argv)
@@ -66,7 +66,7 @@ def main(argv=None) -> int:
     out.writerow(["path", "seed", "tasks", *(f"blowups_k{k}" for k in STEPS)])
     t0 = time.perf_counter()
     for i, run in enumerate(done, 1):
-        seed = int(OmegaConf.load(run / rundir.HYDRA_CONFIG).get("seed", 0))
+        seed = int(rundir_read.read_config(run).get("seed", 0))
         out.writerow([csv_cell(str(run)), seed, args.tasks, *fresh_blowups(run, args.tasks)])
         sys.stdout.flush()
         rate = i / (time.perf_counter() - t0)

@@ -5,7 +5,7 @@ bank and the scratch baseline; ``test_mse.npz``, ``adaptation.csv`` and the test
 ``summary.json`` are rewritten (atomically), so statistics code changed after training applies
 to old runs. Runs that did not complete are listed and left alone.
 
-    python -m maml_sweep.reevaluate RUN_OR_SWEEP_DIR [...]
+    python -m maml_sweep.tools.reevaluate RUN_OR_SWEEP_DIR [...]
 """
 from __future__ import annotations
 
@@ -14,12 +14,9 @@ import os
 import sys
 from pathlib import Path
 
-from omegaconf import OmegaConf
-from omegaconf.errors import OmegaConfBaseException
-
-from . import rundir
-from .config import Config, check_values, register_configs
-from .train import Trainer
+from .. import rundir, runlock
+from ..components import RestoreError, run_config
+from ..train import Trainer
 
 
 class Refused(ValueError):
@@ -30,7 +27,8 @@ def reevaluate(run_dir: Path) -> dict:
     """Re-run the test evaluation of the completed run in ``run_dir``; returns its new summary.
 
     Reads and writes as a run does (regular files only, bounded reads, the run's lock held) and
-    applies the same checks before any work: the run's config must pass :func:`check_values`, caps
+    applies the same checks before any work: the run's config must pass
+    :func:`maml_sweep.components.run_config` (:func:`maml_sweep.config.check_values`), caps
     (``train.max_memory_gb``, ``train.max_hours``) included. Raises :class:`Refused`,
     :class:`rundir.RunDirError` or :class:`rundir.DamagedFile` (one line each) otherwise."""
     run_dir = Path(run_dir)
@@ -40,20 +38,15 @@ def reevaluate(run_dir: Path) -> dict:
     summary = rundir.read_summary(run_dir)
     if summary is None or summary.get("status") != rundir.COMPLETED:
         raise Refused(f"{run_dir}: not a completed run (status {None if summary is None else summary.get('status')})")
-    register_configs()
     try:
-        cfg = OmegaConf.merge(OmegaConf.structured(Config), rundir.read_config(run_dir))
-    except OmegaConfBaseException as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise Refused(f"{run_dir / rundir.HYDRA_CONFIG}: this version cannot read it ({first})") from None
-    problems = check_values(cfg)
-    if problems:
-        raise Refused(f"{run_dir / rundir.HYDRA_CONFIG}: {'; '.join(problems)}")
+        cfg = run_config(run_dir)  # the one way a run's config is read back (as the analysis rebuilds runs)
+    except RestoreError as exc:
+        raise Refused(str(exc)) from None
     if not os.access(run_dir, os.W_OK | os.X_OK):
         raise Refused(f"{run_dir}: not writable by this user; nothing was changed")
     try:
         params = rundir.load_params(run_dir / rundir.PARAMS)
-        with rundir.RunLock(run_dir):  # no live process owns the run while its results are rewritten
+        with runlock.RunLock(run_dir):  # no live process owns the run while its results are rewritten
             keys = Trainer(cfg, run_dir, summary["config_hash"]).evaluate(params)
             new = {**{k: v for k, v in summary.items() if not k.startswith("test_")}, **keys}
             rundir.write_json(run_dir / rundir.SUMMARY, new)
@@ -66,7 +59,7 @@ def reevaluate(run_dir: Path) -> dict:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m maml_sweep.reevaluate", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m maml_sweep.tools.reevaluate", description=__doc__.split("\n\n")[0])
     p.add_argument("paths", nargs="+", type=Path, help="run directories, or sweep directories holding them")
     return p
 
