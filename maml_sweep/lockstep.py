@@ -23,6 +23,7 @@ import logging
 import math
 import os
 import signal
+import threading
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
@@ -153,6 +154,9 @@ class LockstepLauncher(Launcher):
             sys.exit(2)
         self.n_jobs = n_jobs
         self.config = self.hydra_context = self.task_function = None
+        self.pool: ProcessPoolExecutor | None = None  # the workers, for every launch of this sweep
+        self.workers = 0
+        self._lock = threading.Lock()
 
     def setup(self, *, hydra_context, task_function, config) -> None:
         if not isinstance(hydra_context.config_loader, GroupComposer):  # the sweeper's check composes through it too
@@ -160,21 +164,30 @@ class LockstepLauncher(Launcher):
         self.config, self.hydra_context, self.task_function = config, hydra_context, task_function
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
-        """Run the jobs on min(cores, jobs) worker processes, in order; one JobReturn per job."""
-        import cloudpickle  # functions by value where they must be (Hydra's task function)
-
+        """Run the jobs on the sweep's worker processes, in order; one JobReturn per job. A search
+        launches again and again (from several threads): the workers stay for the whole sweep."""
         setup_globals()
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
         if not job_overrides:
             return []
-        workers = min(cores(self.n_jobs), len(job_overrides))
-        log.info("lockstep: %d jobs on %d worker processes", len(job_overrides), workers)
-        payload = cloudpickle.dumps((self.hydra_context, self.config, self.task_function, Singleton.get_state()))
-        with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_start_worker,
-                                 initargs=(payload,)) as pool:
-            futures = [pool.submit(_run_job, initial_job_idx + i, list(o)) for i, o in enumerate(job_overrides)]
-            return [f.result() for f in futures]
+        pool = self._pool(len(job_overrides))
+        log.info("lockstep: %d jobs on %d worker processes", len(job_overrides), self.workers)
+        futures = [pool.submit(_run_job, initial_job_idx + i, list(o)) for i, o in enumerate(job_overrides)]
+        return [f.result() for f in futures]
+
+    def _pool(self, jobs: int) -> ProcessPoolExecutor:
+        """The worker processes (started at the first launch: min(cores, its jobs), at least 2 for a
+        search, which launches one trial at a time); they end when the sweep's process does."""
+        import cloudpickle  # functions by value where they must be (Hydra's task function)
+
+        with self._lock:
+            if self.pool is None:
+                self.workers = max(1, min(cores(self.n_jobs), max(jobs, 2)))
+                payload = cloudpickle.dumps((self.hydra_context, self.config, self.task_function, Singleton.get_state()))
+                self.pool = ProcessPoolExecutor(self.workers, mp_context=get_context("spawn"), initializer=_start_worker,
+                                                initargs=(payload,))
+            return self.pool
 
 
 # In a worker process: the sweep's context, set once by _start_worker.
