@@ -35,7 +35,9 @@ from hydra.core.override_parser.types import Override, OverrideType, ValueType
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, configure_log, run_job, setup_globals
 from hydra.plugins.launcher import Launcher
+from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf.errors import OmegaConfBaseException
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +92,7 @@ class GroupComposer:
 def _parse(overrides: Sequence[str]) -> list[Override] | None:
     try:
         return OverridesParser.create().parse_overrides(list(overrides))
-    except Exception:  # noqa: BLE001 - Hydra composes it and says what is wrong
+    except HydraException:  # Hydra composes it and says what is wrong
         return None
 
 
@@ -119,7 +121,7 @@ def _derived(template, parsed: list[Override], master_config: DictConfig) -> Dic
         for new, old in zip(parsed, base_parsed):
             if new.input_line != old.input_line:
                 OmegaConf.update(config, new.key_or_group, new.value(), merge=True)
-    except Exception:  # noqa: BLE001 - Hydra composes it and gives its own error
+    except (OmegaConfBaseException, HydraException, ValueError, TypeError, KeyError):  # Hydra composes it, with its error
         return None
     dirname = config.hydra.job.config.override_dirname
     with open_dict(config.hydra):
@@ -248,7 +250,7 @@ def _run_job(idx: int, overrides: list[str]) -> JobReturn:
         return _portable(ret)
     except KeyboardInterrupt:  # a signal before or after the run: its directory says what it left
         return _not_started(overrides)
-    except Exception as exc:  # noqa: BLE001 - composing failed: the sweep's process gets it as text
+    except (HydraException, OmegaConfBaseException) as exc:  # composing failed: the sweep's process gets it as text
         return JobReturn(overrides=overrides, status=JobStatus.FAILED,
                          _return_value=RuntimeError(f"{type(exc).__name__}: {exc}"))
     finally:
