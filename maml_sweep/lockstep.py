@@ -29,7 +29,6 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Sequence
 
-from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override, OverrideType, ValueType
 from hydra.core.singleton import Singleton
@@ -244,7 +243,7 @@ def _run_job(idx: int, overrides: list[str]) -> JobReturn:
         with open_dict(config):
             config.hydra.job.id = f"{config.hydra.job.name}_{idx}"
             config.hydra.job.num = idx
-        HydraConfig.instance().set_config(config)
+        # run_job sets HydraConfig itself (each set copies the hydra node: not once more here)
         ret = run_job(hydra_context=hydra_context, config=config, task_function=_WORKER["task_function"],
                       job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")
         return _portable(ret)
