@@ -133,6 +133,8 @@ def test_a_diverging_run_stops_alone_and_the_lockstep_sweep_exits_0(tmp_path):
     assert ok["status"] == ok2["status"] == "completed" and ok2["steps"] == ok2["outer_steps"]
     assert bad["status"] == "diverged" and bad["diverged_step"] >= 1
     assert [r["status"] for r in sweep_table(tmp_path / "sweep")] == ["completed", "diverged", "completed"]
+    pids = {json.loads((p / rundir.LOCK).read_text())["pid"] for p in job_dirs(tmp_path / "sweep")}
+    assert len(pids) == 1  # the three runs, one after another, in one worker process (n_jobs=1)
 
 
 @pytest.mark.slow
