@@ -238,6 +238,7 @@ def _run_job(idx: int, overrides: list[str]) -> JobReturn:
         return _not_started(overrides)
     hydra_context, master = _WORKER["hydra_context"], _WORKER["config"]
     _WORKER["in_job"] = True
+    config = None
     try:
         config = hydra_context.config_loader.load_sweep_config(master, overrides)
         with open_dict(config):
@@ -248,6 +249,11 @@ def _run_job(idx: int, overrides: list[str]) -> JobReturn:
                       job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")
         return _portable(ret)
     except KeyboardInterrupt:  # a signal before or after the run: its directory says what it left
+        if config is not None:  # stopped before the run wrote anything: no empty job directory is left
+            try:
+                os.rmdir(Path(str(config.hydra.sweep.dir)) / str(config.hydra.sweep.subdir))
+            except (OSError, OmegaConfBaseException):
+                pass  # not empty (the run's own files), or never made
         return _not_started(overrides)
     except (HydraException, OmegaConfBaseException) as exc:  # composing failed: the sweep's process gets it as text
         return JobReturn(overrides=overrides, status=JobStatus.FAILED,
