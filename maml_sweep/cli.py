@@ -18,6 +18,7 @@ from pathlib import Path
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.plugins import Plugins
+from hydra_plugins.maml_sweep_lockstep.lockstep_launcher import LockstepLauncher
 from hydra_plugins.maml_sweep_search.search_sweeper import SearchSweeper
 from hydra.types import RunMode
 from omegaconf import OmegaConf
@@ -29,8 +30,9 @@ from .train import StopSignals, run
 
 register_configs()
 # Hydra scans hydra_plugins/ for plugins, but cannot list it in an editable install (pip install -e):
-# register the search sweeper explicitly (importing it does not import Optuna).
+# register the search sweeper (importing it does not import Optuna) and the lockstep launcher explicitly.
 Plugins.instance().register(SearchSweeper)
+Plugins.instance().register(LockstepLauncher)
 # What is imported so far lives as long as the process: keep it out of the collector's full passes
 # (a joblib worker without psutil runs gc.collect() after every job: ~15 ms over these objects).
 gc.freeze()

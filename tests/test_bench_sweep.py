@@ -32,3 +32,15 @@ def test_breakdown_splits_the_jobs_phase_per_job_and_keeps_start_up_and_end_apar
     assert [parts[k] for k in ("setup_s", "wall_s", "eval_s", "writes_s", "compose_s")] == \
         pytest.approx([0.1, 1.0, 0.3, 0.05, 0.15])
     assert parts["rest_s"] == pytest.approx(2.0 - 1.6)  # 8 core-seconds / 4 jobs, less what is named
+
+
+@pytest.mark.slow
+def test_bench_sweep_times_each_launcher_against_the_ideal(tmp_path):
+    from conftest import run_module
+
+    proc = run_module("maml_sweep.tools.bench_sweep", ["--runs", "2", "--steps", "4", "--repeats", "1", "--override",
+                                                 "eval.num_tasks=10", "--override", "model.hidden=[8,8]"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    rows = [line for line in proc.stdout.splitlines() if " sweep of 2 runs x 4 steps" in line]
+    assert [line.split(" sweep")[0] for line in rows] == ["joblib", "lockstep"]
+    assert all("x the ideal" in line and "load average" in line for line in rows)

@@ -1,20 +1,24 @@
 """Benchmark: the fixed cost of one run, and a parallel sweep's wall time against its runs' training time.
 
-    python -m maml_sweep.tools.bench_sweep [--runs 32] [--steps 1000] [--repeats 5] [--serial]
+    python -m maml_sweep.tools.bench_sweep [--runs 16 64] [--steps 1000] [--launchers joblib lockstep] [--repeats 5] [--serial]
 
 1. Fixed cost: the wall time of ``maml-sweep train.outer_steps=1 train.figures=false`` (a whole
    process as a sweep's job runs it, no figure: imports, composing, one step, the test-bank
    evaluation, the run directory's files), the first with an
    empty scratch cache, then ``--repeats`` more with it warm (median and min), beside the import
    time of the CLI and the run's own ``eval_s``.
-2. Sweep: ``--runs`` seeds of ``--steps`` outer steps with the joblib launcher on all cores (and,
-   with ``--serial``, Hydra's basic launcher). Overhead = wall time / (sum of the runs' training
-   time ``wall_s`` / cores) - 1: what a sweep costs beyond its training loops. Where it goes, per
+2. One run of ``--steps`` outer steps alone: its training loop's ``wall_s`` is the single-run time.
+3. Sweeps: for each ``--runs`` count and each launcher (``joblib``, ``lockstep``; with ``--serial``
+   also Hydra's basic launcher), that many seeds of ``--steps`` outer steps on all cores. Against
+   the ideal (runs x the single-run time / cores: training only, no sweep cost, no slowdown of two
+   runs sharing the machine): wall / ideal. Overhead = wall time / (sum of the runs' training time
+   ``wall_s`` / cores) - 1: what a sweep costs beyond its training loops. Where it goes, per
    job (means, seconds): composing its config (measured here, in-process, as Hydra does it: the
-   sweeper composes every job's config in the parent before launching, the worker again), the
+   sweeper composes every job's config in the parent before launching, the joblib worker again;
+   lockstep composes once per group and worker and copies the rest), the
    run's own ``setup_s``, ``wall_s``, ``eval_s`` and ``writes_s`` (summary.json) and the rest of
    the jobs' phase (each worker's core-seconds between the first run's start and the last one's
-   end, less those: Hydra's job wrapper, joblib's dispatch, the sweep-summary callback); then the
+   end, less those: Hydra's job wrapper, dispatch, the sweep-summary callback); then the
    sweep's start-up before its first run and its end after the last.
 
 Everything runs in a temporary directory with a scratch cache of its own; BLAS one thread per run
@@ -67,20 +71,31 @@ def fixed_cost(workdir: Path, repeats: int) -> dict:
             "imports": imports - start, "python": start}
 
 
-def sweep(workdir: Path, launcher: str, runs: int, steps: int) -> dict:
-    """Wall seconds of a ``runs``-seed multirun, the sum of its runs' training seconds, and where
-    the rest goes (:func:`breakdown`)."""
-    folder = workdir / launcher
-    overrides = [f"seed=range(0,{runs})", f"train.outer_steps={steps}", f"hydra/launcher={launcher}"]
+PARALLEL = ("joblib", "lockstep")  # launchers that use every core
+
+
+def single_run(workdir: Path, steps: int, extra: list[str] = ()) -> float:
+    """Training-loop seconds (``wall_s``) of one run of ``steps`` outer steps, alone on the machine."""
+    run_dir = workdir / "alone"
+    _timed(["-m", "maml_sweep", f"train.outer_steps={steps}", "train.figures=false", *extra, f"hydra.run.dir={run_dir}"],
+           workdir / "cache", workdir)
+    return json.loads((run_dir / rundir.SUMMARY).read_text())["wall_s"]
+
+
+def sweep(workdir: Path, launcher: str, runs: int, steps: int, extra: list[str] = ()) -> dict:
+    """Wall seconds of a ``runs``-seed multirun (``extra``: more overrides), the sum of its runs'
+    training seconds, and where the rest goes (:func:`breakdown`)."""
+    folder = workdir / f"{launcher}-{runs}"
+    overrides = [f"seed=range(0,{runs})", f"train.outer_steps={steps}", *extra, f"hydra/launcher={launcher}"]
     started = time.time()
     wall = _timed(["-m", "maml_sweep", "-m", *overrides, f"hydra.sweep.dir={folder}"], workdir / "cache", workdir)
     jobs = [p.parent for p in folder.glob(f"*/{rundir.SUMMARY}")]
     summaries = [json.loads((job / rundir.SUMMARY).read_text()) for job in jobs]
     if len(summaries) != runs or any(s["status"] != rundir.COMPLETED for s in summaries):
         raise RuntimeError(f"{launcher} sweep: {len(summaries)} of {runs} runs completed")
-    cores = os.cpu_count() if launcher == "joblib" else 1
+    cores = os.cpu_count() if launcher in PARALLEL else 1
     train = sum(s["wall_s"] for s in summaries)
-    compose_s = compose_seconds(overrides[1:] + ["seed=1"])
+    compose_s = compose_seconds(overrides[1:] + ["seed=1"]) if launcher != "lockstep" else 0.0
     return {"wall": wall, "train": train, "cores": cores, "overhead": wall / (train / cores) - 1,
             **breakdown(jobs, started, started + wall, cores, compose_s)}
 
@@ -120,10 +135,14 @@ def compose_seconds(overrides: list[str], repeats: int = 10) -> float:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m maml_sweep.tools.bench_sweep", description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=32, help="runs in the sweep (seeds)")
+    parser.add_argument("--runs", type=int, nargs="+", default=[16, 64], help="runs in each sweep (seeds)")
     parser.add_argument("--steps", type=int, default=1000, help="outer steps per run")
+    parser.add_argument("--launchers", nargs="+", default=list(PARALLEL), choices=PARALLEL,
+                        help="parallel launchers to time")
     parser.add_argument("--repeats", type=int, default=5, help="warm fixed-cost runs (median, min)")
-    parser.add_argument("--serial", action="store_true", help="also time the sweep with the basic launcher")
+    parser.add_argument("--serial", action="store_true", help="also time the sweeps with the basic launcher")
+    parser.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
+                        help="an override for the single run and every sweep (repeatable), e.g. eval.num_tasks=300")
     return parser
 
 
@@ -138,17 +157,27 @@ def main(argv=None) -> None:
               f"{fc['cold']:.2f} s)", flush=True)
         print(f"  of which: python start-up {fc['python']:.2f} s, importing the CLI {fc['imports']:.2f} s, "
               f"test-bank evaluation {fc['eval_median']:.2f} s (uncached: {fc['cold_eval']:.2f} s)", flush=True)
-        for launcher in ("joblib", "basic") if args.serial else ("joblib",):
-            sw = sweep(workdir, launcher, args.runs, args.steps)
-            print(f"{launcher} sweep of {args.runs} runs x {args.steps} steps on {sw['cores']} core(s): wall "
-                  f"{sw['wall']:.1f} s, runs' training {sw['train']:.1f} s in all -> overhead "
-                  f"{sw['overhead']:+.0%} over training time / cores", flush=True)
-            p = sw["parts"]
-            print(f"  per job (mean s): composing its config {p['compose_s']:.3f} (and again in the sweeper's check) | "
-                  + " | ".join(f"{name} {p[key]:.3f}" for key, name in PARTS)
-                  + f" | the rest (Hydra's job wrapper, dispatch, callbacks) {p['rest_s']:.3f}", flush=True)
-            print(f"  sweep start-up before the first run {sw['start']:.2f} s (imports, the sweeper composing every "
-                  f"job's config, starting workers); after the last run {sw['end']:.2f} s", flush=True)
+        alone = single_run(workdir, args.steps, args.override)
+        shown = f" {' '.join(args.override)}" if args.override else ""
+        print(f"one run of {args.steps} steps{shown} alone: training loop {alone:.2f} s ({1e3 * alone / args.steps:.2f} ms "
+              f"per step); {loadavg()}", flush=True)
+        for runs in args.runs:
+            for launcher in [*args.launchers, *(["basic"] if args.serial else [])]:
+                sw = sweep(workdir, launcher, runs, args.steps, args.override)
+                ideal = runs * alone / sw["cores"]
+                print(f"{launcher} sweep of {runs} runs x {args.steps} steps{shown} on {sw['cores']} core(s): wall "
+                      f"{sw['wall']:.1f} s = {sw['wall'] / ideal:.2f}x the ideal {ideal:.1f} s (runs x one run alone / "
+                      f"cores); runs' training {sw['train']:.1f} s in all -> overhead {sw['overhead']:+.0%} over "
+                      f"training time / cores; {loadavg()}", flush=True)
+                p = sw["parts"]
+                compose = (f"composing its config {p['compose_s']:.3f} (and again in the sweeper's check) | "
+                           if launcher != "lockstep" else "")
+                print(f"  per job (mean s): {compose}"
+                      + " | ".join(f"{name} {p[key]:.3f}" for key, name in PARTS)
+                      + f" | the rest (Hydra's job wrapper, dispatch, callbacks{', config copies' if not compose else ''})"
+                        f" {p['rest_s']:.3f}", flush=True)
+                print(f"  sweep start-up before the first run {sw['start']:.2f} s (imports, the sweeper composing every "
+                      f"job's config, starting workers); after the last run {sw['end']:.2f} s", flush=True)
     print(loadavg() + " at end")
 
 
