@@ -15,8 +15,21 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from .rundir import (ADAPTATION, ASIDE, CHECKPOINT, FITS, HYDRA_CONFIG, LOCK, METRICS, PARAMS, SUMMARY, TEST_MSE,
-                     RunDirError, _unsafe, file_kind)
+from .rundir import (
+    ADAPTATION,
+    ASIDE,
+    CHECKPOINT,
+    FITS,
+    HYDRA_CONFIG,
+    LOCK,
+    METRICS,
+    PARAMS,
+    SUMMARY,
+    TEST_MSE,
+    RunDirError,
+    _unsafe,
+    file_kind,
+)
 from .runlock import RunLock
 
 ASIDE_FILES = (METRICS, SUMMARY, PARAMS, CHECKPOINT, FITS, ADAPTATION, TEST_MSE, LOCK, ".hydra")

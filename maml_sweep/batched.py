@@ -39,11 +39,9 @@ def _forward(model: MLP, P: dict, x: np.ndarray):
     """Outputs (T, N) and, per hidden layer, (pre-activation, activation), each (T, N, d_k)."""
     L = len(model.hidden)
     layers = []
+    h = _inputs(model, x)
     for k in range(1, L + 1):
-        if k == 1:
-            z = np.matmul(_inputs(model, x), _first_weights(model, P))
-        else:
-            z = np.matmul(h, P[f"W{k}"])
+        z = np.matmul(h, _first_weights(model, P) if k == 1 else P[f"W{k}"])
         z += P[f"b{k}"][:, None, :]
         h = _act(model, z)
         layers.append((z, h))

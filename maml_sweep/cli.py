@@ -18,10 +18,11 @@ from pathlib import Path
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.plugins import Plugins
-from hydra_plugins.maml_sweep_lockstep.lockstep_launcher import LockstepLauncher
-from hydra_plugins.maml_sweep_search.search_sweeper import SearchSweeper
 from hydra.types import RunMode
 from omegaconf import OmegaConf
+
+from hydra_plugins.maml_sweep_lockstep.lockstep_launcher import LockstepLauncher
+from hydra_plugins.maml_sweep_search.search_sweeper import SearchSweeper
 
 from . import console, logs, resume, rundir, rundir_read, stopping, sweep
 from .config import ConfigError, register_configs

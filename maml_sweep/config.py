@@ -24,7 +24,6 @@ from .model import ACTIVATIONS, DTYPES, INIT_SCHEMES, MLP
 from .optim import OPTIMIZERS, AdamConfig, MomentumConfig, OptimizerConfig  # noqa: F401
 from .tasks import TASK_FAMILIES, GPTaskConfig, SineTaskConfig, StepsTaskConfig, TaskConfig  # noqa: F401
 
-
 # Every default lives in a schema, once (Hydra's structured-config pattern): the top level's and the
 # model's here, each task family's next to its sampler (maml_sweep/tasks.py), each optimizer's and
 # algorithm's next to its class (maml_sweep/optim.py, maml_sweep/algorithms.py). An option's YAML in

@@ -56,8 +56,21 @@ from autograd.tracer import getval, isbox
 
 from . import fast_tape
 from .fast_layout import _Layout, _layout, _stack, dtype_of, load_inputs, supports
-from .fast_tape import (TapeKey, _copyto, _dot, _Tape, _Workspace, _WORKSPACES, _rec_forward, _rec_hvp,  # noqa: F401
-                        _rec_loss_grad, _workspace, clear_workspaces, eager, tape_key)
+from .fast_tape import (  # noqa: F401
+    _WORKSPACES,
+    TapeKey,
+    _copyto,
+    _dot,
+    _rec_forward,
+    _rec_hvp,
+    _rec_loss_grad,
+    _Tape,
+    _Workspace,
+    _workspace,
+    clear_workspaces,
+    eager,
+    tape_key,
+)
 from .maml import InnerLoop
 from .model import MLP
 from .tasks import Task

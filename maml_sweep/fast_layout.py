@@ -16,7 +16,6 @@ from autograd.tracer import getval
 from .model import MLP, param_shapes
 from .tasks import Task
 
-
 # ----------------------------------------------------------------------------- layout
 
 

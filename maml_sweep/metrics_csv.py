@@ -12,8 +12,16 @@ from pathlib import Path
 
 import numpy as np
 
-from .rundir import (ADAPTATION, ADAPTATION_COLUMNS, METRIC_COLUMNS, METRICS, DamagedRunFile, atomic_path, open_file,
-                     read_bytes)
+from .rundir import (
+    ADAPTATION,
+    ADAPTATION_COLUMNS,
+    METRIC_COLUMNS,
+    METRICS,
+    DamagedRunFile,
+    atomic_path,
+    open_file,
+    read_bytes,
+)
 
 
 class MetricsLog:

@@ -29,7 +29,7 @@ from mlflow.entities import Metric, Param, RunStatus, RunTag  # noqa: E402
 from mlflow.exceptions import MlflowException  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
-from . import metrics_csv, rundir, rundir_read# noqa: E402
+from . import metrics_csv, rundir, rundir_read  # noqa: E402
 from .runs_index import RunRecord  # noqa: E402
 
 RUN_DIR_TAG = "maml_sweep.run_dir"

@@ -13,8 +13,19 @@ from pathlib import Path
 
 import yaml
 
-from .rundir import (CORRUPT, HYDRA_CONFIG, HYDRA_OVERRIDES, KILLED, NO_SUMMARY, RUNNING, SUMMARY, UNKNOWN,
-                     DamagedFile, DamagedRunFile, read_text)
+from .rundir import (
+    CORRUPT,
+    HYDRA_CONFIG,
+    HYDRA_OVERRIDES,
+    KILLED,
+    NO_SUMMARY,
+    RUNNING,
+    SUMMARY,
+    UNKNOWN,
+    DamagedFile,
+    DamagedRunFile,
+    read_text,
+)
 from .runlock import is_live
 
 YAML_MAX_NODES = 100_000  # nodes of a YAML document with its aliases expanded (a run's config has ~200)

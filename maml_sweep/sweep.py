@@ -296,8 +296,9 @@ class WorkerDied(CompactHydraException):
 def _worker_deaths_in_one_line() -> None:
     """Hydra's joblib launcher lets loky's ``TerminatedWorkerError`` escape, which Hydra prints as a
     30-line traceback: raise :class:`WorkerDied` (one line with the workers' exit codes) instead."""
-    from hydra_plugins.hydra_joblib_launcher.joblib_launcher import JoblibLauncher
     from joblib.externals.loky.process_executor import TerminatedWorkerError
+
+    from hydra_plugins.hydra_joblib_launcher.joblib_launcher import JoblibLauncher
 
     launch = JoblibLauncher.launch
     if getattr(launch, "one_line_deaths", False):

@@ -33,8 +33,8 @@ from .components import build
 from .config import ConfigError, check_values
 from .figures import panel_steps, plot_validation_fits
 from .model import MLP
-from .tasks import Task
 from .rundir import COMPLETED, DIVERGED, FAILED, INTERRUPTED, PRUNED, RUNNING
+from .tasks import Task
 
 log = logging.getLogger(__name__)
 

@@ -15,10 +15,10 @@ import csv
 import json
 import os
 import signal
-from contextlib import contextmanager
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest

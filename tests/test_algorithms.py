@@ -7,10 +7,10 @@ from autograd import grad
 from autograd.misc import flatten
 
 from maml_sweep.algorithms import ALGORITHMS, model_params
+from maml_sweep.config import SineTaskConfig, StepsTaskConfig
 from maml_sweep.maml import InnerLoop, inner_loss
 from maml_sweep.model import MLP
 from maml_sweep.optim import SGD, Adam
-from maml_sweep.config import SineTaskConfig, StepsTaskConfig
 from maml_sweep.tasks import make_tasks
 
 MODEL = MLP((12, 12), "tanh")

@@ -3,9 +3,9 @@ import math
 
 import numpy as np
 import pytest
-
 from analysis_fixtures import make_sweep
 from conftest import set_summary, summary_of
+
 from maml_sweep.analysis import aggregate, best_config, curve_bands, load_runs
 from maml_sweep.analysis.aggregate import t975
 

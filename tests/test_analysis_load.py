@@ -5,9 +5,9 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
-
 from analysis_fixtures import base_config, make_sweep, write_run
 from conftest import set_summary, summary_of
+
 from maml_sweep import rundir, runlock
 from maml_sweep.analysis import LoadError, load_runs
 from maml_sweep.analysis.load import STR
@@ -158,6 +158,7 @@ def test_two_sweeps_of_the_same_settings_get_a_sweep_key(real_sweep, tmp_path):
 
 def test_single_runs_of_a_day_pool_their_seeds(tmp_path):
     import numpy as np  # noqa: F811
+
     from maml_sweep.tools.synthetic import synthetic_curve
 
     for seed in (0, 1, 2):

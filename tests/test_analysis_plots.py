@@ -1,5 +1,4 @@
 """Figures checked for content: axis labels, lines per hue level, facets, heatmap shape, fits."""
-import shutil
 
 import matplotlib
 
@@ -7,11 +6,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+from analysis_fixtures import base_config, write_run  # noqa: E402
 
-from analysis_fixtures import base_config, make_sweep, write_run  # noqa: E402
-from maml_sweep.analysis import curve_bands, load_runs  # noqa: E402
 from maml_sweep import components, rundir, stats  # noqa: E402
-from maml_sweep.analysis import panels, plots  # noqa: E402
+from maml_sweep.analysis import curve_bands, load_runs, panels, plots  # noqa: E402  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

@@ -6,15 +6,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from matplotlib.colors import to_hex
-
 from analysis_fixtures import make_sweep
 from conftest import run_module
+from matplotlib.colors import to_hex
+
 from maml_sweep.analysis import intervals, load_runs, plots
-from maml_sweep.tools.bench_report import main as bench_main
 from maml_sweep.analysis.design import KINDS, experiment_design
 from maml_sweep.analysis.report_cli import KINDS as CLI_KINDS
 from maml_sweep.analysis.report_cli import main
+from maml_sweep.tools.bench_report import main as bench_main
 from maml_sweep.tools.synthetic import planted_sweep
 
 MAX_PX = 2400

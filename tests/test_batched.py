@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 from maml_sweep import batched
+from maml_sweep.config import GPTaskConfig, SineTaskConfig
 from maml_sweep.maml import InnerLoop, adapt
 from maml_sweep.model import MLP
-from maml_sweep.config import GPTaskConfig, SineTaskConfig
 from maml_sweep.tasks import make_tasks
 
 

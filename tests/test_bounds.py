@@ -3,11 +3,10 @@ import json
 import tracemalloc
 
 import pytest
-
 from conftest import TINY, run_cli
+
 from maml_sweep.bounds import GB, param_count
-from maml_sweep.config import resource_estimates
-from maml_sweep.config import ConfigError, check_values
+from maml_sweep.config import ConfigError, check_values, resource_estimates
 from maml_sweep.rundir import run_hash
 from maml_sweep.train import run
 

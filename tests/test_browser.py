@@ -9,11 +9,11 @@ from html import unescape
 from pathlib import Path
 
 import pytest
+from services import chromium
 
 from maml_sweep.analysis import load_runs
 from maml_sweep.analysis.design import experiment_design
 from maml_sweep.analysis.report_cli import main
-from services import chromium
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
 WIDTH = 1280

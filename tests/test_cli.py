@@ -8,8 +8,8 @@ import json
 import numpy as np
 import pytest
 import yaml
-
 from conftest import TINY, run_cli
+
 from maml_sweep.model import param_names
 
 

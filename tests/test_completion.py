@@ -8,8 +8,8 @@ from contextlib import redirect_stdout
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO, run_cli, subprocess_env
+
 from maml_sweep import completion
 
 LINES = ["maml-sweep ", "maml-sweep tr", "maml-sweep train.", "maml-sweep train.outer_steps=", "maml-sweep algorithm=f",

@@ -9,8 +9,16 @@ import yaml
 from omegaconf import OmegaConf
 
 import maml_sweep
-from maml_sweep.config import GROUPS, SCHEMAS, Config, EvalConfig, SineTaskConfig, StepsTaskConfig, TrainConfig, \
-    check_values
+from maml_sweep.config import (
+    GROUPS,
+    SCHEMAS,
+    Config,
+    EvalConfig,
+    SineTaskConfig,
+    StepsTaskConfig,
+    TrainConfig,
+    check_values,
+)
 from maml_sweep.maml import InnerLoop
 from maml_sweep.tasks import TASK_FAMILIES, make_tasks
 

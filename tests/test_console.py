@@ -6,11 +6,11 @@ import json
 import re
 
 import pytest
-
 from conftest import TINY, run_cli, summary_of, sweep_table
+
 from maml_sweep import rundir
-from maml_sweep.tools.synthetic import base_config, write_run
 from maml_sweep.console import SweepConsole, run_end_lines
+from maml_sweep.tools.synthetic import base_config, write_run
 
 STEP_LINE = re.compile(r"step \d+/\d+ +val_meta_objective")
 

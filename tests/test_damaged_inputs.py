@@ -8,8 +8,8 @@ import shutil
 import numpy as np
 import pytest
 import yaml
-
 from conftest import TINY, compose, deadline, run_stopped_at
+
 from maml_sweep import aside, checkpoint, rundir, rundir_read, train
 from maml_sweep.tools import reevaluate
 

@@ -14,7 +14,6 @@ import shlex
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO, run_cli
 
 PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
@@ -144,8 +143,8 @@ def test_maml_sweep_commands_print_their_config(tmp_path):
 
 def test_no_documented_report_writes_into_the_tracked_example():
     """Only ``python -m maml_sweep.tools.example`` writes analysis/example (tracked files)."""
-    from maml_sweep.tools.example import OUT
     from maml_sweep.analysis.report_cli import build_parser, default_out
+    from maml_sweep.tools.example import OUT
 
     reports = [argv_of(c) for _, c in ALL if c.startswith("maml-sweep-report ")]
     assert reports

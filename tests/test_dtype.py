@@ -4,15 +4,15 @@ import signal
 
 import numpy as np
 import pytest
-
 from conftest import LONG, TINY, run_cli, start_cli, wait_for
+from test_fast import GRID, grid_inner_loops, grid_seed, make
+
 from maml_sweep import fast, maml
+from maml_sweep.config import StepsTaskConfig
 from maml_sweep.maml import InnerLoop
 from maml_sweep.model import MLP
-from maml_sweep.config import StepsTaskConfig
 from maml_sweep.tasks import make_tasks
 from maml_sweep.train import run
-from test_fast import GRID, grid_inner_loops, grid_seed, make
 
 # float32 against the float64 reference (documented in docs/speed.md): the meta-objective to 1e-5
 # relative; each parameter array's gradient error at most 5e-4 of the whole gradient's norm (an

@@ -6,13 +6,12 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import TINY
-from maml_sweep import evaluate, rundir
-from maml_sweep.tasks import make_tasks
+
+from maml_sweep import evaluate, maml, rundir
 from maml_sweep.algorithms import MAML
-from maml_sweep import maml
 from maml_sweep.components import build
+from maml_sweep.tasks import make_tasks
 from maml_sweep.train import Trainer, run
 
 
@@ -173,8 +172,9 @@ def test_val_mse_scores_the_test_target_shots_step_and_step_size(compose_cfg, tm
 
 
 def test_reevaluate_recomputes_the_same_test_results_from_params(compose_cfg, tmp_path):
-    from maml_sweep.tools.reevaluate import reevaluate
     from omegaconf import OmegaConf
+
+    from maml_sweep.tools.reevaluate import reevaluate
     cfg = compose_cfg([*TINY, "eval.max_steps=5", "eval.report_steps=[1,5]"])
     record = {"config.yaml": OmegaConf.to_yaml(cfg, resolve=True)}  # what the CLI records
     summary = run(cfg, tmp_path, on_accept=lambda: rundir.save_hydra_record(tmp_path, record))

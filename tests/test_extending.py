@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import REPO, TINY, compose
+
 from maml_sweep import algorithms, tasks
 from maml_sweep.config import check_values
 from maml_sweep.maml import InnerLoop

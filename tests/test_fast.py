@@ -9,11 +9,11 @@ from autograd import grad
 from autograd.test_util import check_grads
 
 from maml_sweep import fast
-from maml_sweep.tools import bench
+from maml_sweep.config import StepsTaskConfig
 from maml_sweep.maml import InnerLoop, batch_meta_objective, meta_value_and_grad
 from maml_sweep.model import MLP
-from maml_sweep.config import StepsTaskConfig
 from maml_sweep.tasks import Task, make_tasks
+from maml_sweep.tools import bench
 
 TOL = 1e-10
 

@@ -9,12 +9,12 @@ import dataclasses
 import numpy as np
 import pytest
 from autograd import value_and_grad
+from test_dtype import TOL32_GRAD, TOL32_VALUE, as32
+from test_fast import GRID, GRID_ND, GRID_ND_ALL, TOL, grid_inner_loops, grid_seed, make
 
 from maml_sweep import fast, fast_anil, maml
 from maml_sweep.algorithms import ALGORITHMS, pooled
 from maml_sweep.maml import InnerLoop, inner_loss
-from test_dtype import TOL32_GRAD, TOL32_VALUE, as32
-from test_fast import GRID, GRID_ND, GRID_ND_ALL, TOL, grid_inner_loops, grid_seed, make
 
 QUICK_STEPS = (3,)
 

@@ -2,9 +2,9 @@
 dimension, end to end."""
 import numpy as np
 import pytest
+from conftest import TINY, compose
 from omegaconf import OmegaConf
 
-from conftest import TINY, compose
 from maml_sweep.config import check_values
 from maml_sweep.tasks import GP_MAX_POINTS, GPTaskConfig, make_tasks
 from maml_sweep.train import run

@@ -7,7 +7,6 @@ import venv
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO
 
 TOP_LEVEL_ONLY = {".git", ".venv", "build", "dist", "outputs", "analysis"}  # not maml_sweep/analysis

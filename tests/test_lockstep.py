@@ -13,16 +13,16 @@ import time
 
 import numpy as np
 import pytest
+from conftest import LONG, TINY, curve, run_cli, start_cli, summary_of, sweep_table, wait_for
 from hydra import initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
 from hydra.types import RunMode
 from omegaconf import OmegaConf
+from test_sweep_stops import alive, holders
 
-from conftest import LONG, TINY, curve, run_cli, start_cli, summary_of, sweep_table, wait_for
 from maml_sweep import rundir
 from maml_sweep.config import register_configs
 from maml_sweep.lockstep import GroupComposer, check_n_jobs
-from test_sweep_stops import alive, holders
 
 TIMINGS = ("wall_s", "ms_per_step", "setup_s", "eval_s", "writes_s")  # summary.json keys that are clock readings
 
@@ -119,7 +119,7 @@ def test_a_lockstep_sweep_gives_the_files_of_the_same_sweep_run_one_by_one(tmp_p
             assert (x / ".hydra" / record).read_text() == (y / ".hydra" / record).read_text()
     clockless = lambda rows: [{k: v for k, v in r.items() if k not in TIMINGS} for r in rows]
     assert clockless(sweep_table(tmp_path / "joblib")) == clockless(sweep_table(tmp_path / "lockstep"))
-    jobs = lambda out: sorted(l.split("] ", 1)[1] for l in out.splitlines() if l.startswith("["))
+    jobs = lambda out: sorted(ln.split("] ", 1)[1] for ln in out.splitlines() if ln.startswith("["))
     assert jobs(one_by_one.stdout) == jobs(lockstep.stdout) and len(jobs(lockstep.stdout)) == 12
     assert "report: maml-sweep-report lockstep" in lockstep.stdout
 
@@ -141,7 +141,7 @@ def test_a_diverging_run_stops_alone_and_the_lockstep_sweep_exits_0(tmp_path):
 def test_a_bad_n_jobs_is_one_line_and_exit_2(tmp_path):
     proc = run_cli(["-m", "seed=0,1", *TINY, "hydra/launcher=lockstep", "hydra.launcher.n_jobs=0",
                     "hydra.sweep.dir=sweep"], cwd=tmp_path)
-    lines = [l for l in proc.stderr.splitlines() if l.startswith("maml-sweep: error:")]
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("maml-sweep: error:")]
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert lines == ["maml-sweep: error: hydra.launcher.n_jobs=0: a whole number >= 1, or -1 for every core"]
 
@@ -166,7 +166,7 @@ def test_a_stopped_lockstep_sweep_leaves_true_statuses_no_worker_and_resumes_per
     sig = signal.SIGINT if "SIGINT" in how else signal.SIGTERM
     os.killpg(proc.pid, sig) if "group" in how else os.kill(proc.pid, sig)
     _, err = proc.communicate(timeout=120)
-    lines = [l for l in err.splitlines() if l.startswith("maml-sweep:")]
+    lines = [ln for ln in err.splitlines() if ln.startswith("maml-sweep:")]
     assert proc.returncode == code and "Traceback" not in err, err
     assert len(lines) == 1 and lines[0].endswith("hydra.sweep.dir=sweep"), err
     rows = sweep_table(sweep)

@@ -4,8 +4,8 @@ import logging
 import re
 
 import pytest
-
 from conftest import TINY, run_cli
+
 from maml_sweep.logs import tag_job
 
 

@@ -5,9 +5,9 @@ from autograd import grad
 from autograd.misc import flatten
 from autograd.test_util import check_grads
 
+from maml_sweep.config import StepsTaskConfig
 from maml_sweep.maml import InnerLoop, adapt, inner_loss, meta_objective, meta_value_and_grad
 from maml_sweep.model import MLP, param_names, param_shapes
-from maml_sweep.config import StepsTaskConfig
 from maml_sweep.tasks import make_tasks
 
 

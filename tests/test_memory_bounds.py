@@ -7,8 +7,8 @@ import sys
 import time
 
 import pytest
-
 from conftest import command, compose, run_cli, subprocess_env
+
 from maml_sweep.bounds import GB
 from maml_sweep.config import resource_estimates
 

@@ -9,9 +9,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import LONG, compose, run_cli, start_cli, wait_for
 from omegaconf import open_dict
 
-from conftest import LONG, compose, run_cli, start_cli, wait_for
 from maml_sweep.config import SCHEMAS, check_values
 from maml_sweep.sweep import sweep_problems
 

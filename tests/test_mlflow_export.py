@@ -9,10 +9,10 @@ import sys
 import urllib.request
 
 import pytest
-
 from conftest import summary_of, wait_for
-from maml_sweep import metrics_csv, runs_cli
 from services import free_port
+
+from maml_sweep import metrics_csv, runs_cli
 
 mlflow_tracking = pytest.importorskip("mlflow.tracking", reason="MLflow is not installed (pip install 'maml-sweep[mlflow]')")
 PNG = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000"

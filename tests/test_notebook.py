@@ -2,8 +2,8 @@
 import csv
 
 import pytest
-
 from conftest import DATA
+
 from maml_sweep.train import run
 
 

@@ -2,11 +2,10 @@
 import numpy as np
 import pandas as pd
 import pytest
-
 from analysis_fixtures import base_config, write_run
-from maml_sweep import evaluate, stats
-from maml_sweep.analysis import aggregate, load_runs
-from maml_sweep.analysis import intervals
+
+from maml_sweep import evaluate
+from maml_sweep.analysis import aggregate, intervals, load_runs
 from maml_sweep.analysis.paired import paired_rows, report_steps
 from maml_sweep.analysis.report_cli import main as report_main
 
@@ -163,7 +162,8 @@ def test_clopper_pearson_is_the_exact_binomial_interval():
 
 
 def test_paper_table_counts_blowups_on_fresh_tasks_with_an_exact_interval(tmp_path, capsys):
-    from maml_sweep.tools.paper import clopper_pearson, main as paper_main
+    from maml_sweep.tools.paper import clopper_pearson
+    from maml_sweep.tools.paper import main as paper_main
     write_sweep(tmp_path / "m", 0.1, 0.0, val=0.5, algorithm="maml")
     write_sweep(tmp_path / "p", 0.1, 0.7, val=0.9, algorithm="pretrain")
     rows = ["path,seed,tasks,blowups_k1,blowups_k5,blowups_k10"]
@@ -185,6 +185,7 @@ def test_paper_table_tunes_a_key_per_algorithm_on_validation_never_a_non_finite_
     """``--tune KEY``: per setting and algorithm the configuration with the lowest mean val_mse among
     those with every run completed and finite; a better-looking one with a non-finite seed is not it."""
     from conftest import set_summary
+
     from maml_sweep.tools.paper import main as paper_main
     write_sweep(tmp_path / "m", 0.1, 0.0, val=0.5, algorithm="maml")
     write_sweep(tmp_path / "p1", 0.1, 0.7, val=0.9, algorithm="pretrain")

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import TINY, compose, deadline
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from omegaconf import OmegaConf
 
-from conftest import TINY, compose, deadline
 from maml_sweep import rundir, train
 from maml_sweep.tools import reevaluate
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 from analysis_fixtures import make_sweep
 from conftest import set_summary
+
 from maml_sweep.analysis import load_runs
 from maml_sweep.analysis.report_cli import main
 

@@ -3,10 +3,10 @@ overrides DIR records; differing overrides are refused naming each differing key
 import shlex
 
 import pytest
-
 from conftest import TINY, curve, run_cli, set_summary, summary_of
-from maml_sweep.tools.synthetic import base_config, write_run
+
 from maml_sweep.resume import differing_keys, fill_in
+from maml_sweep.tools.synthetic import base_config, write_run
 
 
 def test_a_lone_run_dir_gets_the_recorded_overrides(tmp_path):

@@ -3,6 +3,7 @@ older hash (which still held train.figures)."""
 import json
 
 from conftest import TINY, summary_of
+
 from maml_sweep import checkpoint, rundir
 from maml_sweep.train import run
 

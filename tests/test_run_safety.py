@@ -11,8 +11,8 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-
 from conftest import TINY, compose, curve, summary_of
+
 from maml_sweep import aside, checkpoint, console, rundir, rundir_read, runlock, sweep, train
 from maml_sweep.config import ConfigError
 
@@ -383,8 +383,9 @@ def test_a_completed_run_is_skipped_without_writing(tiny_cfg, straight_copy):
 
 
 def test_the_resume_command_names_the_run_directory(tmp_path, monkeypatch):
-    from omegaconf import OmegaConf
     from hydra.types import RunMode
+    from omegaconf import OmegaConf
+
     from maml_sweep.cli import resume_command
     monkeypatch.chdir(tmp_path)
     hc = OmegaConf.create({"mode": RunMode.RUN, "runtime": {"output_dir": str(tmp_path / "outputs/runs/d/t")},

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import LONG, TINY, run_cli, start_cli, sweep_table, wait_for
 
 pytestmark = pytest.mark.slow
@@ -35,7 +34,7 @@ def read_json(path):
 
 def resume_args(stderr: str) -> list[str]:
     """The arguments of the resume command printed on the interrupt line (after the program name)."""
-    line = [l for l in stderr.splitlines() if " with: " in l][-1]
+    line = [ln for ln in stderr.splitlines() if " with: " in ln][-1]
     argv = shlex.split(line.split(" with: ", 1)[1])
     return argv[3:] if argv[:3] == ["python", "-m", "maml_sweep"] else argv[1:]
 
@@ -117,7 +116,7 @@ def test_refused_and_failed_jobs_in_a_multirun_print_one_line_and_count_as_faile
     before = (tmp_path / "sweep" / "0" / "summary.json").read_bytes()
     proc = run_cli(["-m", "seed=5,6", "optimizer.lr=0.01,-1", *TINY, "hydra.sweep.dir=sweep"], cwd=tmp_path)
     assert proc.returncode == 1 and "Traceback" not in proc.stdout + proc.stderr
-    errors = [l for l in proc.stderr.splitlines() if l.startswith("maml-sweep: error: ")]
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("maml-sweep: error: ")]
     assert len(errors) == 3  # job 0 refused, jobs 1 and 3 bad lr
     assert "job 0 (seed=5 optimizer.lr=0.01 " in errors[0] and "holds a run of another config" in errors[0]
     assert "3 of 4 runs failed (jobs 0, 1, 3" in proc.stderr
@@ -175,7 +174,7 @@ def test_ctrl_c_in_a_joblib_sweep_prints_one_line_that_resumes_the_sweep(tmp_pat
     wait_for(lambda: all((sweep / j / "checkpoint.npz").exists() for j in ("0", "1")))
     os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C does: the whole process group
     _, err = proc.communicate(timeout=120)
-    lines = [l for l in err.splitlines() if not l.startswith("[")]  # log lines aside
+    lines = [ln for ln in err.splitlines() if not ln.startswith("[")]  # log lines aside
     assert proc.returncode == 130 and "Traceback" not in err and len(lines) == 1
     # the jobs stop first (one line from the sweep's end) or the launcher does (one line at exit)
     assert "resume the sweep with: " in lines[0] and lines[0].endswith("hydra.sweep.dir=sweep")

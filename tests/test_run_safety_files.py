@@ -6,8 +6,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from conftest import TINY, compose, deadline, run_stopped_at
+
 from maml_sweep import aside, checkpoint, components, metrics_csv, rundir, rundir_read, runlock, sweep, train
 
 # Every name a run opens (its own files, Hydra's record and job log), with the reason it can be opened.

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from analysis_fixtures import base_config, make_sweep, write_run
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
-from analysis_fixtures import base_config, make_sweep, write_run
 from maml_sweep import components, metrics_csv, rundir, rundir_read
 from maml_sweep.analysis import load_runs
 from maml_sweep.sweep import summary_rows

@@ -5,8 +5,8 @@ import json
 import shutil
 
 import pytest
-
 from conftest import summary_of
+
 from maml_sweep import runs_cli, runs_index
 
 

@@ -5,8 +5,8 @@ import threading
 
 import numpy as np
 import pytest
-
 from conftest import TINY
+
 from maml_sweep import scratch_cache
 from maml_sweep.train import run
 

@@ -9,10 +9,11 @@ from omegaconf import OmegaConf
 optuna = pytest.importorskip("optuna", reason="the [hpo] extra (optuna) is not installed")
 
 from conftest import TINY  # noqa: E402
-from maml_sweep import checkpoint, rundir, train# noqa: E402
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution  # noqa: E402
+
+from maml_sweep import checkpoint, rundir, train  # noqa: E402
 from maml_sweep.search import space, study, trial  # noqa: E402
 from maml_sweep.search.settings import Settings  # noqa: E402
-from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution  # noqa: E402
 
 
 def test_params_and_the_command_line_make_the_space():

@@ -8,7 +8,6 @@ import subprocess
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import run_cli, start_cli, subprocess_env, wait_for
 from services import slurm_cluster
 

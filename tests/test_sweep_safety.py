@@ -5,14 +5,12 @@ import csv
 import json
 import os
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import TINY, compose, run_cli, start_cli, sweep_table, wait_for
+
 from maml_sweep import rundir, sweep, train
 from maml_sweep.safe_text import is_number_text
 

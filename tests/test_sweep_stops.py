@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import LONG, run_cli, start_cli, sweep_table, wait_for
+
 from maml_sweep import rundir, rundir_read
 
 pytestmark = pytest.mark.slow
@@ -53,7 +53,7 @@ def test_a_stopped_joblib_sweep_stops_every_job_starts_none_and_leaves_no_worker
     os.killpg(proc.pid, sig) if "group" in how else os.kill(proc.pid, sig)
     _, err = proc.communicate(timeout=120)
     stopped_s = time.monotonic() - t0
-    lines = [l for l in err.splitlines() if l.startswith("maml-sweep:")]
+    lines = [ln for ln in err.splitlines() if ln.startswith("maml-sweep:")]
     assert proc.returncode == code and "Traceback" not in err, err
     assert len(lines) == 1 and "resume the sweep with: " in lines[0] and lines[0].endswith("hydra.sweep.dir=sweep")
     rows = sweep_table(sweep)

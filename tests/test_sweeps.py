@@ -8,8 +8,8 @@ import time
 import numpy as np
 import pytest
 import yaml
-
 from conftest import LONG, TINY, curve, run_cli, start_cli, summary_of, sweep_table, wait_for
+
 from maml_sweep.console import progress
 from maml_sweep.sweep import PLAN, planned_jobs, summary_rows
 

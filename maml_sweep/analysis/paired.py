@@ -10,9 +10,9 @@ common seeds get an estimate and no interval.
 from __future__ import annotations
 
 import ast
+import math
 import os
 import zipfile
-import math
 from pathlib import Path
 
 import numpy as np
@@ -20,10 +20,10 @@ import pandas as pd
 
 from .. import rundir, stats
 from ..config import EvalConfig
+from ..roles import is_condition
 from ..rundir import COMPLETED
 from . import intervals
 from .aggregate import config_mask
-from ..roles import is_condition
 
 COLUMNS = ["k", "pairing", "n_seeds", "n_tasks", "mean_diff", "mean_diff_low", "mean_diff_high",
            "median_diff", "median_diff_low", "median_diff_high", "iqm_diff", "iqm_diff_low", "iqm_diff_high",

@@ -20,7 +20,6 @@ from .. import components, rundir, rundir_read  # noqa: E402
 from ..figures import draw_fit, draw_surface, input_dim, target_norm  # noqa: E402
 
 
-
 def label(value) -> str:
     """A compact text label for a key's value (``0.01``, ``3``, ``maml``)."""
     if isinstance(value, (float, np.floating)):

@@ -25,7 +25,7 @@ from matplotlib.cm import ScalarMappable  # noqa: E402
 from matplotlib.colors import Normalize  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from .. import rundir, rundir_read# noqa: E402
+from .. import rundir, rundir_read  # noqa: E402
 from ..rundir import COMPLETED  # noqa: E402
 from .plots import label, ordered_labels  # noqa: E402
 

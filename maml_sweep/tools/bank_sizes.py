@@ -34,9 +34,9 @@ import numpy as np
 from omegaconf import OmegaConf
 
 from .. import evaluate, rundir
-from .bench import loadavg
 from ..components import run_config
 from ..train import Trainer
+from .bench import loadavg
 
 K = 5                 # the adaptation step the bank is sized at
 BANK_FRACTION = 0.02  # the bank's standard error at most this fraction of the mean

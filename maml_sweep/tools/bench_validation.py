@@ -17,8 +17,8 @@ import time
 from hydra import compose, initialize_config_module
 
 from .. import rundir, train
-from .bench import loadavg
 from ..config import register_configs
+from .bench import loadavg
 
 
 class WithoutSharedValidation(train.Trainer):

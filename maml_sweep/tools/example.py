@@ -38,9 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     print("running:", " ".join(sweep[1:]), flush=True)
     subprocess.run(sweep, check=True)
 
+    from ..analysis.design import experiment_design
     from ..analysis.load import load_runs
     from ..analysis.report import write_report
-    from ..analysis.design import experiment_design
 
     rs = load_runs([str(args.sweep_dir)])
     with tempfile.TemporaryDirectory() as tmp:

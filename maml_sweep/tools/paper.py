@@ -23,7 +23,6 @@ The protocol (training and test shots) is printed with the table.
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from pathlib import Path
 
@@ -32,12 +31,12 @@ import pandas as pd
 from scipy.special import betaincinv
 
 from .. import stats
-from ..rundir import COMPLETED
 from ..analysis.aggregate import SELECT, aggregate, best_config, config_mask, eligible
 from ..analysis.intervals import Interval, interval
 from ..analysis.load import load_runs
 from ..analysis.paired import compare, config_runs, scores_at
 from ..config import EvalConfig
+from ..rundir import COMPLETED
 
 STEPS = tuple(EvalConfig().report_steps)  # k = 1, 5, 10: the schema's report steps
 ALGORITHMS = ("maml", "pretrain")
