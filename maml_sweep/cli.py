@@ -2,8 +2,8 @@
 
 What the user sees when a run does not complete is one line on stderr, never a traceback: a refused
 directory or a bad value (exit 2), a failed run (exit 1; ``HYDRA_FULL_ERROR=1`` re-raises), an
-interrupt with the exact command that resumes it (exit 130 for SIGINT, 143 for SIGTERM). In a multirun a refused or failed job
-prints its line and the sweep goes on; the sweep then exits 1.
+interrupt with the exact command that resumes it (exit 130 for SIGINT, 143 for SIGTERM). In a multirun a refused or
+failed job prints its line and the sweep goes on; the sweep then exits 1.
 """
 from __future__ import annotations
 
@@ -90,7 +90,8 @@ def _hydra_main(cfg) -> float:
         summary = run(cfg, out_dir, on_accept=record, on_eval=search_trial.reporter(hc) if multirun else None)
     except (ConfigError, rundir.RunDirError) as exc:
         if not multirun:  # a ConfigError lists one bad value per "; "-separated part
-            _fail(str(exc).split("; ") if isinstance(exc, ConfigError) else [str(exc) + _other_run(out_dir, cfg, hc)], 2)
+            _fail(str(exc).split("; ") if isinstance(exc, ConfigError)
+                  else [str(exc) + _other_run(out_dir, cfg, hc)], 2)
         if not accepted:  # refused: nothing was written in the run directory, so the sweep records it
             sweep.record_refusal(Path(hc.sweep.dir), hc.job.num, str(exc))
         _print_error(job + str(exc))

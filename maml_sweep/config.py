@@ -226,7 +226,8 @@ def _value_errors(cfg) -> list[str]:
 
     m, t, o, a, tr, ev = cfg.model, cfg.task, cfg.optimizer, cfg.algorithm, cfg.train, cfg.eval
     hidden = list(m.hidden)
-    need(len(hidden) > 0 and all(h >= 1 for h in hidden), "model.hidden", "a non-empty list of positive layer sizes", hidden)
+    need(len(hidden) > 0 and all(h >= 1 for h in hidden), "model.hidden", "a non-empty list of positive layer sizes",
+         hidden)
     need(m.activation in ACTIVATIONS, "model.activation", f"one of {', '.join(sorted(ACTIVATIONS))}", m.activation)
     need(finite_positive(m.init_std), "model.init_std", "a finite number > 0", m.init_std)
     need(m.init in INIT_SCHEMES, "model.init", f"one of {', '.join(INIT_SCHEMES)}", m.init)
@@ -265,10 +266,12 @@ def _value_errors(cfg) -> list[str]:
     need(ev.num_tasks >= 2, "eval.num_tasks", "an integer >= 2", ev.num_tasks)
     need(ev.val_tasks >= 1, "eval.val_tasks", "an integer >= 1", ev.val_tasks)
     need(ev.max_steps >= 0, "eval.max_steps", "an integer >= 0", ev.max_steps)
-    need(ev.inner_lr is None or finite_positive(ev.inner_lr), "eval.inner_lr", "null (the training inner_lr) or a finite number > 0", ev.inner_lr)
+    need(ev.inner_lr is None or finite_positive(ev.inner_lr), "eval.inner_lr",
+         "null (the training inner_lr) or a finite number > 0", ev.inner_lr)
     need(ev.inner_lr is None or not algorithm.learns_inner_lr, "eval.inner_lr",
          f"null with algorithm={a.name} (it adapts with its learned rates)", ev.inner_lr)
-    need(ev.support_size is None or ev.support_size >= 1, "eval.support_size", "null (the task's support size) or an integer >= 1", ev.support_size)
+    need(ev.support_size is None or ev.support_size >= 1, "eval.support_size",
+         "null (the task's support size) or an integer >= 1", ev.support_size)
     need(ev.query_size >= 1, "eval.query_size", "an integer >= 1", ev.query_size)
     need(ev.val_step is None or 0 <= ev.val_step <= ev.max_steps, "eval.val_step",
          f"null (algorithm.inner_steps) or a step k in 0..eval.max_steps ({ev.max_steps})", ev.val_step)

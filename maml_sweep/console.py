@@ -141,7 +141,8 @@ class SweepConsole:
 
     def progress_line(self, now: float) -> str:
         """``sweep 3/6 ended (2 completed, 1 diverged) | 2 running | 4.1 runs/min | ETA 45s``."""
-        p = progress([{"status": s} for s in self.ended.values()], {"started": self.started, "planned": self.planned}, now)
+        p = progress([{"status": s} for s in self.ended.values()], {"started": self.started, "planned": self.planned},
+                     now)
         counts = counts_text([s for s in self.ended.values() if s in rundir.ENDED]) or "none yet"
         eta = "?" if p["eta_s"] is None else _duration(p["eta_s"])
         return (f"sweep {p['ended']}/{self.planned or '?'} ended ({counts}) | {self.running} running | "
@@ -169,7 +170,8 @@ class SweepConsole:
             tests = [k for k in (f"test_mse_k{s}" for s in test_steps(best[0])) if k in best[0]]
             keys = [k for k in self.swept if any(k in r for r in best)]
             header = ["job", *keys, "val_mse", *tests]
-            body = [[str(r["job"]), *(str(r.get(k, "")) for k in keys), _num(r["val_mse"]), *(_num(r.get(t)) for t in tests)]
+            body = [[str(r["job"]), *(str(r.get(k, "")) for k in keys), _num(r["val_mse"]),
+                     *(_num(r.get(t)) for t in tests)]
                     for r in best]
             lines.append(title)
             lines += ["  " + line for line in table([header] + body).splitlines()]
@@ -208,7 +210,8 @@ def table(rows: list[list[str]]) -> str:
     numeric = [len(rows) > 1 and all(_is_number(r[i]) for r in rows[1:]) for i in range(len(widths))]
     out = io.StringIO()
     for row in rows:
-        out.write("  ".join(c.rjust(w) if num else c.ljust(w) for c, w, num in zip(row, widths, numeric)).rstrip() + "\n")
+        out.write("  ".join(c.rjust(w) if num else c.ljust(w)
+                            for c, w, num in zip(row, widths, numeric)).rstrip() + "\n")
     return out.getvalue().rstrip("\n")
 
 

@@ -120,7 +120,8 @@ def _derived(template, parsed: list[Override], master_config: DictConfig) -> Dic
         for new, old in zip(parsed, base_parsed):
             if new.input_line != old.input_line:
                 OmegaConf.update(config, new.key_or_group, new.value(), merge=True)
-    except (OmegaConfBaseException, HydraException, ValueError, TypeError, KeyError):  # Hydra composes it, with its error
+    except (OmegaConfBaseException, HydraException, ValueError, TypeError, KeyError):
+        # Hydra composes it, with its error
         return None
     dirname = config.hydra.job.config.override_dirname
     with open_dict(config.hydra):
@@ -185,9 +186,10 @@ class LockstepLauncher(Launcher):
         with self._lock:
             if self.pool is None:
                 self.workers = max(1, min(cores(self.n_jobs), max(jobs, 2)))
-                payload = cloudpickle.dumps((self.hydra_context, self.config, self.task_function, Singleton.get_state()))
-                self.pool = ProcessPoolExecutor(self.workers, mp_context=get_context("spawn"), initializer=_start_worker,
-                                                initargs=(payload,))
+                payload = cloudpickle.dumps((self.hydra_context, self.config, self.task_function,
+                                             Singleton.get_state()))
+                self.pool = ProcessPoolExecutor(self.workers, mp_context=get_context("spawn"),
+                                                initializer=_start_worker, initargs=(payload,))
             return self.pool
 
 

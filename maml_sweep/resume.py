@@ -113,7 +113,8 @@ def rerun_command(task: list[str], hydra_args: list[str], key: str, where: Path)
     """The shell command that reruns a run (``key`` hydra.run.dir) or a sweep (hydra.sweep.dir) in
     its own directory ``where``: the command line's overrides with that directory made explicit
     (a default ``${now:...}`` directory would otherwise be a new one)."""
-    kept = [a for a in hydra_args if a.lstrip("+").split("=", 1)[0] not in ("hydra.run.dir", "hydra.sweep.dir", "hydra.mode")]
+    kept = [a for a in hydra_args
+            if a.lstrip("+").split("=", 1)[0] not in ("hydra.run.dir", "hydra.sweep.dir", "hydra.mode")]
     where = Path(where).absolute()
     try:
         where = where.relative_to(Path.cwd())

@@ -51,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description="List, show, compare and export maml-sweep runs.")
     sub = parser.add_subparsers(required=True, metavar="COMMAND")
     ls = sub.add_parser("ls", help="every run under the paths, one line each")
-    ls.add_argument("paths", nargs="*", metavar="PATH", help="run or sweep directories, parents or globs (default: outputs/)")
+    ls.add_argument("paths", nargs="*", metavar="PATH",
+                    help="run or sweep directories, parents or globs (default: outputs/)")
     ls.add_argument("--where", action="append", default=[], metavar="KEY=VALUE",
                     help="keep runs whose override, config key, summary key or column KEY equals VALUE (repeatable)")
     ls.add_argument("--sort", metavar="[-]KEY", help="sort by a column or key (leading - for descending)")
@@ -115,8 +116,9 @@ def cmd_show(args) -> str:
     if s.get("error"):
         lines.append(f"error      {s['error']}")
     lines += [f"issue      {i}" for i in record.issues]
-    lines += ["", "results"] + _indent(table([["key", "value"]] + [[k, _cell(s[k])] for k in runs_index.headline_keys(record)
-                                                                      if k in s and k not in ("status", "error")]))
+    lines += ["", "results"] + _indent(table([["key", "value"]]
+                                             + [[k, _cell(s[k])] for k in runs_index.headline_keys(record)
+                                                if k in s and k not in ("status", "error")]))
     files = rundir_read.run_files(record.path)
     lines += ["", "files"] + _indent(table([["name", "bytes"]] + [[name, str(size)] for name, size in files]))
     config = yaml.safe_dump(_unflatten(record.config), sort_keys=False, default_flow_style=False).rstrip()

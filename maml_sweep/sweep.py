@@ -191,11 +191,12 @@ def unsafe_sweep_entry(sweep_dir: Path) -> str | None:
         path = Path(sweep_dir) / name
         mode = os.lstat(path).st_mode
         if name in SWEEP_FILES + (SWEEP_SUMMARY,) and rundir.file_kind(mode) is not None:
-            return f"{path} is {rundir.file_kind(mode)}, not a regular file; move it away or choose a new hydra.sweep.dir"
+            return (f"{path} is {rundir.file_kind(mode)}, not a regular file; move it away or choose a new "
+                    "hydra.sweep.dir")
         if name.isdigit():
             if not stat.S_ISDIR(mode):
-                return f"{path} is {rundir.file_kind(mode) or 'a file'}, not a job folder; move it away or choose a new " \
-                       "hydra.sweep.dir"
+                return f"{path} is {rundir.file_kind(mode) or 'a file'}, not a job folder; move it away or " \
+                       "choose a new hydra.sweep.dir"
             unsafe = rundir.unsafe_entry(path)
             if unsafe is not None:
                 return str(unsafe)

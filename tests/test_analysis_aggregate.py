@@ -14,8 +14,8 @@ def test_aggregate_matches_a_hand_computation(real_sweep):
     rs = load_runs(real_sweep)
     agg = aggregate(rs.runs, rs.group_keys, ["val_meta_objective", "ms_per_step"])
     assert len(agg) == 4 * 2
-    assert list(agg.columns) == ["task.bins", "algorithm.inner_lr", "metric", "n", "mean", "std", "n_nonfinite", "sem", "ci95",
-                                 "ci95_low", "ci95_high", "n_runs", "n_completed", "n_diverged", "n_failed"]
+    assert list(agg.columns) == ["task.bins", "algorithm.inner_lr", "metric", "n", "mean", "std", "n_nonfinite", "sem",
+                                 "ci95", "ci95_low", "ci95_high", "n_runs", "n_completed", "n_diverged", "n_failed"]
     # By hand, from the summary files: the two seeds of task.bins=6, inner_lr=0.03.
     vals = []
     for run in sorted(real_sweep.iterdir()):
@@ -51,7 +51,8 @@ def test_diverged_runs_are_counted_not_averaged_and_best_is_chosen_on_validation
     rs = load_runs(sweep_copy)
     agg = aggregate(rs.runs, rs.group_keys, ["val_mse"])
     best = best_config(agg, rs.group_keys)  # on the shared validation MSE
-    first = rs.runs[(rs.runs["task.bins"] == best["task.bins"]) & (rs.runs["algorithm.inner_lr"] == best["algorithm.inner_lr"])]
+    first = rs.runs[(rs.runs["task.bins"] == best["task.bins"])
+                    & (rs.runs["algorithm.inner_lr"] == best["algorithm.inner_lr"])]
     path = first["path"].iloc[0]
     set_summary(path, status="diverged", val_mse=None, val_meta_objective=None, diverged_step=8, test_mse_k1=0.0)
     rs = load_runs(sweep_copy)

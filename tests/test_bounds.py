@@ -31,7 +31,8 @@ def test_each_bound_is_refused_in_one_line_naming_the_key_and_the_estimate(compo
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert len(errors) == 1 and errors[0].startswith(f"{key}=")
-    assert (" GB of memory, above train.max_memory_gb=8 " in errors[0]) or (" h), above train.max_hours=24 " in errors[0])
+    assert ((" GB of memory, above train.max_memory_gb=8 " in errors[0])
+            or (" h), above train.max_hours=24 " in errors[0]))
     assert peak < 1e6  # the check allocates nothing of the size it estimates
 
 
@@ -41,7 +42,8 @@ def test_raising_the_caps_lets_a_big_run_through(compose_cfg, override, key):
 
 
 @pytest.mark.parametrize("override", ["eval.num_tasks=100000", "eval.val_tasks=10000", "train.meta_batch_size=100",
-                                      "model.hidden=[900,900]", "train.outer_steps=1000000"])  # [900,900]: ~21 h with the 1,500-task bank
+                                      # [900,900]: ~21 h with the 1,500-task bank
+                                      "model.hidden=[900,900]", "train.outer_steps=1000000"])
 def test_big_but_feasible_runs_are_not_refused(compose_cfg, override):
     assert check_values(compose_cfg([override])) == []
 

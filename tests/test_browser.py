@@ -55,7 +55,8 @@ def kind_sweeps(root: Path) -> dict[str, list[Path]]:
     planted_sweep(root / "grid", [{"task.bins": b, "algorithm.inner_lr": lr, "algorithm.inner_steps": k}
                                   for b, lr, k in itertools.product([3, 6], [0.01, 0.1], [1, 5])],
                   level=lambda c: c["task.bins"] / 3 * (1 + abs(np.log10(c["algorithm.inner_lr"]) + 1)))
-    planted_sweep(root / "algorithms", [{"algorithm": a} for a in algos], level=lambda c: 1 + algos.index(c["algorithm"]) / 5)
+    planted_sweep(root / "algorithms", [{"algorithm": a} for a in algos],
+                  level=lambda c: 1 + algos.index(c["algorithm"]) / 5)
     planted_sweep(root / "search", [{"algorithm.inner_lr": float(10 ** rng.uniform(-3, 0)),
                                      "optimizer.lr": float(10 ** rng.uniform(-4, -1)),
                                      "algorithm.inner_steps": int(rng.choice([1, 3, 5, 10]))} for _ in range(20)],

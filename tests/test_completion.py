@@ -56,7 +56,8 @@ def test_a_cached_tab_imports_neither_hydra_nor_numpy(tmp_path, monkeypatch):
     env = {**subprocess_env(), completion.ENV: str(tmp_path), "COMP_LINE": "maml-sweep train.o"}
     check = ("import sys, runpy; sys.argv = ['maml-sweep', '-sc', 'query=bash']; "
              "runpy.run_module('maml_sweep', run_name='__main__'); "
-             "print('imported:', *sorted(m for m in ('hydra', 'numpy', 'omegaconf') if m in sys.modules), file=sys.stderr)")
+             "print('imported:', *sorted(m for m in ('hydra', 'numpy', 'omegaconf') if m in sys.modules), "
+             "file=sys.stderr)")
     proc = subprocess.run([sys.executable, "-c", check], env=env, capture_output=True, text=True, timeout=120, cwd=REPO)
     assert proc.stdout.split() == ["train.outer_steps="]
     assert proc.stderr.strip().endswith("imported:"), proc.stderr

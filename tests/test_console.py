@@ -31,7 +31,8 @@ def test_a_4_run_sweep_prints_at_most_30_lines_and_ends_with_where_to_look(tmp_p
     assert any(STEP_LINE.search(line) for line in (tmp_path / "s" / "0" / "maml_sweep.log").read_text().splitlines())
     assert "sweep directory: s  (one row per run: sweep_summary.csv)" in lines
     best = lines.index("best by val_mse per task.bins:")
-    assert lines[best + 1].split() == ["job", "task.bins", "seed", "val_mse", "test_mse_k1", "test_mse_k5", "test_mse_k10"]
+    assert lines[best + 1].split() == ["job", "task.bins", "seed", "val_mse", "test_mse_k1", "test_mse_k5",
+                                       "test_mse_k10"]
     assert [line.split()[1] for line in lines[best + 2:best + 4]] == ["3", "6"]
     assert lines[-1] == "report: maml-sweep-report s"
 

@@ -56,7 +56,8 @@ def test_reference_path_and_model_stay_float32():
     model = MLP((5, 6), dtype="float32")
     rng = np.random.RandomState(0)
     params = model.init(rng, 0.5)
-    tasks = [make_tasks(StepsTaskConfig(name="steps", num_points=12, query_size=5), "float32").sample(rng) for _ in range(2)]
+    tasks = [make_tasks(StepsTaskConfig(name="steps", num_points=12, query_size=5), "float32").sample(rng)
+             for _ in range(2)]
     assert all(v.dtype == np.float32 for v in params.values())
     assert all(a.dtype == np.float32 for t in tasks for a in t)
     value, grads = maml.meta_value_and_grad(model.predict, params, tasks, InnerLoop(0.1, 3, loss_scale=0.5))
@@ -67,7 +68,8 @@ def test_reference_path_and_model_stay_float32():
 def test_float32_init_and_tasks_are_the_float64_draws_rounded():
     p64, p32 = (MLP(dtype=d).init(np.random.RandomState(1), 0.1) for d in ("float64", "float32"))
     assert all(np.array_equal(p64[k].astype(np.float32), p32[k]) for k in p64)
-    t64, t32 = (make_tasks(StepsTaskConfig(name="steps"), d).sample(np.random.RandomState(2)) for d in ("float64", "float32"))
+    t64, t32 = (make_tasks(StepsTaskConfig(name="steps"), d).sample(np.random.RandomState(2))
+                for d in ("float64", "float32"))
     assert np.array_equal(t64.x.astype(np.float32), t32.x)
 
 

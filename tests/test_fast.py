@@ -166,7 +166,8 @@ def test_steps_zero_is_query_loss():
     v, _ = fast.fast_meta_value_and_grad(model, params, tasks, InnerLoop(0.1, 0, loss_scale=0.5))
     expected = np.mean([0.5 * np.mean((t.y_query - model.predict(params, t.x_query)) ** 2) for t in tasks])
     assert abs(v - expected) <= TOL * expected
-    assert abs(fast.fast_meta_objective(model, params, tasks, InnerLoop(0.1, 0, loss_scale=0.5)) - expected) <= TOL * expected
+    assert (abs(fast.fast_meta_objective(model, params, tasks, InnerLoop(0.1, 0, loss_scale=0.5)) - expected)
+            <= TOL * expected)
 
 
 def test_autograd_through_primitive_params():

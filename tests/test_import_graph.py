@@ -111,7 +111,8 @@ def test_docs_development_names_every_module():
     text = (PACKAGE.parent / "docs" / "development.md").read_text()
     text = text[text.index("## Layout"):text.index("## Tests and CI")]
     named = set(re.findall(r"`((?:[a-z_]+/)?[a-z_]+\.py)`", text)) - {"tests/test_import_graph.py"}
-    modules = {str(p.relative_to(PACKAGE)) for p in PACKAGE.rglob("*.py") if p.name not in ("__init__.py", "__main__.py")}
+    modules = {str(p.relative_to(PACKAGE)) for p in PACKAGE.rglob("*.py")
+               if p.name not in ("__init__.py", "__main__.py")}
     assert sorted(modules - named) == [] and sorted(named - modules) == []
 
 

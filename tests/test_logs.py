@@ -58,7 +58,8 @@ def test_slurm_without_accounting_says_so_once_and_stops_polling_sacct(tmp_path,
     fake.chmod(0o755)
     monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
     monkeypatch.setattr(SlurmJob.watcher, "_make_command", SlurmJob.watcher._make_command)  # undone afterwards
-    basic = OmegaConf.create({"hydra": {"launcher": {"_target_": "hydra._internal.core_plugins.basic_launcher.BasicLauncher"}}})
+    basic = OmegaConf.create(
+        {"hydra": {"launcher": {"_target_": "hydra._internal.core_plugins.basic_launcher.BasicLauncher"}}})
     slurm = OmegaConf.create({"hydra": {"launcher": {
         "_target_": "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"}}})
     with caplog.at_level(logging.INFO, logger="maml_sweep.cluster"):

@@ -14,7 +14,8 @@ from services import free_port
 
 from maml_sweep import metrics_csv, runs_cli
 
-mlflow_tracking = pytest.importorskip("mlflow.tracking", reason="MLflow is not installed (pip install 'maml-sweep[mlflow]')")
+mlflow_tracking = pytest.importorskip("mlflow.tracking",
+                                      reason="MLflow is not installed (pip install 'maml-sweep[mlflow]')")
 PNG = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000"
                     "1f15c4890000000d49444154789c6360000002000001e221bc330000000049454e44ae426082")
 

@@ -13,7 +13,8 @@ def test_a_lone_run_dir_gets_the_recorded_overrides(tmp_path):
     write_run(tmp_path / "r", base_config(3), ["experiment=maml2017_sine", "seed=3"], summary=None)
     argv, said = fill_in(["-cp", "conf", "hydra.run.dir=" + str(tmp_path / "r")])
     assert argv[-2:] == ["experiment=maml2017_sine", "seed=3"] and "experiment=maml2017_sine seed=3" in said
-    for unchanged in (["seed=4", f"hydra.run.dir={tmp_path / 'r'}"], ["--cfg", "job", f"hydra.run.dir={tmp_path / 'r'}"],
+    for unchanged in (["seed=4", f"hydra.run.dir={tmp_path / 'r'}"],
+                      ["--cfg", "job", f"hydra.run.dir={tmp_path / 'r'}"],
                       [f"hydra.run.dir={tmp_path / 'nothing'}"], ["-m", f"hydra.sweep.dir={tmp_path / 'r'}"]):
         assert fill_in(unchanged) == (unchanged, None)
 
@@ -55,7 +56,8 @@ def test_a_sweep_started_with_overrides_resumes_by_its_directory_alone(tmp_path)
 
     proc = run_cli(["-m", "hydra.sweep.dir=s"], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert proc.stdout.splitlines()[0] == f"maml-sweep: resuming the sweep in s with its overrides: {' '.join(args[1:])}"
+    assert proc.stdout.splitlines()[0] == ("maml-sweep: resuming the sweep in s with its overrides: "
+                                           f"{' '.join(args[1:])}")
     assert (tmp_path / "s" / "0" / "summary.json").read_bytes() == before  # completed: skipped
     assert summary_of(tmp_path / "s" / "1")["status"] == "completed" and curve(tmp_path / "s" / "1") == first
     assert sorted(p.name for p in (tmp_path / "s").iterdir() if p.name.isdigit()) == ["0", "1"]

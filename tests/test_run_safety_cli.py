@@ -128,7 +128,8 @@ def test_refused_and_failed_jobs_in_a_multirun_print_one_line_and_count_as_faile
 def test_a_completed_run_is_skipped_on_a_full_disk(tmp_path):
     disk = tmp_path / "disk"
     disk.mkdir()
-    mount = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(disk)], capture_output=True, text=True)
+    mount = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(disk)], capture_output=True,
+                           text=True)
     if mount.returncode != 0:
         pytest.skip(f"cannot mount a small tmpfs to fill (needs root): {mount.stderr.strip()}")
     try:

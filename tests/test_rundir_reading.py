@@ -192,7 +192,8 @@ def _report_peak_mb(rows: int, where: Path) -> float:
 
     from conftest import run_module
 
-    proc = run_module("maml_sweep.tools.bench_report", ["--curve-rows", str(rows), "--dir", str(where)], cwd=where.parent)
+    proc = run_module("maml_sweep.tools.bench_report", ["--curve-rows", str(rows), "--dir", str(where)],
+                      cwd=where.parent)
     found = re.search(r"peak resident (\d+) MB.*\(exit (\d+)\)", proc.stdout)
     assert found and found.group(2) == "0", proc.stdout + proc.stderr
     return float(found.group(1))

@@ -29,8 +29,10 @@ def test_params_and_the_command_line_make_the_space():
     assert space.overrides({"b": 0.5, "a": True, "c": None}) == ["a=true", "b=0.5", "c=null"]
 
 
-@pytest.mark.parametrize("text, says", [("interval(1.0, 0.5)", "start < end"), ("tag(log, interval(0, 1))", "start > 0"),
-                                        ("range(5, 1)", "empty"), ("choice(1, [2])", "choice"), ("interval(1", "cannot parse")])
+@pytest.mark.parametrize("text, says", [("interval(1.0, 0.5)", "start < end"),
+                                        ("tag(log, interval(0, 1))", "start > 0"),
+                                        ("range(5, 1)", "empty"), ("choice(1, [2])", "choice"),
+                                        ("interval(1", "cannot parse")])
 def test_a_parameter_that_cannot_be_searched_is_one_line_naming_it(text, says):
     with pytest.raises(space.SpaceError, match=says) as err:
         space.parse({"algorithm.inner_lr": text}, [])
@@ -67,12 +69,14 @@ def test_a_trial_draws_the_same_parameters_whoever_asks_and_when():
 
 
 def test_bad_settings_are_one_line_each_naming_the_key():
-    s = Settings(study_name=" ", storage=None, sampler="bayes", seed=0, pruner="early", n_trials=0, n_jobs=2, seeds=True)
+    s = Settings(study_name=" ", storage=None, sampler="bayes", seed=0, pruner="early", n_trials=0, n_jobs=2,
+                 seeds=True)
     errors = s.errors()
     assert [e.split("=")[0].split(" ")[0] for e in errors] == [
         "hydra.sweeper.sampler", "hydra.sweeper.pruner", "hydra.sweeper.n_trials", "hydra.sweeper.seeds",
         "hydra.sweeper.study_name"]
-    assert "tpe, random, cmaes, gp" in errors[0] and "none, median, successive_halving, hyperband, wilcoxon" in errors[1]
+    assert ("tpe, random, cmaes, gp" in errors[0]
+            and "none, median, successive_halving, hyperband, wilcoxon" in errors[1])
 
 
 def _job(tmp_path, num, seeds=1):

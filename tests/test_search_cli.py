@@ -50,7 +50,8 @@ def test_a_larger_n_trials_continues_the_study_and_leaves_finished_runs_alone(tm
 
 
 def test_a_search_interrupted_with_sigint_continues_where_it_stopped(tmp_path):
-    args = ["-m", "sweep=optuna", "hydra.sweeper.n_trials=3", "hydra.sweeper.pruner=none", *LONG, "hydra.sweep.dir=sweep"]
+    args = ["-m", "sweep=optuna", "hydra.sweeper.n_trials=3", "hydra.sweeper.pruner=none", *LONG,
+            "hydra.sweep.dir=sweep"]
     proc = start_cli(args, cwd=tmp_path)
     wait_for(lambda: (tmp_path / "sweep" / "1" / "checkpoint.npz").exists(), what="trial 1's first checkpoint")
     proc.send_signal(signal.SIGINT)

@@ -33,6 +33,7 @@ def test_a_search_runs_its_trials_as_slurm_jobs_with_the_study_on_the_shared_dir
     assert proc.returncode == 0, out[-3000:]
     study = optuna.load_study(study_name="maml_lr_search", storage=f"sqlite:///{sweep / 'optuna.db'}").trials
     assert [t.number for t in study] == [0, 1, 2, 3] and all(t.state.is_finished() for t in study)
-    assert [json.loads((sweep / str(n) / ".hydra" / "trial.json").read_text())["trial"] for n in range(4)] == [0, 1, 2, 3]
+    assert [json.loads((sweep / str(n) / ".hydra" / "trial.json").read_text())["trial"]
+            for n in range(4)] == [0, 1, 2, 3]
     submitted = [p for p in (sweep / ".submitit").iterdir() if p.is_dir()]
     assert len(submitted) == 4  # one SLURM job per trial

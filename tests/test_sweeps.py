@@ -106,7 +106,8 @@ def straight(tmp_path_factory):
 def test_a_killed_or_interrupted_run_resumes_to_identical_results(tmp_path, straight, sig):
     code = start_and_stop([*LONG, "hydra.run.dir=cut"], tmp_path, tmp_path / "cut" / "checkpoint.npz", sig)
     status = json.loads((tmp_path / "cut" / "summary.json").read_text())["status"]
-    assert (code, status) == ((-9, "running") if sig == signal.SIGKILL else (128 + sig, "interrupted"))  # 130 SIGINT, 143 SIGTERM, 140 SIGUSR2
+    # 130 SIGINT, 143 SIGTERM, 140 SIGUSR2
+    assert (code, status) == ((-9, "running") if sig == signal.SIGKILL else (128 + sig, "interrupted"))
     assert run_cli([*LONG, "hydra.run.dir=cut"], cwd=tmp_path).returncode == 0
     assert curve(tmp_path / "cut") == curve(straight / "run")
     with np.load(tmp_path / "cut" / "params.npz") as a, np.load(straight / "run" / "params.npz") as b:
@@ -116,7 +117,8 @@ def test_a_killed_or_interrupted_run_resumes_to_identical_results(tmp_path, stra
 @pytest.mark.slow
 def test_rerunning_a_killed_sweep_skips_finished_runs_and_resumes_the_rest(tmp_path, straight):
     args = ["-m", "seed=0,1", *LONG]
-    assert start_and_stop([*args, "hydra.sweep.dir=cut"], tmp_path, tmp_path / "cut" / "1" / "checkpoint.npz", signal.SIGKILL) == -9
+    assert start_and_stop([*args, "hydra.sweep.dir=cut"], tmp_path, tmp_path / "cut" / "1" / "checkpoint.npz",
+                          signal.SIGKILL) == -9
     first = (tmp_path / "cut" / "0" / "summary.json").read_text()
     assert json.loads(first)["status"] == "completed"
     assert run_cli([*args, "hydra.sweep.dir=cut"], cwd=tmp_path).returncode == 0
@@ -129,7 +131,8 @@ def test_rerunning_a_killed_sweep_skips_finished_runs_and_resumes_the_rest(tmp_p
 @pytest.mark.slow
 def test_sigterm_stops_a_serial_sweep_and_the_rerun_finishes_it(tmp_path, straight):
     args = ["-m", "seed=0,1", *LONG]
-    assert start_and_stop([*args, "hydra.sweep.dir=cut"], tmp_path, tmp_path / "cut" / "0" / "checkpoint.npz", signal.SIGTERM) == 143
+    assert start_and_stop([*args, "hydra.sweep.dir=cut"], tmp_path, tmp_path / "cut" / "0" / "checkpoint.npz",
+                          signal.SIGTERM) == 143
     assert json.loads((tmp_path / "cut" / "0" / "summary.json").read_text())["status"] == "interrupted"
     assert not (tmp_path / "cut" / "1").exists()  # the sweep stopped; job 1 never started
     assert [r["status"] for r in sweep_table(tmp_path / "cut")] == ["interrupted"]

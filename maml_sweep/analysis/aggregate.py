@@ -44,7 +44,8 @@ def aggregate(runs: pd.DataFrame, by: list[str], metrics: list[str] | None = Non
     """Tidy per-configuration statistics over seeds.
 
     One row per (configuration, metric): the ``by`` columns, ``metric``, ``n`` (completed runs with
-    a finite value), ``n_nonfinite`` (completed runs whose value is NaN or infinite), ``mean``, ``std`` (ddof=1), ``sem``, ``ci95`` (t-based half-width over seeds; NaN below
+    a finite value), ``n_nonfinite`` (completed runs whose value is NaN or infinite), ``mean``, ``std`` (ddof=1),
+    ``sem``, ``ci95`` (t-based half-width over seeds; NaN below
     :data:`maml_sweep.analysis.intervals.MIN_SEEDS` seeds),
     ``ci95_low``, ``ci95_high``, and the configuration's run counts ``n_runs``, ``n_completed``,
     ``n_diverged``, ``n_failed``. With ``by=[]`` everything is one configuration.

@@ -203,4 +203,5 @@ def _html_table(frame: pd.DataFrame) -> str:
         best = any(isinstance(v, str) and v == BEST_MARK for v in row)
         cells = "".join(f"<td>{html.escape(_unescape_md(cell(v)))}</td>" for v in row)
         rows.append(f"<tr class='best'>{cells}</tr>" if best else f"<tr>{cells}</tr>")
-    return f'<div class="scroll"><table class="t"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>'
+    return (f'<div class="scroll"><table class="t"><thead><tr>{head}</tr></thead>'
+            f'<tbody>{"".join(rows)}</tbody></table></div>')

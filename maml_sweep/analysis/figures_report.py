@@ -199,7 +199,8 @@ def figure_forest(c: ReportContext, colour: dict) -> None:
     if not rows:
         return
     data = pd.concat(rows, ignore_index=True)
-    col = {lab: colour.get(lab.split(" | ")[0], "C0") for lab in data["label"]} if c.design.kind == "algorithms" else None
+    col = ({lab: colour.get(lab.split(" | ")[0], "C0") for lab in data["label"]}
+           if c.design.kind == "algorithms" else None)
     fig = panels.forest(data, "label", col)
     c.figure(fig, "forest", "Paired differences in mean test MSE against the best configuration of the same "
                             "condition (positive: worse than the best), 95% intervals over seeds and test tasks; "

@@ -169,7 +169,8 @@ def runner_up_sentences(c: ReportContext, k: int) -> list[str]:
             continue
         where = f"For {c.condition_text(best.iloc[0])}: the" if c.design.conditions else "The"
         sentences.append(where + f" best ({c.config_text(best.iloc[0])}) against the runner-up on validation "
-                         f"({c.config_text(runner.iloc[0])}). " + paired_sentence(rows.iloc[0], "the runner-up", "the best"))
+                         f"({c.config_text(runner.iloc[0])}). "
+                         + paired_sentence(rows.iloc[0], "the runner-up", "the best"))
     return sentences
 
 
@@ -192,7 +193,8 @@ def precision_table(c: ReportContext, k: int, delta: float | None) -> pd.DataFra
         comp = intervals.components(diff)
         row = {key: best.iloc[0][key] for key in c.design.conditions}
         row.update(k=k, n_seeds=comp.n_seeds, n_tasks=comp.n_tasks, seed_var=comp.seed, task_var=comp.task,
-                   noise_var=comp.noise, resolvable=comp.half_width(max(comp.n_seeds, intervals.MIN_SEEDS), comp.n_tasks))
+                   noise_var=comp.noise,
+                   resolvable=comp.half_width(max(comp.n_seeds, intervals.MIN_SEEDS), comp.n_tasks))
         if delta is not None:
             row.update(delta=delta, seeds_needed=comp.seeds_for(delta), tasks_needed=comp.tasks_for(delta))
         rows.append(row)
@@ -303,7 +305,8 @@ def section_tables(c: ReportContext) -> None:
             shown[f"test {stat} k={k}"] = pm_column(table, f"test_{stat}_k{k}")
     shown["seeds"] = table["n_seeds"]
     shown["diverged+failed+non-finite / runs"] = [
-        f"{a + b + e}/{n}" for a, b, e, n in zip(table["n_diverged"], table["n_failed"], table["n_nonfinite"], table["n_runs"])]
+        f"{a + b + e}/{n}"
+        for a, b, e, n in zip(table["n_diverged"], table["n_failed"], table["n_nonfinite"], table["n_runs"])]
     c.doc.p(f"Ranked on {code(c.select)} within each condition (rank 1 = the best, marked; blank rank: not "
             f"eligible). Test statistics of per-task MSE after k={k} steps, mean over seeds of each seed's "
             f"statistic over the test tasks, ±95% over seeds and tasks; every report step in {code('ranked.csv')}.")

@@ -2,7 +2,8 @@
 
 Loads run directories, sweep directories, parents of several sweeps or globs, and writes
 ``report.md``, a self-contained ``report.html``, the figures (PNG + PDF) and the tables (CSV)
-into ``analysis/<name>-<hash>/`` (one folder per set of inputs) or ``--out DIR``. Several sweeps in one command are compared side by side.
+into ``analysis/<name>-<hash>/`` (one folder per set of inputs) or ``--out DIR``.
+Several sweeps in one command are compared side by side.
 """
 from __future__ import annotations
 
@@ -30,8 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
                                        "figures (PNG, PDF) and the tables (CSV).",
                 epilog="Keys may be given by a unique suffix: --condition inner_lr means algorithm.inner_lr.")
     p.add_argument("paths", nargs="+", metavar="PATH", help="run or sweep directories, parents of sweeps, or globs")
-    p.add_argument("--out", metavar="DIR", help="output directory (default: analysis/<name of the inputs>-<hash of the inputs>, one per "
-                        "input set)")
+    p.add_argument("--out", metavar="DIR", help="output directory (default: analysis/<name of the inputs>-"
+                        "<hash of the inputs>, one per input set)")
     p.add_argument("--condition", metavar="K[,K]", action="append",
                    help="keys that are task conditions besides task.* (compared only within, best chosen per "
                         "condition); full names or unique suffixes")

@@ -68,7 +68,8 @@ def main(argv=None) -> None:
     def search(pruner: str) -> None:
         for rep in range(args.reps):
             with open(out / f"{pruner}-{rep}.out", "w") as log:
-                subprocess.run(search_command(out, pruner, rep, args), stdout=log, stderr=subprocess.STDOUT, check=False)
+                subprocess.run(search_command(out, pruner, rep, args), stdout=log, stderr=subprocess.STDOUT,
+                               check=False)
             print(f"{pruner}-{rep} done", flush=True)
 
     with ThreadPoolExecutor(len(PRUNERS)) as pool:
@@ -79,7 +80,8 @@ def main(argv=None) -> None:
             sweep_dir = out / f"{pruner}-{rep}"
             curves[(pruner, rep)] = points = trajectory(sweep_dir)
             rows.append((pruner, rep, points[-1][1], points[-1][0], pruned_count(sweep_dir)))
-    print(f"| pruner | seed | best val_mse | outer steps spent (of {args.trials} x {args.outer_steps}) | trials pruned |")
+    print(f"| pruner | seed | best val_mse | outer steps spent (of {args.trials} x {args.outer_steps}) "
+          "| trials pruned |")
     print("|---|---|---|---|---|")
     for pruner, rep, best, spent, pruned in rows:
         print(f"| {pruner} | {rep} | {best:.4f} | {spent} | {pruned} |")

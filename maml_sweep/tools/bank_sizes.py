@@ -12,7 +12,8 @@ For a completed run (its ``.hydra/config.yaml`` and ``params.npz``):
   size and at that size.
 - **validation** (with ``--against``, a run of another configuration on the same task family):
   each configuration's per-task ``val_mse`` (held-out MSE of the test protocol after ``eval.val_step``
-  steps, as ``Trainer.validate`` computes it) and the seconds of one validation, on the first ``--val-tasks`` shared validation tasks (today's
+  steps, as ``Trainer.validate`` computes it) and the seconds of one validation, on the first ``--val-tasks``
+  shared validation tasks (today's
   ``eval.val_tasks`` are their prefix); the paired standard error of the difference of the two
   means, ``sd(d) / sqrt(n)``, as a fraction of the mean of both, at today's ``eval.val_tasks`` and
   the ``eval.val_tasks`` for which a 5% difference is 2 paired standard errors.

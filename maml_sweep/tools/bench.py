@@ -247,7 +247,8 @@ def run(quick: bool = False, repeats: int = 7, out=print, timer: Timer = Timer()
     out(machine())
     out(loadavg() + " at start")
     out("Notebook setting: 1-50-50-1 ReLU MLP, 100 points per task, inner lr 0.1; the reference is float64.")
-    out(f"ms per meta-gradient ({timer.clock} clock), {timer.stat} of {repeats} batches; K inner steps, T tasks per meta-batch.")
+    out(f"ms per meta-gradient ({timer.clock} clock), {timer.stat} of {repeats} batches; "
+        "K inner steps, T tasks per meta-batch.")
     out(f"{'setting':<16} {'reference':>10} {'fast f64':>9} {'fast f32':>9} {'speed-up f64':>13} {'f32':>6}")
     rows = []
     for case in cases(quick):

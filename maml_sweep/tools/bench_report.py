@@ -56,8 +56,8 @@ def make_long_run(root: Path, rows: int) -> Path:
     config = base_config(0)
     config["train"].update(outer_steps=rows, eval_every=1)
     write_run(run, config, [f"train.outer_steps={rows}", "train.eval_every=1"],
-              summary={"status": rundir.COMPLETED, "steps": rows, "outer_steps": rows, "val_meta_objective": 0.1, "val_mse": 0.2,
-                       "ms_per_step": 1.0, "wall_s": rows / 1000})
+              summary={"status": rundir.COMPLETED, "steps": rows, "outer_steps": rows, "val_meta_objective": 0.1,
+                       "val_mse": 0.2, "ms_per_step": 1.0, "wall_s": rows / 1000})
     rng = np.random.default_rng(0)
 
     def curve():  # rows in rundir.METRIC_COLUMNS order; a column not modelled here repeats the objective

@@ -1,6 +1,7 @@
 """Benchmark: the fixed cost of one run, and a parallel sweep's wall time against its runs' training time.
 
-    python -m maml_sweep.tools.bench_sweep [--runs 16 64] [--steps 1000] [--launchers joblib lockstep] [--repeats 5] [--serial]
+    python -m maml_sweep.tools.bench_sweep [--runs 16 64] [--steps 1000] [--launchers joblib lockstep]
+        [--repeats 5] [--serial]
 
 1. Fixed cost: the wall time of ``maml-sweep train.outer_steps=1 train.figures=false`` (a whole
    process as a sweep's job runs it, no figure: imports, composing, one step, the test-bank
@@ -63,7 +64,8 @@ def fixed_cost(workdir: Path, repeats: int) -> dict:
     runs = []
     for i in range(repeats + 1):
         run_dir = workdir / f"one-{i}"
-        wall = _timed(["-m", "maml_sweep", "train.outer_steps=1", "train.figures=false", f"hydra.run.dir={run_dir}"], cache, workdir)
+        wall = _timed(["-m", "maml_sweep", "train.outer_steps=1", "train.figures=false", f"hydra.run.dir={run_dir}"],
+                      cache, workdir)
         runs.append((wall, json.loads((run_dir / "summary.json").read_text())["eval_s"]))
     warm = runs[1:]
     return {"cold": runs[0][0], "cold_eval": runs[0][1], "warm_median": statistics.median(w for w, _ in warm),
@@ -77,7 +79,8 @@ PARALLEL = ("joblib", "lockstep")  # launchers that use every core
 def single_run(workdir: Path, steps: int, extra: list[str] = ()) -> float:
     """Training-loop seconds (``wall_s``) of one run of ``steps`` outer steps, alone on the machine."""
     run_dir = workdir / "alone"
-    _timed(["-m", "maml_sweep", f"train.outer_steps={steps}", "train.figures=false", *extra, f"hydra.run.dir={run_dir}"],
+    _timed(["-m", "maml_sweep", f"train.outer_steps={steps}", "train.figures=false", *extra,
+            f"hydra.run.dir={run_dir}"],
            workdir / "cache", workdir)
     return json.loads((run_dir / rundir.SUMMARY).read_text())["wall_s"]
 
@@ -152,15 +155,16 @@ def main(argv=None) -> None:
     with tempfile.TemporaryDirectory(prefix="bench_sweep-") as tmp:
         workdir = Path(tmp)
         fc = fixed_cost(workdir, args.repeats)
-        print(f"fixed cost (maml-sweep train.outer_steps=1 train.figures=false, wall): {fc['warm_median']:.2f} s median, "
+        print(f"fixed cost (maml-sweep train.outer_steps=1 train.figures=false, wall): "
+              f"{fc['warm_median']:.2f} s median, "
               f"{fc['warm_min']:.2f} s min of {args.repeats} (scratch curve cached; first run, empty cache: "
               f"{fc['cold']:.2f} s)", flush=True)
         print(f"  of which: python start-up {fc['python']:.2f} s, importing the CLI {fc['imports']:.2f} s, "
               f"test-bank evaluation {fc['eval_median']:.2f} s (uncached: {fc['cold_eval']:.2f} s)", flush=True)
         alone = single_run(workdir, args.steps, args.override)
         shown = f" {' '.join(args.override)}" if args.override else ""
-        print(f"one run of {args.steps} steps{shown} alone: training loop {alone:.2f} s ({1e3 * alone / args.steps:.2f} ms "
-              f"per step); {loadavg()}", flush=True)
+        print(f"one run of {args.steps} steps{shown} alone: training loop {alone:.2f} s "
+              f"({1e3 * alone / args.steps:.2f} ms per step); {loadavg()}", flush=True)
         for runs in args.runs:
             for launcher in [*args.launchers, *(["basic"] if args.serial else [])]:
                 sw = sweep(workdir, launcher, runs, args.steps, args.override)
@@ -174,10 +178,10 @@ def main(argv=None) -> None:
                            if launcher != "lockstep" else "")
                 print(f"  per job (mean s): {compose}"
                       + " | ".join(f"{name} {p[key]:.3f}" for key, name in PARTS)
-                      + f" | the rest (Hydra's job wrapper, dispatch, callbacks{', config copies' if not compose else ''})"
-                        f" {p['rest_s']:.3f}", flush=True)
-                print(f"  sweep start-up before the first run {sw['start']:.2f} s (imports, the sweeper composing every "
-                      f"job's config, starting workers); after the last run {sw['end']:.2f} s", flush=True)
+                      + " | the rest (Hydra's job wrapper, dispatch, callbacks"
+                        f"{', config copies' if not compose else ''}) {p['rest_s']:.3f}", flush=True)
+                print(f"  sweep start-up before the first run {sw['start']:.2f} s (imports, the sweeper composing "
+                      f"every job's config, starting workers); after the last run {sw['end']:.2f} s", flush=True)
     print(loadavg() + " at end")
 
 

@@ -25,7 +25,8 @@ COMMAND = "python -m maml_sweep.tools.example"
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=COMMAND, description=__doc__.split("\n\n")[0].split(": ", 1)[1])
-    p.add_argument("--sweep-dir", type=Path, default=SWEEP_DIR, help=f"where the sweep runs, replaced (default {SWEEP_DIR})")
+    p.add_argument("--sweep-dir", type=Path, default=SWEEP_DIR,
+                   help=f"where the sweep runs, replaced (default {SWEEP_DIR})")
     p.add_argument("--out", type=Path, default=OUT, help=f"the example folder (default {OUT})")
     return p
 

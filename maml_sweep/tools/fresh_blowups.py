@@ -54,7 +54,8 @@ def main(argv=None) -> int:
     p.add_argument("--tasks", type=int, default=10000, help="fresh tasks per run (default 10000)")
     args = p.parse_args(argv)
     if not 1 <= args.tasks <= MAX_TASKS:
-        print(f"fresh_blowups: error: --tasks must be an integer in 1..{MAX_TASKS:,}, got {args.tasks}", file=sys.stderr)
+        print(f"fresh_blowups: error: --tasks must be an integer in 1..{MAX_TASKS:,}, got {args.tasks}",
+              file=sys.stderr)
         return 2
     runs = sorted({s.parent for path in args.paths for s in ([path / rundir.SUMMARY] if (path / rundir.SUMMARY).exists()
                                                              else path.glob(f"*/{rundir.SUMMARY}"))})
