@@ -162,7 +162,8 @@ def table(runs: pd.DataFrame, keys: list[str], fresh_counts: dict | None = None,
                 cells = [name, label, str(len(of)), str(k), _cell(interval(x, "median")), _cell(interval(x, "iqm")),
                          mean, f"{blown} of {x.size:,}"]
                 if fresh_counts is not None:
-                    cells.append("no fresh tasks for every seed" if fresh is None else _rate(fresh_blown, int(fresh[0])))
+                    cells.append("no fresh tasks for every seed" if fresh is None
+                                 else _rate(fresh_blown, int(fresh[0])))
                 lines.append("| " + " | ".join(cells) + " |")
         if len(per_algo) == 2:
             for k in STEPS:
