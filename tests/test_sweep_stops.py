@@ -72,8 +72,9 @@ def test_a_stopped_joblib_sweep_stops_every_job_starts_none_and_leaves_no_worker
     assert [r["status"] for r in sweep_table(sweep)] == ["completed"] * 6
 
 
-def test_workers_of_a_killed_sweep_process_stop_their_jobs_and_exit_within_10_s(tmp_path):
-    args = ["-m", JOBS, *LONG, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "hydra.sweep.dir=sweep"]
+@pytest.mark.parametrize("launcher", ["joblib", "lockstep"])
+def test_workers_of_a_killed_sweep_process_stop_their_jobs_and_exit_within_10_s(tmp_path, launcher):
+    args = ["-m", JOBS, *LONG, f"hydra/launcher={launcher}", "hydra.launcher.n_jobs=2", "hydra.sweep.dir=sweep"]
     proc = start_cli(args, tmp_path, start_new_session=True)
     sweep = tmp_path / "sweep"
     wait_for(lambda: all((sweep / j / rundir.CHECKPOINT).exists() for j in ("0", "1")), what="two jobs running")
