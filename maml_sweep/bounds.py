@@ -68,8 +68,8 @@ def estimates(cfg, default) -> list[Estimate]:
     val_tasks, val_n = ev.val_tasks, shots + ev.query_size
     val_k = steps if ev.val_step is None else ev.val_step
     val_bytes = val_tasks * 4 * BYTES * val_n + min(val_tasks, CHUNK_TASKS) * (val_n * point_bytes + 3 * BYTES * P)
-    val_s = ((tr.outer_steps // tr.eval_every + 1) * val_tasks * (val_k * shots + ev.query_size) * point_flops
-             / FLOPS_PER_S)
+    validations = tr.outer_steps // max(tr.eval_every, ev.val_every) + 1  # exact when one divides the other
+    val_s = validations * val_tasks * (val_k * shots + ev.query_size) * point_flops / FLOPS_PER_S
 
     # Evaluation: the test bank and what is built from it for every task (measured: about
     # BANK_FLOATS_PER_POINT float64 per support or query point, whatever the model) and its curves

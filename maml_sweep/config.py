@@ -63,7 +63,8 @@ class EvalConfig:
     """The test protocol, run at the end of every completed run (adaptation.csv)."""
     seed: int = 0             # keys the validation tasks and the test bank (with the task config)
     num_tasks: int = 1500     # test bank size (steps: SE of the k=5 mean < 2%, docs/algorithms.md "Bank sizes")
-    val_tasks: int = 32       # shared validation tasks (val_mse; rng=streams: also val_meta_objective)
+    val_tasks: int = 250      # shared validation tasks (val_mse): a 5% difference is 2 paired SEs (docs/algorithms.md)
+    val_every: int = 1000     # outer steps between shared validations (at evaluation steps; always the last step)
     max_steps: int = 10       # adaptation steps k = 0..max_steps on the test bank
     inner_lr: Optional[float] = None      # None: the training inner_lr
     support_size: Optional[int] = None    # shots per test task; None: the task's support size
@@ -273,6 +274,7 @@ def _value_errors(cfg) -> list[str]:
     need(ev.support_size is None or ev.support_size >= 1, "eval.support_size",
          "null (the task's support size) or an integer >= 1", ev.support_size)
     need(ev.query_size >= 1, "eval.query_size", "an integer >= 1", ev.query_size)
+    need(ev.val_every >= 1, "eval.val_every", "an integer >= 1", ev.val_every)
     need(ev.val_step is None or 0 <= ev.val_step <= ev.max_steps, "eval.val_step",
          f"null (algorithm.inner_steps) or a step k in 0..eval.max_steps ({ev.max_steps})", ev.val_step)
     steps = list(ev.report_steps)

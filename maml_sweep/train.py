@@ -383,12 +383,16 @@ class Trainer:
         """``val_mse``: plain MSE on the held-out points of the shared validation tasks
         (``eval.val_tasks`` tasks of the test protocol from the keyed validation stream, the same in
         every rng mode) after ``eval.val_step`` adaptation steps (default ``inner_steps``) at the
-        test's step size, mean over tasks, inf if any task's is not finite. Model selection uses it.
+        test's step size, mean over tasks, inf if any task's is not finite; computed at steps that are
+        multiples of ``eval.val_every`` and at the last step, NaN at the other evaluations. Model
+        selection uses it (the last step's).
         ``val_meta_objective``: the notebook mode's mean meta-objective (loss_scale x query MSE after
         the inner loop) on its single validation task from the legacy stream; otherwise loss_scale x
         ``val_mse``."""
-        mse = self.algorithm.adaptation_mse(self.model, state.params, self.shared_val, self.val_inner)[:, -1]
-        val_mse = float(stats.mean(mse))
+        val_mse = math.nan
+        if state.step % self.cfg.eval.val_every == 0 or state.step == self.outer_steps:
+            mse = self.algorithm.adaptation_mse(self.model, state.params, self.shared_val, self.val_inner)[:, -1]
+            val_mse = float(stats.mean(mse))
         if self.cfg.train.rng == "notebook":
             objective = self.algorithm.objective(self.model, state.params, state.val_tasks, self.inner)
         else:

@@ -3,6 +3,7 @@ fixed-k summary keys, shared validation."""
 import csv
 import dataclasses
 import json
+import math
 
 import numpy as np
 import pytest
@@ -122,7 +123,7 @@ def shared(compose_cfg, overrides, tmp_path):
 
 def test_shared_validation_tasks_are_the_same_across_seeds_algorithms_and_rng_modes(compose_cfg, tmp_path):
     base = shared(compose_cfg, [], tmp_path)
-    assert len(base) == 32
+    assert len(base) == 250
     for other in (["seed=5"], ["algorithm=reptile"], ["algorithm=pretrain", "seed=2"], ["train.rng=streams"],
                   ["train.rng=streams", "algorithm=metasgd", "seed=9"]):
         assert same_tasks(base, shared(compose_cfg, other, tmp_path)), other
@@ -139,6 +140,9 @@ def test_val_mse_is_logged_in_notebook_mode_and_is_the_plain_mse_on_the_shared_t
     with open(tmp_path / "metrics.csv") as f:
         rows = list(csv.DictReader(f))
     assert tuple(rows[0]) == rundir.METRIC_COLUMNS and len(rows) == 3
+    # eval.val_every=1000: of the evaluations at 8, 16, 24 only the last step validates on the shared tasks
+    assert [math.isfinite(float(r["val_mse"])) for r in rows] == [False, False, True]
+    assert all(math.isfinite(float(r["val_meta_objective"])) for r in rows)  # the notebook's own task, every time
     model, tasks, algorithm, _, inner = build(cfg)
     params = rundir.load_params(tmp_path / rundir.PARAMS)
     val = evaluate.validation_tasks(tasks, cfg.task, cfg.eval)
@@ -149,6 +153,12 @@ def test_val_mse_is_logged_in_notebook_mode_and_is_the_plain_mse_on_the_shared_t
     assert summary["val_mse"] == pytest.approx(by_hand, rel=1e-8)
     assert summary["val_meta_objective"] != pytest.approx(0.5 * by_hand)  # the notebook's own single task
 
+
+def test_the_shared_validation_runs_every_val_every_steps_and_at_the_last(compose_cfg, tmp_path):
+    run(compose_cfg(TINY + ["eval.val_every=16", "train.outer_steps=40"]), tmp_path)  # evaluations every 8 steps
+    with open(tmp_path / "metrics.csv") as f:
+        rows = [(int(r["step"]), math.isfinite(float(r["val_mse"]))) for r in csv.DictReader(f)]
+    assert rows == [(8, False), (16, True), (24, False), (32, True), (40, True)]
 
 def test_val_mse_scores_the_test_target_shots_step_and_step_size(compose_cfg, tmp_path):
     """Selection is about the test protocol: eval.support_size shots, eval.query_size held-out points,

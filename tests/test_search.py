@@ -103,7 +103,7 @@ def test_the_reporter_reports_val_mse_once_per_step_and_prunes_a_losing_trial(tm
 
 
 def test_a_run_told_to_stop_ends_pruned_with_its_checkpoint_and_is_never_resumed(compose_cfg, tmp_path):
-    cfg = compose_cfg(TINY)  # evaluations at steps 8, 16, 24
+    cfg = compose_cfg(TINY + ["eval.val_every=8"])  # evaluations with val_mse at steps 8, 16, 24
     seen = []
 
     def prune_at_16(step, vals):

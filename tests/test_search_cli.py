@@ -91,8 +91,8 @@ def test_pruning_stops_losing_trials_and_saves_outer_steps(tmp_path):
     steps = 200
     proc = run_cli(["-m", "sweep=optuna", "hydra.sweeper.n_trials=14", "hydra.sweeper.sampler=random",
                     "algorithm.inner_lr=tag(log, interval(0.00001, 0.5))", f"train.outer_steps={steps}",
-                    "train.eval_every=20", "model.hidden=[8,8]", "task.num_points=20", "eval.num_tasks=20",
-                    "hydra.sweep.dir=sweep"], cwd=tmp_path)
+                    "train.eval_every=20", "eval.val_every=20", "model.hidden=[8,8]", "task.num_points=20",
+                    "eval.num_tasks=20", "hydra.sweep.dir=sweep"], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     study = trials(tmp_path / "sweep")
     table = sweep_table(tmp_path / "sweep")

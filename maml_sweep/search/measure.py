@@ -27,7 +27,8 @@ STUDY = "maml_lr_search"  # conf/sweep/optuna.yaml's study_name
 def search_command(out: Path, pruner: str, rep: int, args) -> list[str]:
     return [sys.executable, "-m", "maml_sweep", "-m", "sweep=optuna", f"hydra.sweeper.n_trials={args.trials}",
             f"hydra.sweeper.pruner={pruner}", f"seed={rep}", f"train.outer_steps={args.outer_steps}",
-            f"train.eval_every={args.eval_every}", f"eval.num_tasks={args.eval_tasks}",
+            f"train.eval_every={args.eval_every}", f"eval.val_every={args.eval_every}",
+            f"eval.num_tasks={args.eval_tasks}",
             f"hydra.sweep.dir={out / f'{pruner}-{rep}'}"]
 
 

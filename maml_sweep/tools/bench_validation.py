@@ -60,7 +60,7 @@ def main() -> None:
         after.append(time_run(cfg, train.Trainer))
     b, a = min(before), min(after)
     print(f"default run, {args.steps} outer steps, {cfg.eval.val_tasks} shared validation tasks every "
-          f"{cfg.train.eval_every} steps; best of {args.repeats}")
+          f"{cfg.eval.val_every} steps; best of {args.repeats}")
     print(f"without shared validation  {b:7.2f} s")
     print(f"with shared validation     {a:7.2f} s")
     print(f"ratio {a / b:.3f} (cost {100 * (a / b - 1):+.1f}%)")
