@@ -190,7 +190,7 @@ def _new_metrics(client, run_id: str, record: RunRecord, have) -> list[Metric]:
                 {m.step for m in client.get_metric_history(run_id, key)}
             column = curves.values[:, curves.columns.index(key)]
             for i, (step, value) in enumerate(zip(steps, column)):
-                if int(step) not in logged:
+                if int(step) not in logged and not math.isnan(value):  # NaN: not measured at that step (val_every)
                     stamp = t0 + (int(1000 * elapsed[i]) if elapsed is not None and math.isfinite(elapsed[i]) else 0)
                     out.append(Metric(key, float(value), stamp, int(step)))
     summary = record.summary
