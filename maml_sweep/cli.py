@@ -55,7 +55,15 @@ def main() -> None:
         if not _SAID and not sweep.open_sweeps():  # an open sweep says how to finish it at exit
             where = f"; resume with: {_RESUME[-1]()}" if _RESUME else ""
             print(f"maml-sweep: interrupted{where}", file=sys.stderr)
+        _leaving()
         sys.exit(130)
+
+
+def _leaving() -> None:
+    """The process has said why it stops: further Ctrl-Cs are ignored at the C level (Python's own
+    shutdown resets handlers to the default, so one landing then would kill it by SIGINT, exit -2)."""
+    for s in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(s, signal.SIG_IGN)
 
 
 @hydra.main(config_path="pkg://maml_sweep.conf", config_name="config", version_base="1.3")
@@ -113,6 +121,7 @@ def _hydra_main(cfg) -> float:
         _SAID.append(f"maml-sweep: {job}{summary['error'] or rundir.INTERRUPTED} at step {summary['steps']}"
                      f"/{summary.get('outer_steps', '?')}, checkpoint kept; resume with: {resume_command(hc)}")
         print(_SAID[-1], file=sys.stderr)
+        _leaving()
         by = [s for s in StopSignals.SIGNALS if s.name in str(summary.get("error"))] or [signal.SIGINT]
         sys.exit(128 + by[0])  # 130 SIGINT, 143 SIGTERM; with the basic launcher this also stops the rest of the sweep
     if not multirun:

@@ -16,6 +16,8 @@ def main() -> None:
         sys.exit(130)
     try:
         cli_main()
+    except KeyboardInterrupt:  # a Ctrl-C after the CLI's own handling (exit 130, no traceback)
+        sys.exit(130)
     except BrokenPipeError:  # `maml-sweep --help | head`
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(0)

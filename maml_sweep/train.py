@@ -516,6 +516,10 @@ def _duration(seconds: float) -> str:
     return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
 
 
+def _only_noted(signum, frame) -> None:
+    """A signal after the run already stopped: it is on its way out, nothing more to do."""
+
+
 class StopSignals:
     """Within ``with``: SIGINT, SIGTERM and SIGUSR2 (submitit's preemption signal) stop the run.
 
@@ -572,7 +576,8 @@ class StopSignals:
         return self
 
     def __exit__(self, *exc) -> None:
-        for s, h in self._old.items():
-            signal.signal(s, h)
+        for s, h in self._old.items():  # after a stop, Python's default handlers would turn a late
+            stopping = self.received and h in (signal.default_int_handler, signal.SIG_DFL)  # second Ctrl-C
+            signal.signal(s, _only_noted if stopping else h)  # into a traceback while the run says goodbye
         if StopSignals.active is self:
             StopSignals.active = None
