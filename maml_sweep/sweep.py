@@ -52,10 +52,11 @@ HEADLINE = ("status", "steps", "outer_steps", "val_mse", "val_meta_objective", "
             "ms_per_step", "diverged_step", "error")
 
 
-def summary_rows(sweep_dir: Path, ended: bool = False) -> list[dict]:
+def summary_rows(sweep_dir: Path, ended: bool | set[int] = False) -> list[dict]:
     """One dict per job: job number, overrides (joined, and one column per key: a deleted key's
     cell is empty), status (a :mod:`rundir` status word) and headline metrics. A job this sweep
-    refused is failed; ``ended``: the sweep is over, so a job left without a summary failed too."""
+    refused is failed; ``ended``: the sweep is over (True), or these jobs are (a search worker's own,
+    while other workers' jobs may still be starting), so such a job left without a summary failed too."""
     refused = _read_json(Path(sweep_dir) / REFUSED) or {}
     rows = []
     for run in rundir_read.sweep_jobs(sweep_dir):
@@ -69,7 +70,8 @@ def summary_rows(sweep_dir: Path, ended: bool = False) -> list[dict]:
         status, summary = state.status, state.summary
         if run.name in refused:
             status, summary = rundir.FAILED, {"error": f"refused: {refused[run.name]}"}
-        elif status == rundir.NO_SUMMARY and ended and not runlock.is_live(run):
+        elif status == rundir.NO_SUMMARY and (ended is True or int(run.name) in (ended or ())) \
+                and not runlock.is_live(run):
             status, summary = rundir.FAILED, {"error": "the job ended without writing a summary (see its log)"}
         row.update({k: summary.get(k) for k in HEADLINE}, status=status)
         row.update({k: v for k, v in summary.items() if k.startswith("test_")})
@@ -92,7 +94,7 @@ def _read_json(path: Path):
         return None
 
 
-def write_sweep_summary(sweep_dir: Path, ended: bool = False) -> list[dict]:
+def write_sweep_summary(sweep_dir: Path, ended: bool | set[int] = False) -> list[dict]:
     """(Re)write ``sweep_summary.csv`` in ``sweep_dir`` atomically; returns its rows."""
     sweep_dir = Path(sweep_dir)
     with _locked(sweep_dir / SUMMARY_LOCK):
@@ -233,6 +235,7 @@ def check_sweep_dir(config) -> str | None:
 
 _OPEN: list = []  # sweep dirs of multiruns started in this process and not yet ended
 _CONSOLES: dict = {}  # sweep dir -> its SweepConsole (in the launching process)
+_LAUNCHED: dict[Path, set[int]] = {}  # a search's sweep dir -> the job numbers this worker launched
 
 
 def _stop_console(sweep_dir: Path) -> SweepConsole | None:
@@ -363,9 +366,8 @@ class SweepSummary(Callback):
                     ".hydra/ record itself once its directory is accepted; leave hydra.output_subdir unset (null)")
         sweep_dir.mkdir(parents=True, exist_ok=True)
         _refuse(unsafe_sweep_entry(sweep_dir))
-        shared = "maml_sweep_search" in str(config.hydra.sweeper.get("_target_", ""))
         try:  # one sweep at a time in a directory: held until this process exits. A search's workers share
-            if not shared:  # theirs: the study hands each trial (its own run directory) to one worker
+            if not _shared(config):  # theirs: the study hands each trial (its own run directory) to one worker
                 _SWEEP_LOCKS.append(runlock.RunLock(sweep_dir, SWEEP_LOCK).acquire())
         except rundir.RunDirError as exc:
             _refuse(f"another sweep is running in {sweep_dir}: {exc}")
@@ -400,7 +402,7 @@ class SweepSummary(Callback):
         sweep_dir = Path(config.hydra.sweep.dir)
         console = _stop_console(sweep_dir)
         close(sweep_dir)
-        rows = write_sweep_summary(sweep_dir, ended=True)
+        rows = write_sweep_summary(sweep_dir, ended=_LAUNCHED.get(sweep_dir, set()) if _shared(config) else True)
         if console is not None:
             print("\n".join(console.final_lines(rows, sweep_dir / SWEEP_SUMMARY)), flush=True)
         release(sweep_dir)
@@ -417,6 +419,16 @@ class SweepSummary(Callback):
         if bad:
             print(f"maml-sweep: {failed}", file=sys.stderr)
             sys.exit(1)
+
+
+def _shared(config) -> bool:
+    """A search: its workers share the sweep directory (the study hands each trial to one of them)."""
+    return "maml_sweep_search" in str(config.hydra.sweeper.get("_target_", ""))
+
+
+def launched(sweep_dir: Path, jobs) -> None:
+    """A search worker notes the job numbers it launched: at its end only those count as ended."""
+    _LAUNCHED.setdefault(Path(sweep_dir), set()).update(jobs)
 
 
 def _sweep_command(config) -> str:

@@ -166,6 +166,16 @@ def test_sweep_rows_show_killed_refused_and_vanished_jobs_as_ended(straight, tmp
     assert (p["ended"], p["counts"]) == (3, {"failed": 2, "killed": 1})
 
 
+def test_a_search_worker_that_ends_fails_only_its_own_jobs_without_a_summary(straight, tmp_path):
+    """Two search workers share a sweep directory: when one ends, the other's job whose directory
+    Hydra just made (no lock, no summary yet) is still starting, not failed."""
+    for job in ("0", "1"):
+        shutil.copytree(straight, tmp_path / job)
+        (tmp_path / job / rundir.SUMMARY).unlink()
+    rows = sweep.summary_rows(tmp_path, ended={0})
+    assert [r["status"] for r in rows] == ["failed", "no_summary"]
+
+
 # --- damaged files -----------------------------------------------------------------------------
 
 def damage_summary(run_dir, how):

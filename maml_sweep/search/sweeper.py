@@ -132,7 +132,9 @@ class Search:
         """Run trial ``number``'s jobs (one per seed) through the launcher; their JobReturns."""
         trial_overrides = self.space.fixed + search_space.overrides(params)
         jobs = [trial_overrides + ([f"seed={s}"] if self.seeds else []) for s in (self.seeds or [None])]
-        return list(self.sweeper.launcher.launch(jobs, initial_job_idx=number * len(jobs)))
+        first = number * len(jobs)
+        sweep.launched(Path(self.sweeper.config.hydra.sweep.dir), range(first, first + len(jobs)))
+        return list(self.sweeper.launcher.launch(jobs, initial_job_idx=first))
 
     def tell(self, number: int, returns: list) -> None:
         """Tell the study how trial ``number`` ended, from its runs' summaries."""
