@@ -33,7 +33,8 @@ pytest_plugins = ["analysis_fixtures"]  # real_sweep, sweep_copy
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).parent / "data"
-TINY = ["train.outer_steps=24", "train.eval_every=8", "model.hidden=[8,8]", "task.num_points=20", "eval.num_tasks=20"]
+TINY = ["train.outer_steps=24", "train.eval_every=8", "model.hidden=[8,8]", "task.num_points=20", "eval.num_tasks=20",
+        "train.figures=false"]  # the figure (~1 s a run) only where a test looks at it
 # A run long enough (3000 steps, some seconds) to be signalled or killed part-way through.
 LONG = ["train.outer_steps=3000", "train.eval_every=100", "model.hidden=[16,16]", "task.num_points=30"]
 

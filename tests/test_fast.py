@@ -239,6 +239,7 @@ def test_repeated_calls_do_not_share_results():
     assert all(np.array_equal(kept[k], g1[k]) for k in g1)
 
 
+@pytest.mark.slow  # ~2 s of timing loops; the numbers it checks are the bench's own
 def test_bench_quick_runs():
     lines = []
     rows = bench.run(quick=True, repeats=1, out=lines.append)
