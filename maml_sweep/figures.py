@@ -22,6 +22,11 @@ from .rundir import atomic_path
 from .tasks import Task
 
 
+def after_steps(k: int) -> str:
+    """Legend text for the fit after ``k`` inner steps: "after 1 step", "after 5 steps"."""
+    return f"after {k} step{'' if k == 1 else 's'}"
+
+
 def panel_steps(outer_steps: int, panels: int = 12) -> list[int]:
     """Outer steps at which to snapshot params for the grid: every outer_steps/panels steps."""
     return sorted({max(1, round(k * outer_steps / panels)) for k in range(1, panels + 1)})
@@ -36,7 +41,7 @@ def draw_adaptation(ax, predict, task: Task, trajectory: list[dict], xlim: tuple
     ax.plot(task.x, task.y, "bx", ms=ms, label="data")
     for i, p in enumerate(trajectory):
         ax.plot(px, predict(p, px), "r-", alpha=(i + 1) / len(trajectory), lw=lw,
-                label=f"after {i} steps" if i == len(trajectory) - 1 else None)
+                label=after_steps(i) if i == len(trajectory) - 1 else None)
 
 
 def input_dim(task: Task) -> int:
@@ -77,9 +82,9 @@ def draw_parity(ax, predict, task: Task, trajectory: list[dict], ms: float = 3.0
     """On ``ax``: predicted against true targets at the task's points before (grey) and after the
     inner loop (red), with the diagonal (inputs of any dimension)."""
     x, y = task.query
-    ax.plot(y, np.asarray(predict(trajectory[0], x)), "o", color="0.6", ms=ms, label="after 0 steps")
+    ax.plot(y, np.asarray(predict(trajectory[0], x)), "o", color="0.6", ms=ms, label=after_steps(0))
     ax.plot(y, np.asarray(predict(trajectory[-1], x)), "o", color="r", ms=ms,
-            label=f"after {len(trajectory) - 1} steps")
+            label=after_steps(len(trajectory) - 1))
     lo, hi = float(np.min(y)), float(np.max(y))
     ax.plot([lo, hi], [lo, hi], "k-", lw=0.8, label="true = predicted")
 

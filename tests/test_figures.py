@@ -54,3 +54,8 @@ def test_two_dimensional_task_draws_the_prediction_as_a_heat_map_with_the_points
     before, after, diagonal = ax.get_lines()
     assert np.allclose(after.get_xdata(), after.get_ydata()) and np.allclose(before.get_ydata(), 0)
     plt.close(fig3)
+
+
+def test_legend_says_step_or_steps():
+    from maml_sweep.figures import after_steps
+    assert [after_steps(k) for k in (0, 1, 5)] == ["after 0 steps", "after 1 step", "after 5 steps"]

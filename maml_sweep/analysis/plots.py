@@ -17,7 +17,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from .. import components, rundir, rundir_read  # noqa: E402
-from ..figures import draw_fit, draw_surface, input_dim, target_norm  # noqa: E402
+from ..figures import after_steps, draw_fit, draw_surface, input_dim, target_norm  # noqa: E402
 
 
 def label(value) -> str:
@@ -171,7 +171,7 @@ def _surfaces(predict, tasks, trajectories, xlim) -> plt.Figure:
                              squeeze=False, layout="constrained")
     for i, (task, trajectory) in enumerate(zip(tasks, trajectories)):
         for row, (params, when) in enumerate([(trajectory[0], "before adapting"),
-                                              (trajectory[-1], f"after {len(trajectory) - 1} steps")]):
+                                              (trajectory[-1], after_steps(len(trajectory) - 1))]):
             image = draw_surface(axes[row, i], predict, task, params, xlim, norm)
             axes[row, i].set_title(f"test task {i + 1}, {when}", fontsize=9)
         axes[1, i].set_xlabel("x1")
