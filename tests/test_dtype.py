@@ -5,7 +5,7 @@ import signal
 import numpy as np
 import pytest
 from conftest import LONG, TINY, run_cli, start_cli, wait_for
-from test_fast import GRID, grid_inner_loops, grid_seed, make
+from test_fast import grid, grid_inner_loops, grid_seed, make
 
 from maml_sweep import fast, maml
 from maml_sweep.config import StepsTaskConfig
@@ -36,13 +36,24 @@ def f32_errors(model, params, tasks, inner):
     return abs(v - v_ref) / abs(v_ref), max(np.linalg.norm(g[k] - g_ref[k]) for k in g_ref) / norm
 
 
-@GRID
-def test_float32_fast_path_matches_float64_reference(hidden, activation, n_tasks, first_order, split):
-    """The grid of tests/test_fast.py::test_matches_reference, in float32."""
+def check_float32(hidden, activation, n_tasks, first_order, split):
     model, params, tasks = make(hidden, activation, n_tasks, split, seed=grid_seed(hidden, activation))
     for inner in grid_inner_loops(first_order):
         value, gradient = f32_errors(model, params, tasks, inner)
         assert value <= TOL32_VALUE and gradient <= TOL32_GRAD
+
+
+@grid([(5, 6)])
+def test_float32_fast_path_matches_float64_reference(hidden, activation, n_tasks, first_order, split):
+    """The grid of tests/test_fast.py::test_matches_reference, in float32: two hidden layers here,
+    the other depths in the slow test below."""
+    check_float32(hidden, activation, n_tasks, first_order, split)
+
+
+@pytest.mark.slow
+@grid([(4,), (3, 4, 5)])
+def test_float32_fast_path_matches_float64_reference_other_depths(hidden, activation, n_tasks, first_order, split):
+    check_float32(hidden, activation, n_tasks, first_order, split)
 
 
 @pytest.mark.parametrize("activation", ["relu", "tanh"])

@@ -66,11 +66,16 @@ def assert_matches(model, params, tasks, inner):
 
 # The test grid: depths, activations, meta-batch sizes, first/second order, query split (ids like
 # "5x6-relu-T4-2nd-split"); every test runs inner steps 0..5 on it.
-GRID = pytest.mark.parametrize("hidden,activation,n_tasks,first_order,split", [
-    pytest.param(h, a, t, fo, s, id=f"{'x'.join(map(str, h))}-{a}-T{t}-{'1st' if fo else '2nd'}"
-                 f"{'-split' if s else ''}")
-    for h, a, t, fo, s in itertools.product(
-        [(4,), (5, 6), (3, 4, 5)], ["relu", "tanh"], [1, 4], [False, True], [False, True])])
+def grid(hiddens):
+    """The grid's cells for these hidden-layer shapes."""
+    return pytest.mark.parametrize("hidden,activation,n_tasks,first_order,split", [
+        pytest.param(h, a, t, fo, s, id=f"{'x'.join(map(str, h))}-{a}-T{t}-{'1st' if fo else '2nd'}"
+                     f"{'-split' if s else ''}")
+        for h, a, t, fo, s in itertools.product(
+            hiddens, ["relu", "tanh"], [1, 4], [False, True], [False, True])])
+
+
+GRID = grid([(4,), (5, 6), (3, 4, 5)])
 
 
 def grid_seed(hidden, activation) -> int:
