@@ -123,7 +123,7 @@ def _record(ws: _Workspace, key: TapeKey, eager: bool = False) -> _Tape:
     if key.kind in ("value", "curve"):
         scored_in_loop = key.kind == "curve" and key.same_query  # steps 0..K-1 (see _rec_inner_loop)
         for j in range(K + 1) if key.kind == "curve" and not scored_in_loop else (K,):
-            _rec_forward(t, key, B[j], ws.qcache, ws.Zq, ws.Fq)
+            _rec_forward(t, key, B[j], ws.qcache, ws.Zq, ws.Fq, derivatives=False)
             t(np.subtract, ws.Fq[..., 0], ws.yq, ws.Fq[..., 0])
             if key.kind == "curve":
                 t(_mse_into, ws.Fq[..., 0], ws.curve[:, j])

@@ -238,14 +238,25 @@ def _relu_ties(z: np.ndarray, s: np.ndarray) -> None:
         s[z == 0.0] = 0.5
 
 
-def _rec_forward(t: _Tape, key: TapeKey, P: _Views, c: _Cache, Z: list, F: np.ndarray) -> None:
+def _relu_into(z: np.ndarray, h: np.ndarray) -> None:
+    """h = max(z, 0): a forward pass without derivatives (no back-propagation through it)."""
+    np.maximum(z, 0.0, out=h)
+
+
+def _rec_forward(t: _Tape, key: TapeKey, P: _Views, c: _Cache, Z: list, F: np.ndarray,
+                 derivatives: bool = True) -> None:
     """Forward pass with params P (blocks (1 or T, d+1, d')): fills c.A, c.S via pre-activation
-    scratch Z[k] (T, N, d_k); predictions into F (T, N, 1)."""
+    scratch Z[k] (T, N, d_k); predictions into F (T, N, 1). Without ``derivatives`` (a forward
+    that nothing back-propagates through) c.S is left alone: one call per layer instead of three."""
     A, S, Hs, B = c.A, c.S, c.H, P.B
     L = len(B) - 1
     for k in range(1, L + 1):
         t.matmul(A[k - 1], B[k - 1], Z[k])
-        if key.activation == "relu":
+        if not derivatives and key.activation == "relu":
+            t(_relu_into, Z[k], Hs[k])
+        elif not derivatives:
+            t(np.tanh, Z[k], Hs[k])
+        elif key.activation == "relu":
             t(np.greater, Z[k], 0.0, S[k])
             t(_relu_ties, Z[k], S[k])
             t(np.multiply, Z[k], S[k], Hs[k])  # = max(z, 0) (-0.0 for z < 0), faster than maximum
