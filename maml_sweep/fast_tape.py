@@ -75,6 +75,12 @@ def tape_key(lay: "_Layout", data, inner: InnerLoop, lr, kind: str, lr_grad: boo
                    bool(lr_grad and kind == "grad"), kind)
 
 
+def _buffer(shape: tuple, dtype) -> np.ndarray:
+    """A workspace buffer, uninitialised: every recorded call writes a buffer before any call reads it
+    (``tests/test_fast.py::test_no_buffer_is_read_before_it_is_written`` fills them with NaN)."""
+    return np.empty(shape, dtype)
+
+
 class _Cache:
     """One forward/backward pass of the inner loss on T tasks of N points, k = layer 1..L+1:
     activations A[k] (T, N, d_k + 1) with a ones column (A[0]: the augmented input), their
@@ -91,13 +97,13 @@ class _Cache:
         self.A = [xa] + [np.ones(lead + (dims[k] + 1,), dt) for k in range(1, L + 1)]
         self.AT = [a.swapaxes(-1, -2) for a in self.A]
         self.H = [a[..., :-1] for a in self.A]
-        self.S = [None] + [np.empty(lead + (dims[k],), dt) for k in range(1, L + 1)]
-        self.D = [None] + [np.empty(lead + (dims[k],), dt) for k in range(1, L + 1)]
+        self.S = [None] + [_buffer(lead + (dims[k],), dt) for k in range(1, L + 1)]
+        self.D = [None] + [_buffer(lead + (dims[k],), dt) for k in range(1, L + 1)]
         self.DR = np.zeros(lead + (3,), dt)
         self.RO, self.DZ = self.DR[..., :1], self.DR[..., 1:]  # [RO | D], [D | 0]: (T, N, 2) views
         self.D.append(self.DR[..., 1:2])
         self.DR = self.DR[..., :2]
-        self.WT = [None, None] + [np.empty((lead[0], dims[k], dims[k - 1]), dt) for k in range(2, L + 1)]
+        self.WT = [None, None] + [_buffer((lead[0], dims[k], dims[k - 1]), dt) for k in range(2, L + 1)]
 
 
 class _Workspace:
@@ -110,7 +116,7 @@ class _Workspace:
         P, dims, L = lay.size, lay.dims, len(lay.dims) - 2
 
         def empty(*shape):
-            return np.empty(shape, dt)
+            return _buffer(shape, dt)
 
         self.xa = np.ones((T, N, dims[0] + 1), dt)  # inputs with a ones column
         self.xqa = self.xa if key.same_query else np.ones((T, M, dims[0] + 1), dt)
@@ -123,7 +129,7 @@ class _Workspace:
         self.y = empty(T, N)
         self.yq = self.y if key.same_query else empty(T, M)
         self.F, self.Fq = empty(T, N, 1), empty(T, M, 1)  # predictions, then residuals
-        self.curve = np.empty((T, K + 1))  # plain query MSE after k = 0..K steps (kind "curve")
+        self.curve = _buffer((T, K + 1), np.float64)  # plain query MSE after k = 0..K steps (kind "curve")
         self.lrs = {False: empty(), True: empty(P)}  # the inner lr: scalar / per parameter
         self.glrs = {False: empty(1), True: empty(P)}  # d/d lr, summed over tasks
         self.tapes = {}

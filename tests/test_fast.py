@@ -394,3 +394,36 @@ def test_adaptation_curves_match_batched():
     for rates in (None, lrs):
         want = batched.adaptation_mse(model, params, tasks, inner, rates)
         assert np.allclose(fast.adaptation_mse(model, params, tasks, inner, rates), want, rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("split", [False, True])
+@pytest.mark.parametrize("n_tasks", [1, 4])
+@pytest.mark.parametrize("activation", ["relu", "tanh"])
+def test_no_buffer_is_read_before_it_is_written(monkeypatch, activation, n_tasks, split):
+    """Workspaces are uninitialised (np.empty): with every buffer filled with NaN instead, every kind of
+    tape (meta-gradient of each order and step count, per-parameter rates and their gradient, value,
+    adaptation curves) gives the same numbers to the bit, so no call reads what no call wrote."""
+    from maml_sweep import fast_tape
+
+    model, params, tasks = make((5, 6), activation, n_tasks, split, seed=grid_seed((5, 6), activation))
+    lrs = {k: np.full(np.shape(v), 0.05) for k, v in params.items()}
+
+    def results() -> list:
+        fast.clear_workspaces()
+        out = []
+        for first_order in (False, True):
+            for steps in (0, 1, 3):
+                value, g = fast.fast_meta_value_and_grad(model, params, tasks, InnerLoop(0.1, steps, first_order, 0.5))
+                out += [value, *g.values()]
+        value, g, g_lr = fast.fast_meta_value_and_grad_lrs(model, params, lrs, tasks, InnerLoop(0.1, 2, False, 0.5))
+        out += [value, *g.values(), *g_lr.values()]
+        out.append(fast.fast_meta_objective(model, params, tasks, InnerLoop(0.1, 2, False, 0.5)))
+        out.append(fast.adaptation_mse(model, params, tasks, InnerLoop(0.1, 3, False, 0.5)))
+        return out
+
+    plain = results()
+    monkeypatch.setattr(fast_tape, "_buffer", lambda shape, dtype: np.full(shape, np.nan, dtype))
+    poisoned = results()
+    fast.clear_workspaces()
+    assert len(plain) == len(poisoned) and all(np.isfinite(a).all() for a in plain)
+    assert all(np.array_equal(a, b) for a, b in zip(plain, poisoned))
