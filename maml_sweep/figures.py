@@ -22,9 +22,14 @@ from .rundir import atomic_path
 from .tasks import Task
 
 
+def count_text(k: int, noun: str = "step") -> str:
+    """``k`` and the noun in its number: "1 step", "5 steps"."""
+    return f"{k} {noun}{'' if k == 1 else 's'}"
+
+
 def after_steps(k: int) -> str:
     """Legend text for the fit after ``k`` inner steps: "after 1 step", "after 5 steps"."""
-    return f"after {k} step{'' if k == 1 else 's'}"
+    return f"after {count_text(k)}"
 
 
 def panel_steps(outer_steps: int, panels: int = 12) -> list[int]:

@@ -18,6 +18,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from ..figures import count_text  # noqa: E402
+
 PANEL_W, PANEL_H = 4.2, 3.0  # inches per panel; at most MAX_COLS panels a row (<= 2,400 px at dpi 110)
 MAX_COLS = 4
 LOG_SPAN = 20.0  # plotted means spanning more than this factor get a log axis
@@ -126,7 +128,7 @@ def ecdf_frame(scores: dict[str, dict[int, np.ndarray]]) -> pd.DataFrame:
             if len(fin) > 400:  # keep the shape, not every point
                 idx = np.unique(np.linspace(0, len(fin) - 1, 400).astype(int))
                 fin, frac = fin[idx], frac[idx]
-            rows.append(pd.DataFrame({"line": label, "panel": f"after k={k} adaptation steps",
+            rows.append(pd.DataFrame({"line": label, "panel": f"after k={count_text(k, 'adaptation step')}",
                                       "mse": fin, "fraction": frac}))
     return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=["line", "panel", "mse", "fraction"])
 
@@ -157,7 +159,7 @@ def forest(rows: pd.DataFrame, label: str, colour: dict | None = None, title: st
             else:
                 ax.plot(d, y, "o", mfc="none", color=c, markersize=5)
         ax.axvline(0, color="0.3", linestyle=":", linewidth=1)
-        ax.set_title(f"k={k} adaptation steps", fontsize=9)
+        ax.set_title(f"k={count_text(k, 'adaptation step')}", fontsize=9)
         ax.set_xlabel("test MSE minus the best's")
         ax.grid(axis="x", alpha=0.3)
     axes[0][0].set_yticks(range(len(labels)))
