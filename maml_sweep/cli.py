@@ -46,6 +46,8 @@ def main() -> None:
     """Entry point: Hydra's main, with a stray Ctrl-C (before a run starts or after it ended)
     turned into one line."""
     logging.raiseExceptions = False  # a log line that cannot be written (full disk) is not the run's failure
+    for s in (signal.SIGINT, signal.SIGTERM):  # a run's StopSignals puts these back when it ends
+        signal.signal(s, _after_a_stop)
     sys.argv[1:], resuming = resume.fill_in(logs.take_verbose_flag(sys.argv[1:]))
     if resuming:
         print(resuming, flush=True)
@@ -57,6 +59,18 @@ def main() -> None:
             print(f"maml-sweep: interrupted{where}", file=sys.stderr)
         _leaving()
         sys.exit(130)
+
+
+def _after_a_stop(signum, frame) -> None:
+    """The CLI's SIGINT/SIGTERM handler outside a run: once the run took a stop, a later signal is
+    only noted while the CLI says goodbye; before that, Python's default (SIGINT: KeyboardInterrupt,
+    one line below; SIGTERM ends the process)."""
+    if StopSignals.taken:
+        return
+    if signum == signal.SIGINT:
+        raise KeyboardInterrupt
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
 
 
 def _leaving() -> None:

@@ -316,10 +316,12 @@ class Trainer:
             metrics.close()
             state.rng_state = streams.get_state(rng)  # after the last step done (a forced stop saves nothing)
         if outcome.status == INTERRUPTED:
-            self.save_checkpoint(state)
+            with stop.held():
+                self.save_checkpoint(state)
         elif outcome.status == COMPLETED:
             t0 = time.perf_counter()
-            self.save_checkpoint(state)
+            with stop.held():
+                self.save_checkpoint(state)
             self.write_results(state, outcome)
             self.results["writes_s"] = time.perf_counter() - t0 - self.results["eval_s"]
 
@@ -351,8 +353,9 @@ class Trainer:
                     outcome.status, outcome.diverged_step = DIVERGED, step
                     return
                 state.rng_state = streams.get_state(rng)  # here, not every step: ~24 us for the legacy stream
-                self.save_checkpoint(state)
-                self.write_summary(state, outcome)  # steps current at every checkpoint
+                with stop.held():
+                    self.save_checkpoint(state)
+                    self.write_summary(state, outcome)  # steps current at every checkpoint
                 if self.on_eval is not None and self.on_eval(step, vals) and step < self.outer_steps:
                     outcome.status = PRUNED
                     return
@@ -516,21 +519,19 @@ def _duration(seconds: float) -> str:
     return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
 
 
-def _only_noted(signum, frame) -> None:
-    """A signal after the run already stopped: it is on its way out, nothing more to do."""
-
-
 class StopSignals:
     """Within ``with``: SIGINT, SIGTERM and SIGUSR2 (submitit's preemption signal) stop the run.
 
     Inside :meth:`in_loop` the first signal only sets ``received`` (the loop stops after the current
     outer step, with a checkpoint); a second one, or any signal outside the loop (start, evaluation,
-    final writes), raises :class:`Interrupted` at once. After :meth:`defer` signals are only noted,
+    final writes), raises :class:`Interrupted` at once (inside :meth:`held`, right after the write).
+    After :meth:`defer` signals are only noted,
     so the final summary always gets written. Signal handlers can only be set in the main thread;
     elsewhere this does nothing."""
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2)
     active: "StopSignals | None" = None  # the one in force in this process (a sweep worker's watch reads it)
+    taken: "str | None" = None  # the signal the latest run in this process stopped on (the CLI then ignores more)
 
     def __init__(self):
         self.received: str | None = None
@@ -538,12 +539,18 @@ class StopSignals:
         self._old: dict = {}
         self._graceful = False
         self._deferred = False
+        self._holding = False
+        self._cut = False  # a signal that would have stopped the run at once came inside held()
 
     def _handle(self, signum, frame):
         first = self.received is None
         if first:
             self.received, self._signum = signal.Signals(signum).name, signum
+            StopSignals.taken = self.received
         if self._deferred or (self._graceful and first):
+            return
+        if self._holding:
+            self._cut = True
             return
         raise Interrupted(signal.Signals(signum).name)
 
@@ -558,6 +565,18 @@ class StopSignals:
         finally:
             self._graceful = False
 
+    @contextmanager
+    def held(self):
+        """A write that must not be cut (the checkpoint and the summary beside it): a signal inside
+        that would stop the run at once stops it right after the write."""
+        self._holding = True
+        try:
+            yield
+        finally:
+            self._holding = False
+        if self._cut:
+            raise Interrupted(self.received)
+
     def defer(self) -> None:
         """From now on only note signals."""
         self._deferred = True
@@ -570,14 +589,14 @@ class StopSignals:
             old(self._signum, None)
 
     def __enter__(self) -> "StopSignals":
+        StopSignals.taken = None
         if threading.current_thread() is threading.main_thread():
             self._old = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
             StopSignals.active = self
         return self
 
     def __exit__(self, *exc) -> None:
-        for s, h in self._old.items():  # after a stop, Python's default handlers would turn a late
-            stopping = self.received and h in (signal.default_int_handler, signal.SIG_DFL)  # second Ctrl-C
-            signal.signal(s, _only_noted if stopping else h)  # into a traceback while the run says goodbye
+        for s, h in self._old.items():
+            signal.signal(s, h)
         if StopSignals.active is self:
             StopSignals.active = None

@@ -328,6 +328,25 @@ def test_a_second_signal_stops_at_once_and_the_last_checkpoint_is_the_resume_poi
     assert curve(tmp_path) == curve(straight)
 
 
+def test_a_second_signal_inside_a_checkpoint_write_stops_right_after_it(tiny_cfg, straight, tmp_path, monkeypatch):
+    """Ctrl-C twice while the checkpoint's arrays are being written (inside numpy's zip writer): the
+    write finishes, then the run stops at once, interrupted (not failed), and resumes to the same run."""
+    original, calls = np.lib.format.write_array, []
+
+    def write_array(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:  # the first checkpoint, mid-file
+            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGINT)
+        return original(*args, **kwargs)
+    monkeypatch.setattr(np.lib.format, "write_array", write_array)
+    result = train.run(tiny_cfg, tmp_path)
+    assert result["status"] == "interrupted" and "at once" in result["error"] and result["steps"] == 8
+    monkeypatch.undo()
+    assert train.run(tiny_cfg, tmp_path)["status"] == "completed"
+    assert curve(tmp_path) == curve(straight)
+
+
 def test_summary_steps_are_current_at_every_checkpoint(tiny_cfg, tmp_path, monkeypatch):
     seen = []
     original = train.Trainer.validate
