@@ -29,7 +29,7 @@ from autograd.tracer import isbox
 from omegaconf import MISSING
 
 from . import batched, fast, fast_anil, maml
-from .checks import Checks
+from .checks import Checks, registrar
 from .maml import InnerLoop
 from .model import MLP
 from .tasks import Task
@@ -80,12 +80,7 @@ class Algorithm(Protocol):
 ALGORITHMS: dict[str, type[Algorithm]] = {}  # algorithm=<name> -> its class
 
 
-def register_algorithm(name: str):
-    """Class decorator: ``algorithm=<name>`` runs this class (built from its ``schema``'s config)."""
-    def register(cls):
-        ALGORITHMS[name] = cls
-        return cls
-    return register
+register_algorithm = registrar(ALGORITHMS)  # @register_algorithm("name"): algorithm=name runs the class
 
 
 def model_params(model: MLP, meta: dict) -> dict:

@@ -1,9 +1,21 @@
-"""Value checks that collect one line per problem, naming the key and what is allowed: the pieces
-``config.check_values`` and every registered task family and algorithm (their ``check``) share."""
+"""What every registry (task families, algorithms, optimizers) shares: the class decorator that
+registers by name, and value checks that collect one line per problem, naming the key and what is
+allowed (``config.check_values`` and each registered class's ``check``)."""
 from __future__ import annotations
 
 import math
 from typing import Any
+
+
+def registrar(table: dict):
+    """``register = registrar(TABLE)``, then ``@register("name")`` on a class puts it in ``table`` under
+    ``name`` (the config option ``<group>=name``)."""
+    def register_as(name: str):
+        def register(cls):
+            table[name] = cls
+            return cls
+        return register
+    return register_as
 
 
 def finite_positive(value: Any) -> bool:

@@ -15,17 +15,12 @@ from typing import ClassVar
 import numpy as np
 from omegaconf import MISSING
 
-from .checks import Checks, finite_positive
+from .checks import Checks, finite_positive, registrar
 
 OPTIMIZERS: dict[str, type] = {}  # optimizer=<name> -> its class
 
 
-def register_optimizer(name: str):
-    """Class decorator: ``optimizer=<name>`` is this class, built from its ``schema``'s values."""
-    def register(cls):
-        OPTIMIZERS[name] = cls
-        return cls
-    return register
+register_optimizer = registrar(OPTIMIZERS)  # @register_optimizer("name"): optimizer=name is the class
 
 
 @dataclass

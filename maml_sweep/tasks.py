@@ -20,7 +20,7 @@ from typing import ClassVar, NamedTuple
 import numpy as np
 from omegaconf import MISSING
 
-from .checks import Checks, finite_positive
+from .checks import Checks, finite_positive, registrar
 
 
 class Task(NamedTuple):
@@ -97,12 +97,7 @@ class TaskFamily:
 TASK_FAMILIES: dict[str, type[TaskFamily]] = {}  # task=<name> -> its family
 
 
-def register_task_family(name: str):
-    """Class decorator: ``task=<name>`` samples with this family (its ``schema`` gives the config)."""
-    def register(family: type[TaskFamily]) -> type[TaskFamily]:
-        TASK_FAMILIES[name] = family
-        return family
-    return register
+register_task_family = registrar(TASK_FAMILIES)  # @register_task_family("name"): task=name samples with it
 
 
 @dataclass
